@@ -1,1 +1,29 @@
+//! Tessera's storage engine: thread-per-core, shared-nothing, erasure-coded object storage on
+//! O_DIRECT segment files, with a mirrored metadata write-ahead log per shard.
+//!
+//! Start with [`Engine::open`]; see `shared/ARCHITECTURE.md` for the design and its invariants.
 
+pub mod api;
+pub mod buf;
+pub mod codec;
+mod core;
+mod engine;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod layout;
+pub mod placement;
+pub mod record;
+pub mod segment;
+mod shard;
+pub mod stripe;
+pub mod superblock;
+pub mod util;
+pub mod wal;
+
+pub use api::*;
+pub use engine::{format, Engine, EngineConfig, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES};
+pub use error::{Error, Result};
+pub use layout::{DeviceSpec, Layout};
+pub use record::{ObjectHeaders, StoredChecksum};
+pub use shard::INLINE_MAX_BYTES;

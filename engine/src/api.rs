@@ -1,0 +1,249 @@
+//! Types of the engine's public API: what the facade, the benchmarks and the tests pass in and
+//! get back.
+
+use crate::record::{ObjectHeaders, ObjectMeta, StoredChecksum};
+use bytes::Bytes;
+
+/// S3's limit on key length in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on user metadata (names and values) in bytes.
+pub const MAX_USER_METADATA_BYTES: usize = 2048;
+/// S3's largest single object (5 TiB).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+/// Smallest part of a multipart upload other than the last.
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+pub const MAX_PART_NUMBER: u32 = 10_000;
+/// Body chunks in flight between the accepting core and the owner (backpressure bound).
+pub const BODY_CHANNEL_CHUNKS: usize = 8;
+
+/// One message of a streamed request body.
+#[derive(Debug)]
+pub enum BodyItem {
+    Data(Bytes),
+    /// The body ended and the facade verified it; carries a checksum to store, if any.
+    End {
+        checksum: Option<StoredChecksum>,
+    },
+    /// The facade found the body bad (signature, checksum, truncation): store nothing.
+    Abort(String),
+}
+
+pub type BodySender = flume::Sender<BodyItem>;
+pub type PutBody = flume::Receiver<BodyItem>;
+/// A streamed object body coming back from the owner core.
+pub type GetBody = flume::Receiver<crate::Result<Bytes>>;
+
+pub fn body_channel() -> (BodySender, PutBody) {
+    flume::bounded(BODY_CHANNEL_CHUNKS)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub headers: ObjectHeaders,
+    /// The Content-MD5 the client sent: a mismatch stores nothing (BadDigest).
+    pub content_md5: Option<[u8; 16]>,
+    /// `If-None-Match: *`: only create.
+    pub if_none_match_any: bool,
+    /// `If-Match: "etag"`: only replace this version.
+    pub if_match: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// Quoted ETag.
+    pub etag: String,
+    pub mtime_ms: u64,
+    pub parts_count: u32,
+    pub headers: ObjectHeaders,
+}
+
+impl ObjectInfo {
+    pub fn from_meta(bucket: &str, key: &str, m: &ObjectMeta) -> ObjectInfo {
+        ObjectInfo {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size: m.size,
+            etag: m.etag(),
+            mtime_ms: m.mtime_ms,
+            parts_count: m.parts_count,
+            headers: m.headers.clone(),
+        }
+    }
+}
+
+/// A resolved byte range: `start..end` (end exclusive), within the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What a client asked for; resolved against the object's size by the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=a-b` (b inclusive) or `bytes=a-` (b = None).
+    FromTo(u64, Option<u64>),
+    /// `bytes=-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    pub fn resolve(self, size: u64) -> crate::Result<ByteRange> {
+        let bad = Err(crate::Error::InvalidRange { size });
+        match self {
+            RangeSpec::FromTo(a, b) => {
+                if a >= size {
+                    return bad;
+                }
+                let end = b.map_or(size, |b| b.saturating_add(1).min(size));
+                if end <= a {
+                    return bad;
+                }
+                Ok(ByteRange { start: a, end })
+            }
+            RangeSpec::Suffix(n) => {
+                if n == 0 || size == 0 {
+                    return bad;
+                }
+                Ok(ByteRange { start: size.saturating_sub(n), end: size })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Return keys strictly after this one (S3 marker / start-after / continuation).
+    pub start_after: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub mtime_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListItem {
+    Object(ListEntry),
+    CommonPrefix(String),
+}
+
+impl ListItem {
+    pub fn sort_key(&self) -> &str {
+        match self {
+            ListItem::Object(e) => &e.key,
+            ListItem::CommonPrefix(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub items: Vec<ListItem>,
+    pub truncated: bool,
+    /// The last key or common prefix returned, when truncated.
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    pub number: u32,
+    pub etag: String,
+    pub size: u64,
+    pub mtime_ms: u64,
+    pub checksum: Option<StoredChecksum>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub initiated_ms: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UploadListQuery {
+    pub prefix: String,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+/// Counters a core reports (for `tessera status`, benchmarks and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: usize,
+    pub io_driver: String,
+    pub objects: u64,
+    pub segment_files: u64,
+    pub degraded_reads: u64,
+    pub repairs_queued: u64,
+    pub pool_overflow_allocs: u64,
+    pub log_bytes: u64,
+}
+
+/// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and
+/// hyphens, starting and ending with a letter or digit, not an IP address, no `..`).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.len() < 3 || b.len() > 63 {
+        return false;
+    }
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !edge(b[0]) || !edge(b[b.len() - 1]) {
+        return false;
+    }
+    if !b.iter().all(|&c| edge(c) || c == b'.' || c == b'-') {
+        return false;
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return false;
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return false;
+    }
+    !(name.starts_with("xn--") || name.ends_with("-s3alias") || name.starts_with("sthree-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_like_s3() {
+        assert_eq!(RangeSpec::FromTo(0, Some(9)).resolve(100).unwrap(), ByteRange { start: 0, end: 10 });
+        assert_eq!(RangeSpec::FromTo(90, Some(200)).resolve(100).unwrap(), ByteRange { start: 90, end: 100 });
+        assert_eq!(RangeSpec::FromTo(5, None).resolve(100).unwrap(), ByteRange { start: 5, end: 100 });
+        assert_eq!(RangeSpec::Suffix(10).resolve(100).unwrap(), ByteRange { start: 90, end: 100 });
+        assert_eq!(RangeSpec::Suffix(1000).resolve(100).unwrap(), ByteRange { start: 0, end: 100 });
+        assert!(RangeSpec::FromTo(100, None).resolve(100).is_err());
+        assert!(RangeSpec::FromTo(0, None).resolve(0).is_err());
+        assert!(RangeSpec::Suffix(0).resolve(100).is_err());
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "my-bucket.1", "a1b"] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64)] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

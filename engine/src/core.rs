@@ -1,0 +1,274 @@
+//! Cores: one OS thread per CPU, pinned, each running its own monoio event loop and owning
+//! its shards. Work reaches a core only as a message through `Shared::on` — the one place a
+//! request leaves the core it is on.
+
+use crate::api::CoreStats;
+use crate::buf::BufPool;
+use crate::error::{Error, Result};
+use crate::index::ShardState;
+use crate::io::DevFile;
+use crate::segment::Segments;
+use crate::shard::{build_checkpoint, choose_mirrors, read_inline_sync, Shard, WalState};
+use crate::stripe::Codec;
+use crate::superblock::DeviceSet;
+use crate::wal::{self, RecoveredLog};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub type Job = Box<dyn FnOnce(Rc<Core>) + Send>;
+
+pub enum CoreMsg {
+    Job(Job),
+    Stop,
+}
+
+/// What every core and every engine handle share: immutable after open.
+pub struct Shared {
+    pub set: DeviceSet,
+    /// Per device index: whether O_DIRECT works there.
+    pub direct: Vec<bool>,
+    pub chunk_bytes: usize,
+    pub segment_bytes: u64,
+    pub pool_buffers: usize,
+    pub cores: usize,
+    pub senders: Vec<flume::Sender<CoreMsg>>,
+    /// Serialises bucket creation and deletion (rare; never on the object data path).
+    pub bucket_lock: futures::lock::Mutex<()>,
+}
+
+thread_local! {
+    static CURRENT_CORE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The core the calling thread is, if it is one.
+pub fn current_core() -> Option<usize> {
+    CURRENT_CORE.with(|c| c.get())
+}
+
+impl Shared {
+    pub fn core_of_shard(&self, shard: u32) -> usize {
+        shard as usize % self.cores
+    }
+
+    /// Run `f` on core `core` and return its result: the engine's only cross-core hop.
+    pub async fn on<T, F, Fut>(&self, core: usize, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move |c: Rc<Core>| {
+            monoio::spawn(async move {
+                let r = f(c).await;
+                let _ = tx.send(r);
+            });
+        });
+        self.senders[core].send_async(CoreMsg::Job(job)).await.map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Run `f` on every core; results in core order.
+    pub async fn on_all<T, F, Fut>(&self, f: F) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Rc<Core>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
+        let calls = (0..self.cores).map(|c| {
+            let f = f.clone();
+            self.on(c, f)
+        });
+        futures::future::join_all(calls).await.into_iter().collect()
+    }
+}
+
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub pool: BufPool,
+    pub codec: RefCell<Codec>,
+    pub healthy: RefCell<Vec<bool>>,
+    /// This core's replica of the bucket table (shard 0's log is authoritative).
+    pub buckets: RefCell<BTreeMap<String, u64>>,
+    /// Buckets being deleted: new writes to them are refused.
+    pub deleting: RefCell<HashSet<String>>,
+    inflight: RefCell<HashMap<String, u32>>,
+    pub shards: RefCell<HashMap<u32, Rc<Shard>>>,
+    pub stats: RefCell<CoreStats>,
+}
+
+pub struct InflightGuard {
+    core: Rc<Core>,
+    bucket: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut m = self.core.inflight.borrow_mut();
+        if let Some(n) = m.get_mut(&self.bucket) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.bucket);
+            }
+        }
+    }
+}
+
+impl Core {
+    pub fn shard(&self, id: u32) -> Result<Rc<Shard>> {
+        self.shards
+            .borrow()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::Io(format!("shard {id} is not on core {}", self.id)))
+    }
+
+    pub fn bucket_exists(&self, name: &str) -> Result<()> {
+        if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
+            Ok(())
+        } else {
+            Err(Error::NoSuchBucket(name.to_string()))
+        }
+    }
+
+    /// Count a write in flight into `bucket` (a bucket with writes in flight is not empty).
+    pub fn inflight(self: &Rc<Self>, bucket: &str) -> Result<InflightGuard> {
+        self.bucket_exists(bucket)?;
+        *self.inflight.borrow_mut().entry(bucket.to_string()).or_insert(0) += 1;
+        Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
+    }
+
+    /// Phase one of a bucket delete on this core: refuse if any shard here holds objects or
+    /// uploads of it or writes are in flight; otherwise stop accepting writes to it.
+    pub fn prepare_bucket_delete(&self, name: &str) -> Result<()> {
+        if self.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
+            return Err(Error::BucketNotEmpty(name.into()));
+        }
+        for sh in self.shards.borrow().values() {
+            if sh.state.borrow().bucket_in_use(name) {
+                return Err(Error::BucketNotEmpty(name.into()));
+            }
+        }
+        self.deleting.borrow_mut().insert(name.to_string());
+        Ok(())
+    }
+}
+
+/// Everything a core needs to start: its shards' recovered logs and the bucket table.
+pub struct CoreInit {
+    pub logs: Vec<(u32, Option<RecoveredLog>)>,
+    pub buckets: BTreeMap<String, u64>,
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: plain syscall on a zeroed cpu_set_t of our own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!("could not pin core thread to CPU {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+/// Build a shard from its recovered log and write a fresh generation (checkpoint), which also
+/// reconciles mirrors that diverged in a crash and cuts any torn tail.
+fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Shard>> {
+    let sh = &core.shared;
+    let healthy = core.healthy.borrow().clone();
+    let devs: Vec<(Option<PathBuf>, bool)> =
+        sh.set.paths.iter().enumerate().map(|(i, p)| (p.clone().filter(|_| healthy[i]), sh.direct[i])).collect();
+    let mut segs = Segments::open(id, sh.segment_bytes, &devs)?;
+    let mut state = ShardState::default();
+    let (old_gen, old_files) = match log {
+        Some(l) => {
+            for (_, r) in l.records {
+                state.apply(r, &mut segs);
+            }
+            (l.gen, l.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
+        }
+        None => (0, Vec::new()),
+    };
+    segs.sweep_dead();
+    let new_gen = old_gen + 1;
+    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old_files, m))?;
+    let mirrors = choose_mirrors(&sh.set, &healthy, id)?;
+    let written = wal::write_generation(&mirrors, id, new_gen, &bytes)?;
+    for (b, k, off, len) in moved {
+        if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
+            m.data = crate::record::DataLoc::Inline { gen: new_gen, offset: off, len };
+        }
+    }
+    let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
+    wal::remove_older(&healthy_paths, id, new_gen);
+    let files =
+        written.iter().map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?)))).collect::<Result<Vec<_>>>()?;
+    Ok(Shard::new(id, core.clone(), state, segs, WalState { gen: new_gen, len: bytes.len() as u64, files }))
+}
+
+pub fn run_core(
+    id: usize,
+    shared: Arc<Shared>,
+    rx: flume::Receiver<CoreMsg>,
+    init: CoreInit,
+    healthy: Vec<bool>,
+    pin: bool,
+    ready: std::sync::mpsc::Sender<Result<String>>,
+) {
+    if pin {
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        pin_to_cpu(id % ncpu);
+    }
+    CURRENT_CORE.with(|c| c.set(Some(id)));
+    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(256).enable_timer().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(Error::Io(format!("core {id}: cannot build the event loop: {e}"))));
+            return;
+        }
+    };
+    let driver = match &rt {
+        monoio::FusionRuntime::Uring(_) => "io_uring",
+        monoio::FusionRuntime::Legacy(_) => "epoll (io_uring unavailable)",
+    }
+    .to_string();
+    rt.block_on(async move {
+        let core = Rc::new(Core {
+            id,
+            pool: BufPool::new(shared.chunk_bytes, shared.pool_buffers),
+            shared: shared.clone(),
+            codec: RefCell::new(Codec::new()),
+            healthy: RefCell::new(healthy),
+            buckets: RefCell::new(init.buckets),
+            deleting: RefCell::new(HashSet::new()),
+            inflight: RefCell::new(HashMap::new()),
+            shards: RefCell::new(HashMap::new()),
+            stats: RefCell::new(CoreStats { core: id, io_driver: driver.clone(), ..Default::default() }),
+        });
+        for (sid, log) in init.logs {
+            match start_shard(&core, sid, log) {
+                Ok(s) => {
+                    core.shards.borrow_mut().insert(sid, s);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(Error::Io(format!("core {id}: shard {sid} failed to start: {e}"))));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(driver));
+        while let Ok(msg) = rx.recv_async().await {
+            match msg {
+                CoreMsg::Job(f) => f(core.clone()),
+                CoreMsg::Stop => break,
+            }
+        }
+        // Break the Core <-> Shard cycle so buffers and files are released.
+        core.shards.borrow_mut().clear();
+    });
+}

@@ -1,0 +1,568 @@
+//! The engine handle: `Send + Sync + Clone`, usable from any thread or core. Each call finds
+//! the owner core of its key and runs there (`Shared::on`); listings ask every core and merge.
+
+use crate::api::*;
+use crate::core::{run_core, CoreInit, CoreMsg, Shared};
+use crate::error::{Error, Result};
+use crate::layout::DeviceSpec;
+use crate::record::{ObjectHeaders, Record};
+use crate::superblock::{self, DeviceSet};
+use crate::wal;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Default bytes per shard per stripe: a 1 MiB stripe of data at k=4.
+pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
+pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
+/// Buffers per core's pool (each `chunk_bytes`): 64 MiB per core at the defaults.
+pub const DEFAULT_POOL_BUFFERS: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub devices: Vec<DeviceSpec>,
+    /// Cores (threads) to run; 0 means one per CPU.
+    pub cores: usize,
+    pub chunk_bytes: usize,
+    pub segment_bytes: u64,
+    pub pool_buffers: usize,
+    /// Pin each core thread to its CPU.
+    pub pin: bool,
+}
+
+impl EngineConfig {
+    pub fn new(devices: Vec<DeviceSpec>) -> Self {
+        EngineConfig {
+            devices,
+            cores: 0,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            pool_buffers: DEFAULT_POOL_BUFFERS,
+            pin: true,
+        }
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    drivers: Vec<String>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for s in &self.shared.senders {
+            let _ = s.send(CoreMsg::Stop);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn key_hash(bucket: &str, key: &str) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(bucket.as_bytes());
+    h.update(&[0]);
+    h.update(key.as_bytes());
+    h.digest()
+}
+
+impl Engine {
+    /// Open a formatted device set, recover every shard and start the cores.
+    pub fn open(cfg: EngineConfig) -> Result<Engine> {
+        if !cfg.chunk_bytes.is_multiple_of(4096) || cfg.chunk_bytes == 0 {
+            return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
+        }
+        let set = superblock::open(&cfg.devices)?;
+        let up = set.healthy.iter().filter(|h| **h).count();
+        if up < set.k {
+            return Err(Error::Layout(format!(
+                "only {up} of {} devices are available; at least k={} are needed",
+                set.device_count(),
+                set.k
+            )));
+        }
+        if up < set.device_count() {
+            tracing::warn!(
+                "running degraded: {} of {} devices unavailable",
+                set.device_count() - up,
+                set.device_count()
+            );
+        }
+        let direct: Vec<bool> = (0..set.device_count())
+            .map(|i| match set.path(i as u16).filter(|_| set.healthy[i]) {
+                Some(p) => {
+                    let ok = crate::io::probe_direct(p);
+                    if !ok {
+                        tracing::warn!(
+                            "O_DIRECT is refused on {} (tmpfs or overlay?): using buffered I/O with fdatasync there; \
+                             durability holds but throughput and memory use will differ from a real device",
+                            p.display()
+                        );
+                    }
+                    ok
+                }
+                None => false,
+            })
+            .collect();
+        let healthy_paths: Vec<Option<std::path::PathBuf>> =
+            set.paths.iter().enumerate().map(|(i, p)| p.clone().filter(|_| set.healthy[i])).collect();
+        let mut logs = Vec::with_capacity(set.shards as usize);
+        for s in 0..set.shards {
+            logs.push(wal::recover(&healthy_paths, s, set.set_id)?);
+        }
+        // The bucket table is shard 0's; replay just its bucket records for every core.
+        let mut buckets = BTreeMap::new();
+        if let Some(l) = &logs[0] {
+            for (_, r) in &l.records {
+                match r {
+                    Record::BucketCreate { name, created_ms } => {
+                        buckets.insert(name.clone(), *created_ms);
+                    }
+                    Record::BucketDelete { name } => {
+                        buckets.remove(name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = if cfg.cores == 0 { ncpu } else { cfg.cores }.min(set.shards as usize).max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
+        let shared = Arc::new(Shared {
+            set,
+            direct,
+            chunk_bytes: cfg.chunk_bytes,
+            segment_bytes: cfg.segment_bytes,
+            pool_buffers: cfg.pool_buffers,
+            cores,
+            senders,
+            bucket_lock: futures::lock::Mutex::new(()),
+        });
+        let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
+        for (s, l) in logs.into_iter().enumerate() {
+            per_core[shared.core_of_shard(s as u32)].push((s as u32, l));
+        }
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for (id, (rx, logs)) in receivers.into_iter().zip(per_core).enumerate() {
+            let init = CoreInit { logs, buckets: buckets.clone() };
+            let sh = shared.clone();
+            let rtx = rtx.clone();
+            let healthy = shared.set.healthy.clone();
+            let pin = cfg.pin;
+            let t = std::thread::Builder::new()
+                .name(format!("tessera-core-{id}"))
+                .spawn(move || run_core(id, sh, rx, init, healthy, pin, rtx))
+                .map_err(|e| Error::Io(format!("cannot start core thread: {e}")))?;
+            threads.push(t);
+        }
+        drop(rtx);
+        let mut drivers = vec![String::new(); cores];
+        let mut failure = None;
+        for _ in 0..cores {
+            match rrx.recv() {
+                Ok(Ok(d)) => {
+                    if let Some(slot) = drivers.iter_mut().find(|s| s.is_empty()) {
+                        *slot = d;
+                    }
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(Error::Io("a core thread died while starting".into())),
+            }
+        }
+        let inner = Arc::new(Inner { shared, threads: Mutex::new(threads), drivers });
+        let engine = Engine { inner };
+        if let Some(e) = failure {
+            engine.shutdown();
+            return Err(e);
+        }
+        Ok(engine)
+    }
+
+    /// Stop every core and wait for their threads. Acknowledged writes are already durable.
+    pub fn shutdown(&self) {
+        for s in &self.inner.shared.senders {
+            let _ = s.send(CoreMsg::Stop);
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let me = std::thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+
+    pub fn cores(&self) -> usize {
+        self.inner.shared.cores
+    }
+
+    /// The I/O driver each core got ("io_uring" or the epoll fallback).
+    pub fn io_drivers(&self) -> &[String] {
+        &self.inner.drivers
+    }
+
+    pub fn device_set(&self) -> &DeviceSet {
+        &self.inner.shared.set
+    }
+
+    pub fn direct_io(&self) -> &[bool] {
+        &self.inner.shared.direct
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The shard and core that own (bucket, key).
+    pub fn owner(&self, bucket: &str, key: &str) -> (u32, usize) {
+        let set = &self.inner.shared.set;
+        let p = (key_hash(bucket, key) % set.partitions as u64) as usize;
+        let shard = set.table[p] as u32;
+        (shard, self.inner.shared.core_of_shard(shard))
+    }
+
+    fn home_core(&self) -> usize {
+        crate::core::current_core().filter(|c| *c < self.cores()).unwrap_or(0)
+    }
+
+    // ------------------------------------------------------------------ buckets
+
+    pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        if !valid_bucket_name(name) {
+            return Err(Error::InvalidBucketName(name.into()));
+        }
+        let sh = self.shared().clone();
+        let _g = sh.bucket_lock.lock().await;
+        let n = name.to_string();
+        let c0 = sh.core_of_shard(0);
+        let created = sh
+            .on(c0, move |core| async move {
+                if core.buckets.borrow().contains_key(&n) {
+                    return Err(Error::BucketAlreadyExists(n));
+                }
+                let created_ms = crate::util::unix_ms();
+                core.shard(0)?.commit_public(Record::BucketCreate { name: n, created_ms }).await?;
+                Ok(created_ms)
+            })
+            .await?;
+        let n = name.to_string();
+        sh.on_all(move |core| {
+            let n = n.clone();
+            async move {
+                core.buckets.borrow_mut().insert(n, created);
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let sh = self.shared().clone();
+        let _g = sh.bucket_lock.lock().await;
+        self.head_bucket(name).await?;
+        let n = name.to_string();
+        let prepared = sh
+            .on_all(move |core| {
+                let n = n.clone();
+                async move { Ok(core.prepare_bucket_delete(&n)) }
+            })
+            .await?;
+        if let Some(Err(e)) = prepared.into_iter().find(|r| r.is_err()) {
+            let n = name.to_string();
+            sh.on_all(move |core| {
+                let n = n.clone();
+                async move {
+                    core.deleting.borrow_mut().remove(&n);
+                    Ok(())
+                }
+            })
+            .await?;
+            return Err(e);
+        }
+        let n = name.to_string();
+        let c0 = sh.core_of_shard(0);
+        let committed = sh
+            .on(c0, move |core| async move { core.shard(0)?.commit_public(Record::BucketDelete { name: n }).await })
+            .await;
+        let n = name.to_string();
+        let ok = committed.is_ok();
+        sh.on_all(move |core| {
+            let n = n.clone();
+            async move {
+                core.deleting.borrow_mut().remove(&n);
+                if ok {
+                    core.buckets.borrow_mut().remove(&n);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        committed
+    }
+
+    pub async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
+        let n = name.to_string();
+        self.shared()
+            .on(self.home_core(), move |core| async move {
+                core.bucket_exists(&n)?;
+                let created_ms = core.buckets.borrow().get(&n).copied().unwrap_or(0);
+                Ok(BucketInfo { name: n, created_ms })
+            })
+            .await
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        self.shared()
+            .on(self.home_core(), move |core| async move {
+                let del = core.deleting.borrow();
+                Ok(core
+                    .buckets
+                    .borrow()
+                    .iter()
+                    .filter(|(n, _)| !del.contains(*n))
+                    .map(|(n, c)| BucketInfo { name: n.clone(), created_ms: *c })
+                    .collect())
+            })
+            .await
+    }
+
+    // ------------------------------------------------------------------ objects
+
+    pub async fn put_object(&self, bucket: &str, key: &str, opts: PutOptions, body: PutBody) -> Result<ObjectInfo> {
+        crate::shard::check_key(key)?;
+        let (s, c) = self.owner(bucket, key);
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.put_object(b, k, opts, body).await }).await
+    }
+
+    /// Convenience for tests and tools: put a whole in-memory body.
+    pub async fn put_bytes(&self, bucket: &str, key: &str, opts: PutOptions, data: bytes::Bytes) -> Result<ObjectInfo> {
+        let (tx, rx) = body_channel();
+        let feed = async move {
+            let mut off = 0;
+            while off < data.len() {
+                let n = (data.len() - off).min(1 << 20);
+                if tx.send_async(BodyItem::Data(data.slice(off..off + n))).await.is_err() {
+                    return;
+                }
+                off += n;
+            }
+            let _ = tx.send_async(BodyItem::End { checksum: None }).await;
+        };
+        let (_, r) = futures::join!(feed, self.put_object(bucket, key, opts, rx));
+        r
+    }
+
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        crate::shard::check_key(key)?;
+        let (s, c) = self.owner(bucket, key);
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.head_object(&b, &k) }).await
+    }
+
+    /// Start reading an object (or a range of it): the info, the resolved range and a stream
+    /// of the bytes.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<RangeSpec>,
+    ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
+        crate::shard::check_key(key)?;
+        let (s, c) = self.owner(bucket, key);
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.get_object(b, k, range) }).await
+    }
+
+    /// Convenience: read a whole object (or range) into memory.
+    pub async fn get_bytes(&self, bucket: &str, key: &str, range: Option<RangeSpec>) -> Result<(ObjectInfo, Vec<u8>)> {
+        let (info, r, rx) = self.get_object(bucket, key, range).await?;
+        let mut out = Vec::with_capacity((r.end - r.start) as usize);
+        while let Ok(chunk) = rx.recv_async().await {
+            out.extend_from_slice(&chunk?);
+        }
+        if out.len() as u64 != r.end - r.start {
+            return Err(Error::Unreadable(format!("read {} bytes, expected {}", out.len(), r.end - r.start)));
+        }
+        Ok((info, out))
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str, if_match: Option<String>) -> Result<()> {
+        let (s, c) = self.owner(bucket, key);
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.delete_object(b, k, if_match).await }).await
+    }
+
+    /// Server-side copy: stream the source (or a range of it) from its owner into a new
+    /// object at the destination. `check` sees the source's info first (copy-source
+    /// conditions) and may refuse; `headers` replaces the source's headers (REPLACE).
+    pub async fn copy_object(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+        range: Option<RangeSpec>,
+        headers: Option<ObjectHeaders>,
+        mut opts: PutOptions,
+        check: impl FnOnce(&ObjectInfo) -> Result<()>,
+    ) -> Result<ObjectInfo> {
+        let (info, _, rx) = self.get_object(src.0, src.1, range).await?;
+        check(&info)?;
+        opts.headers = headers.unwrap_or_else(|| info.headers.clone());
+        let (tx, body) = body_channel();
+        let checksum = opts.headers.checksum.take();
+        let pump = async move {
+            while let Ok(chunk) = rx.recv_async().await {
+                let item = match chunk {
+                    Ok(b) => BodyItem::Data(b),
+                    Err(e) => BodyItem::Abort(format!("reading the copy source failed: {e}")),
+                };
+                let abort = matches!(item, BodyItem::Abort(_));
+                if tx.send_async(item).await.is_err() || abort {
+                    return;
+                }
+            }
+            let _ = tx.send_async(BodyItem::End { checksum: if range.is_none() { checksum } else { None } }).await;
+        };
+        let (_, r) = futures::join!(pump, self.put_object(dst.0, dst.1, opts, body));
+        r
+    }
+
+    /// List a bucket: keys (and common prefixes) in order, merged from every core.
+    pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
+        self.head_bucket(bucket).await?;
+        let max = q.max_keys;
+        let b = bucket.to_string();
+        let q2 = q.clone();
+        let per_core = self
+            .shared()
+            .on_all(move |core| {
+                let (b, q) = (b.clone(), q2.clone());
+                async move {
+                    let mut items = Vec::new();
+                    for sh in core.shards.borrow().values() {
+                        items.extend(sh.list(&b, &q));
+                    }
+                    Ok(items)
+                }
+            })
+            .await?;
+        let mut all: Vec<ListItem> = per_core.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
+        all.dedup_by(|a, b| matches!((&*a, &*b), (ListItem::CommonPrefix(x), ListItem::CommonPrefix(y)) if x == y));
+        let truncated = all.len() > max;
+        all.truncate(max);
+        let next_marker = if truncated { all.last().map(|i| i.sort_key().to_string()) } else { None };
+        Ok(ListPage { items: all, truncated, next_marker })
+    }
+
+    // ------------------------------------------------------------------ multipart
+
+    pub async fn create_multipart(&self, bucket: &str, key: &str, headers: ObjectHeaders) -> Result<String> {
+        crate::shard::check_key(key)?;
+        let (s, c) = self.owner(bucket, key);
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.create_upload(b, k, headers).await }).await
+    }
+
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        content_md5: Option<[u8; 16]>,
+        body: PutBody,
+    ) -> Result<PartInfo> {
+        let (s, c) = self.owner(bucket, key);
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.shared()
+            .on(c, move |core| async move { core.shard(s)?.upload_part(b, k, u, part_number, content_md5, body).await })
+            .await
+    }
+
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
+        let (s, c) = self.owner(bucket, key);
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.complete_upload(b, k, u, parts, opts).await }).await
+    }
+
+    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let (s, c) = self.owner(bucket, key);
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.abort_upload(b, k, u).await }).await
+    }
+
+    /// The upload's headers and its parts in order.
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
+        let (s, c) = self.owner(bucket, key);
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.shared().on(c, move |core| async move { core.shard(s)?.list_parts(&b, &k, &u) }).await
+    }
+
+    /// Open uploads of a bucket, by key then initiation; up to `max_uploads + 1` so the
+    /// caller can tell whether the listing is truncated.
+    pub async fn list_uploads(&self, bucket: &str, q: UploadListQuery) -> Result<Vec<UploadInfo>> {
+        self.head_bucket(bucket).await?;
+        let b = bucket.to_string();
+        let max = q.max_uploads;
+        let per_core = self
+            .shared()
+            .on_all(move |core| {
+                let (b, q) = (b.clone(), q.clone());
+                async move {
+                    let mut v = Vec::new();
+                    for sh in core.shards.borrow().values() {
+                        v.extend(sh.list_uploads(&b, &q));
+                    }
+                    Ok(v)
+                }
+            })
+            .await?;
+        let mut all: Vec<UploadInfo> = per_core.into_iter().flatten().collect();
+        all.sort_by(|a, b| (&a.key, a.initiated_ms, &a.upload_id).cmp(&(&b.key, b.initiated_ms, &b.upload_id)));
+        all.truncate(max.saturating_add(1));
+        Ok(all)
+    }
+
+    // ------------------------------------------------------------------ introspection
+
+    pub async fn stats(&self) -> Result<Vec<CoreStats>> {
+        self.shared()
+            .on_all(|core| async move {
+                let mut s = core.stats.borrow().clone();
+                s.pool_overflow_allocs = core.pool.overflow_allocs();
+                for sh in core.shards.borrow().values() {
+                    s.objects += sh.state.borrow().object_count() as u64;
+                    s.segment_files += sh.segs.borrow().file_count() as u64;
+                    s.repairs_queued += sh.repair_queue.borrow().len() as u64;
+                    s.log_bytes += sh.wal.borrow().len;
+                }
+                Ok(s)
+            })
+            .await
+    }
+}
+
+/// Check a layout and format its devices (see `Layout::check` for the zone rule).
+pub fn format(layout: &crate::layout::Layout) -> Result<u128> {
+    superblock::format(layout)
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Engine>();
+}

@@ -1,0 +1,210 @@
+//! Log-structured segment files: each shard appends to its own preallocated segment on every
+//! device. Live bytes per segment are tracked from the index; a sealed segment with no live
+//! and no pending bytes is deleted, and compaction empties mostly-dead ones.
+
+use crate::error::{io_at, Error, Result};
+use crate::io::{fallocate, DevFile};
+use crate::superblock::sync_dir;
+use crate::util::ALIGN_BYTES;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+pub fn shard_dir(dev: &Path, shard: u32) -> PathBuf {
+    dev.join(format!("shard-{shard:04}"))
+}
+
+pub fn seg_path(dev: &Path, shard: u32, seg: u32) -> PathBuf {
+    shard_dir(dev, shard).join(format!("seg-{seg:010}.dat"))
+}
+
+#[derive(Default)]
+pub struct SegInfo {
+    /// Bytes referenced by committed records.
+    pub live: u64,
+    /// Writes allocated here whose records are not yet committed (or aborted).
+    pub pending: u32,
+    /// Bytes appended so far (the write pointer).
+    pub used: u64,
+    pub sealed: bool,
+    pub file: Option<Rc<DevFile>>,
+}
+
+struct DevSegs {
+    dir: Option<PathBuf>,
+    direct: bool,
+    active: Option<u32>,
+    next_id: u32,
+    segs: HashMap<u32, SegInfo>,
+}
+
+pub struct Segments {
+    shard: u32,
+    seg_bytes: u64,
+    devs: Vec<DevSegs>,
+}
+
+/// One allocated extent: where to write a shard.
+pub struct Extent {
+    pub seg: u32,
+    pub block: u32,
+    pub file: Rc<DevFile>,
+}
+
+impl Segments {
+    /// Scan the devices for this shard's segment files. Existing segments are sealed: new
+    /// writes always go to fresh segments after a restart.
+    pub fn open(shard: u32, seg_bytes: u64, devs: &[(Option<PathBuf>, bool)]) -> Result<Segments> {
+        assert!(
+            seg_bytes.is_multiple_of(ALIGN_BYTES as u64) && seg_bytes >= 1 << 20,
+            "segment size must be >= 1 MiB, 4 KiB aligned"
+        );
+        let mut out = Vec::new();
+        for (dir, direct) in devs {
+            let mut d = DevSegs { dir: dir.clone(), direct: *direct, active: None, next_id: 1, segs: HashMap::new() };
+            if let Some(dir) = dir {
+                let sd = shard_dir(dir, shard);
+                std::fs::create_dir_all(&sd).map_err(|e| io_at(&sd, e))?;
+                for e in std::fs::read_dir(&sd).map_err(|e| io_at(&sd, e))?.flatten() {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    if let Some(id) = name
+                        .strip_prefix("seg-")
+                        .and_then(|s| s.strip_suffix(".dat"))
+                        .and_then(|s| s.parse::<u32>().ok())
+                    {
+                        d.next_id = d.next_id.max(id + 1);
+                        d.segs.insert(id, SegInfo { sealed: true, used: seg_bytes, ..Default::default() });
+                    }
+                }
+            }
+            out.push(d);
+        }
+        Ok(Segments { shard, seg_bytes, devs: out })
+    }
+
+    pub fn seg_bytes(&self) -> u64 {
+        self.seg_bytes
+    }
+
+    /// Reserve `len` bytes (4 KiB multiple) on device `dev`. The extent is pending until
+    /// `commit_pending` or `abort_pending`.
+    pub fn alloc(&mut self, dev: u16, len: usize) -> Result<Extent> {
+        debug_assert!(len.is_multiple_of(ALIGN_BYTES) && len > 0);
+        let shard = self.shard;
+        let seg_bytes = self.seg_bytes;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+        let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
+        let fits = d.active.and_then(|a| d.segs.get(&a)).is_some_and(|s| s.used + len as u64 <= seg_bytes);
+        if !fits {
+            if let Some(a) = d.active.take() {
+                if let Some(s) = d.segs.get_mut(&a) {
+                    s.sealed = true;
+                }
+                Self::maybe_delete(&dir, shard, a, &mut d.segs);
+            }
+            let id = d.next_id;
+            d.next_id += 1;
+            let path = seg_path(&dir, shard, id);
+            let f = DevFile::open_std(&path, true, d.direct)?;
+            fallocate(&f, seg_bytes).map_err(|e| io_at(&path, e))?;
+            // The new name must be durable before any record points into the file.
+            sync_dir(&shard_dir(&dir, shard))?;
+            let file = Rc::new(DevFile::from_std(f, &path, d.direct)?);
+            d.segs.insert(id, SegInfo { file: Some(file), ..Default::default() });
+            d.active = Some(id);
+        }
+        let id = d.active.expect("active segment");
+        let s = d.segs.get_mut(&id).expect("active segment info");
+        let block = (s.used / ALIGN_BYTES as u64) as u32;
+        s.used += len as u64;
+        s.pending += 1;
+        let file = s.file.clone().expect("active segment is open");
+        Ok(Extent { seg: id, block, file })
+    }
+
+    /// An open handle on a segment for reading (opened lazily for sealed segments).
+    pub fn file(&mut self, dev: u16, seg: u32) -> Result<Rc<DevFile>> {
+        let shard = self.shard;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+        let dir = d.dir.clone().ok_or_else(|| Error::Io(format!("device {dev} is unavailable")))?;
+        let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
+        if let Some(f) = &s.file {
+            return Ok(f.clone());
+        }
+        let f = Rc::new(DevFile::open(&seg_path(&dir, shard, seg), false, d.direct)?);
+        s.file = Some(f.clone());
+        Ok(f)
+    }
+
+    /// The writes of one object are done (committed or abandoned): drop their pending marks.
+    pub fn release_pending(&mut self, dev: u16, seg: u32) {
+        let shard = self.shard;
+        if let Some(d) = self.devs.get_mut(dev as usize) {
+            if let Some(s) = d.segs.get_mut(&seg) {
+                s.pending = s.pending.saturating_sub(1);
+            }
+            if let Some(dir) = d.dir.clone() {
+                Self::maybe_delete(&dir, shard, seg, &mut d.segs);
+            }
+        }
+    }
+
+    pub fn add_live(&mut self, dev: u16, seg: u32, bytes: u64) {
+        if let Some(d) = self.devs.get_mut(dev as usize) {
+            d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() }).live += bytes;
+        }
+    }
+
+    pub fn sub_live(&mut self, dev: u16, seg: u32, bytes: u64) {
+        let shard = self.shard;
+        if let Some(d) = self.devs.get_mut(dev as usize) {
+            if let Some(s) = d.segs.get_mut(&seg) {
+                debug_assert!(s.live >= bytes, "live bytes of segment {seg} would go negative");
+                s.live = s.live.saturating_sub(bytes);
+            }
+            if let Some(dir) = d.dir.clone() {
+                Self::maybe_delete(&dir, shard, seg, &mut d.segs);
+            }
+        }
+    }
+
+    fn maybe_delete(dir: &Path, shard: u32, seg: u32, segs: &mut HashMap<u32, SegInfo>) {
+        let dead = segs.get(&seg).is_some_and(|s| s.sealed && s.live == 0 && s.pending == 0);
+        if dead {
+            segs.remove(&seg);
+            // Readers that still hold the handle keep reading the unlinked file.
+            let _ = std::fs::remove_file(seg_path(dir, shard, seg));
+        }
+    }
+
+    /// After recovery: delete sealed segments nothing refers to.
+    pub fn sweep_dead(&mut self) {
+        let shard = self.shard;
+        for d in &mut self.devs {
+            let Some(dir) = d.dir.clone() else { continue };
+            let ids: Vec<u32> = d.segs.keys().copied().collect();
+            for id in ids {
+                Self::maybe_delete(&dir, shard, id, &mut d.segs);
+            }
+        }
+    }
+
+    /// (device, segment, live bytes, used bytes) of every sealed segment, for compaction.
+    pub fn sealed_usage(&self) -> Vec<(u16, u32, u64, u64)> {
+        let mut v = Vec::new();
+        for (i, d) in self.devs.iter().enumerate() {
+            for (&id, s) in &d.segs {
+                if s.sealed && s.pending == 0 {
+                    v.push((i as u16, id, s.live, s.used));
+                }
+            }
+        }
+        v
+    }
+
+    /// Total bytes of segment files on disk (allocated size), for space accounting.
+    pub fn file_count(&self) -> usize {
+        self.devs.iter().map(|d| d.segs.len()).sum()
+    }
+}

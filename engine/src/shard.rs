@@ -1,0 +1,1028 @@
+//! A shard: one slice of the key space with its own index, segments and write-ahead log,
+//! driven by the core that owns it. Everything here runs on that core's thread: no locks.
+//!
+//! Write path: body chunks → aligned stripe buffers → parity → CRC32C per shard → all k+m
+//! shard writes submitted at once (O_DIRECT) → group commit (fdatasync of the touched segment
+//! files, then one append of many records to every log mirror and their fdatasync) → the
+//! records are applied to the index in log order → replies.
+
+use crate::api::*;
+use crate::buf::AlignedBuf;
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::index::ShardState;
+use crate::io::DevFile;
+use crate::placement;
+use crate::record::*;
+use crate::segment::Segments;
+use crate::stripe::{crc, shard_len_for};
+use crate::util::unix_ms;
+use crate::wal::{self, frame_into, FRAME_HEADER_BYTES};
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use md5::{Digest, Md5};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// Objects up to this size live inside their log record, mirrored m+1 times, instead of being
+/// erasure-coded (a 4 KiB object would otherwise cost k+m padded 4 KiB writes).
+pub const INLINE_MAX_BYTES: u64 = 16 << 10;
+/// The log is rewritten (checkpointed) once it is this large and mostly dead.
+pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
+
+struct Pending {
+    payload: Vec<u8>,
+    rec: Record,
+    key: Option<(String, String)>,
+    reply: futures::channel::oneshot::Sender<Result<()>>,
+}
+
+pub struct WalState {
+    pub gen: u64,
+    pub len: u64,
+    pub files: Vec<(u16, Rc<DevFile>)>,
+}
+
+pub struct Shard {
+    pub id: u32,
+    pub core: Rc<Core>,
+    pub state: RefCell<ShardState>,
+    pub segs: RefCell<Segments>,
+    pub wal: RefCell<WalState>,
+    queue: RefCell<Vec<Pending>>,
+    flushing: Cell<bool>,
+    dirty: RefCell<Vec<Rc<DevFile>>>,
+    /// Keys with a record submitted but not yet applied: conditional writes on them conflict.
+    pending_keys: RefCell<HashMap<(String, String), u32>>,
+    /// Objects a read had to reconstruct: stripes waiting for repair.
+    pub repair_queue: RefCell<HashSet<(String, String)>>,
+}
+
+/// Marks extents as pending while their object is in flight; releases them when dropped.
+struct PendingExtents {
+    shard: Rc<Shard>,
+    extents: Vec<(u16, u32)>,
+}
+
+impl Drop for PendingExtents {
+    fn drop(&mut self) {
+        let mut segs = self.shard.segs.borrow_mut();
+        for &(d, s) in &self.extents {
+            segs.release_pending(d, s);
+        }
+    }
+}
+
+enum Written {
+    Inline(Vec<u8>),
+    Part(PartLayout),
+}
+
+struct WriteResult {
+    size: u64,
+    md5: [u8; 16],
+    data: Written,
+    checksum: Option<StoredChecksum>,
+    _pending: PendingExtents,
+}
+
+pub fn rotate_for(bucket: &str, key: &str) -> usize {
+    let h = xxhash_rust::xxh3::xxh3_64(bucket.as_bytes()) ^ xxhash_rust::xxh3::xxh3_64(key.as_bytes()).rotate_left(17);
+    h as usize
+}
+
+impl Shard {
+    pub fn new(id: u32, core: Rc<Core>, state: ShardState, segs: Segments, wal: WalState) -> Rc<Shard> {
+        Rc::new(Shard {
+            id,
+            core,
+            state: RefCell::new(state),
+            segs: RefCell::new(segs),
+            wal: RefCell::new(wal),
+            queue: RefCell::new(Vec::new()),
+            flushing: Cell::new(false),
+            dirty: RefCell::new(Vec::new()),
+            pending_keys: RefCell::new(HashMap::new()),
+            repair_queue: RefCell::new(HashSet::new()),
+        })
+    }
+
+    // ---------------------------------------------------------------- group commit
+
+    /// Commit a record that no key-level precondition guards (bucket records).
+    pub async fn commit_public(self: Rc<Self>, rec: Record) -> Result<()> {
+        self.commit(rec, None).await
+    }
+
+    /// Make `rec` durable (together with every data write already done) and apply it.
+    async fn commit(self: &Rc<Self>, rec: Record, key: Option<(String, String)>) -> Result<()> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if let Some(k) = &key {
+            *self.pending_keys.borrow_mut().entry(k.clone()).or_insert(0) += 1;
+        }
+        let payload = rec.encode();
+        self.queue.borrow_mut().push(Pending { payload, rec, key, reply: tx });
+        if !self.flushing.get() {
+            self.flushing.set(true);
+            self.flush_batches().await;
+            self.flushing.set(false);
+        }
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    async fn flush_batches(self: &Rc<Self>) {
+        loop {
+            let batch = std::mem::take(&mut *self.queue.borrow_mut());
+            if batch.is_empty() {
+                break;
+            }
+            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            let result = self.write_batch(&batch, dirty).await;
+            let (gen, base) = {
+                let w = self.wal.borrow();
+                (w.gen, w.len)
+            };
+            match result {
+                Ok(total) => {
+                    self.wal.borrow_mut().len += total;
+                    let mut off = base;
+                    for p in batch {
+                        let frame_len = (FRAME_HEADER_BYTES + p.payload.len()) as u32;
+                        let mut rec = p.rec;
+                        wal::set_inline_pos(&mut rec, gen, off, frame_len);
+                        off += frame_len as u64;
+                        {
+                            let mut segs = self.segs.borrow_mut();
+                            self.state.borrow_mut().apply(rec, &mut segs);
+                        }
+                        self.unpend(&p.key);
+                        let _ = p.reply.send(Ok(()));
+                    }
+                    if let Err(e) = self.maybe_checkpoint() {
+                        tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("shard {}: commit failed: {e}", self.id);
+                    for p in batch {
+                        self.unpend(&p.key);
+                        let _ = p.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn unpend(&self, key: &Option<(String, String)>) {
+        if let Some(k) = key {
+            let mut pk = self.pending_keys.borrow_mut();
+            if let Some(n) = pk.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    pk.remove(k);
+                }
+            }
+        }
+    }
+
+    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<Rc<DevFile>>) -> Result<u64> {
+        dirty.sort_by_key(|f| Rc::as_ptr(f) as usize);
+        dirty.dedup_by_key(|f| Rc::as_ptr(f) as usize);
+        for r in join_all(dirty.iter().map(|f| f.sync_data())).await {
+            r?;
+        }
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.payload.len() + FRAME_HEADER_BYTES).sum());
+        for p in batch {
+            frame_into(&mut buf, &p.payload);
+        }
+        let (base, files): (u64, Vec<Rc<DevFile>>) = {
+            let w = self.wal.borrow();
+            (w.len, w.files.iter().map(|(_, f)| f.clone()).collect())
+        };
+        let total = buf.len() as u64;
+        let bufs: Vec<Vec<u8>> = (0..files.len()).map(|_| buf.clone()).collect();
+        for r in join_all(files.iter().zip(bufs).map(|(f, b)| f.write_vec_at(b, base))).await {
+            r?;
+        }
+        for r in join_all(files.iter().map(|f| f.sync_data())).await {
+            r?;
+        }
+        Ok(total)
+    }
+
+    fn maybe_checkpoint(&self) -> Result<()> {
+        let len = self.wal.borrow().len;
+        let live = self.state.borrow().live_log_bytes;
+        if len > CHECKPOINT_MIN_BYTES && len > 4 * live {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the log as a new generation holding only the live state. Runs inside the
+    /// commit leader, so no batch is in flight.
+    pub fn checkpoint(&self) -> Result<()> {
+        let set = &self.core.shared.set;
+        let (old_gen, old_files) = {
+            let w = self.wal.borrow();
+            (w.gen, w.files.iter().map(|(_, f)| f.path().to_path_buf()).collect::<Vec<_>>())
+        };
+        let new_gen = old_gen + 1;
+        let healthy = self.core.healthy.borrow().clone();
+        let (bytes, moved) = build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| {
+            read_inline_sync(&old_files, meta)
+        })?;
+        let mirrors = choose_mirrors(set, &healthy, self.id)?;
+        let written = wal::write_generation(&mirrors, self.id, new_gen, &bytes)?;
+        {
+            let mut st = self.state.borrow_mut();
+            for (b, k, off, len) in moved {
+                if let Some(m) = st.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
+                    m.data = DataLoc::Inline { gen: new_gen, offset: off, len };
+                }
+            }
+        }
+        let files = written
+            .iter()
+            .map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?))))
+            .collect::<Result<Vec<_>>>()?;
+        *self.wal.borrow_mut() = WalState { gen: new_gen, len: bytes.len() as u64, files };
+        wal::remove_older(&set.paths, self.id, new_gen);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- write path
+
+    async fn write_body(self: &Rc<Self>, body: PutBody, allow_inline: bool, rotate: usize) -> Result<WriteResult> {
+        let core = &self.core;
+        let set = &core.shared.set;
+        let k = set.k;
+        let chunk = core.shared.chunk_bytes;
+        let mut bufs: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
+        let mut cur = 0usize;
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut layout: Option<PartLayout> = None;
+        let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
+        let checksum;
+        loop {
+            match body.recv_async().await {
+                Err(_) => return Err(Error::BodyAborted("the request body ended before it was complete".into())),
+                Ok(BodyItem::Abort(why)) => return Err(Error::BodyAborted(why)),
+                Ok(BodyItem::End { checksum: c }) => {
+                    checksum = c;
+                    break;
+                }
+                Ok(BodyItem::Data(bytes)) => {
+                    md5.update(&bytes);
+                    size += bytes.len() as u64;
+                    if size > MAX_OBJECT_BYTES {
+                        return Err(Error::EntityTooLarge(size));
+                    }
+                    let mut src = &bytes[..];
+                    while !src.is_empty() {
+                        let n = bufs[cur].extend_from(src);
+                        src = &src[n..];
+                        if bufs[cur].len() == chunk {
+                            cur += 1;
+                            if cur == k {
+                                let l = layout.get_or_insert_with(|| new_layout(set, chunk));
+                                if l.devices.is_empty() {
+                                    l.devices = self.place(rotate)?;
+                                }
+                                bufs = self.write_stripe(l, bufs, chunk * k, &mut pending).await?;
+                                cur = 0;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let md5: [u8; 16] = md5.finalize().into();
+        let tail: usize = bufs.iter().map(|b| b.len()).sum();
+        if layout.is_none() && allow_inline && size <= INLINE_MAX_BYTES {
+            let mut v = Vec::with_capacity(tail);
+            for b in &bufs {
+                v.extend_from_slice(b.as_slice());
+            }
+            return Ok(WriteResult { size, md5, data: Written::Inline(v), checksum, _pending: pending });
+        }
+        let mut l = layout.unwrap_or_else(|| new_layout(set, chunk));
+        if l.devices.is_empty() {
+            l.devices = self.place(rotate)?;
+        }
+        if tail > 0 {
+            // Re-split the last, partial stripe evenly over the k data shards.
+            let sl = shard_len_for(tail, k, chunk);
+            let mut even: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
+            let mut flat = bufs.iter().flat_map(|b| b.as_slice().chunks(sl.max(1))).peekable();
+            let mut i = 0;
+            // Walk the filled bytes in order and pour them into the even buffers.
+            let mut room = sl;
+            for piece in flat.by_ref() {
+                let mut p = piece;
+                while !p.is_empty() {
+                    let n = p.len().min(room);
+                    even[i].extend_from(&p[..n]);
+                    p = &p[n..];
+                    room -= n;
+                    if room == 0 {
+                        i += 1;
+                        room = sl;
+                    }
+                }
+            }
+            drop(flat);
+            drop(bufs);
+            self.write_stripe(&mut l, even, tail, &mut pending).await?;
+        }
+        l.size = size;
+        l.md5 = md5;
+        l.check()?;
+        Ok(WriteResult { size, md5, data: Written::Part(l), checksum, _pending: pending })
+    }
+
+    fn place(&self, rotate: usize) -> Result<Vec<u16>> {
+        let set = &self.core.shared.set;
+        let healthy = self.core.healthy.borrow();
+        placement::choose(&set.zones, &healthy, set.k + set.m, set.m, rotate).ok_or_else(|| {
+            Error::InsufficientDevices(format!(
+                "cannot place {}+{} shards with at most {} per zone on the healthy devices",
+                set.k, set.m, set.m
+            ))
+        })
+    }
+
+    /// Encode and write one stripe of `data_len` bytes held in `data` (k buffers). Returns the
+    /// data buffers, cleared, for the next stripe.
+    async fn write_stripe(
+        self: &Rc<Self>,
+        l: &mut PartLayout,
+        mut data: Vec<AlignedBuf>,
+        data_len: usize,
+        pending: &mut PendingExtents,
+    ) -> Result<Vec<AlignedBuf>> {
+        let core = &self.core;
+        let (k, m) = (l.k as usize, l.m as usize);
+        let sl = shard_len_for(data_len, k, l.chunk_bytes as usize);
+        for b in &mut data {
+            b.resize_zeroed(sl);
+        }
+        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| core.pool.get()).collect();
+        core.codec.borrow_mut().encode(&data, &mut parity)?;
+        let mut all: Vec<AlignedBuf> = data;
+        all.extend(parity);
+        let mut writes = Vec::with_capacity(k + m);
+        {
+            let mut segs = self.segs.borrow_mut();
+            for (i, b) in all.into_iter().enumerate() {
+                let ext = segs.alloc(l.devices[i], sl)?;
+                pending.extents.push((l.devices[i], ext.seg));
+                l.shards.push(ShardLoc { seg: ext.seg, block: ext.block, crc: crc(b.as_slice()) });
+                writes.push((ext.file, b, ext.block as u64 * 4096));
+            }
+        }
+        let results = join_all(writes.into_iter().map(|(f, b, pos)| async move {
+            let (r, b) = f.write_at(b, pos).await;
+            (r, b, f)
+        }))
+        .await;
+        let mut out = Vec::with_capacity(k);
+        let mut err = None;
+        for (i, (r, mut b, f)) in results.into_iter().enumerate() {
+            if let Err(e) = r {
+                err.get_or_insert(e);
+            }
+            self.dirty.borrow_mut().push(f);
+            if i < k {
+                b.clear();
+                out.push(b);
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    // ---------------------------------------------------------------- operations
+
+    fn check_preconditions(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_none_match_any: bool,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        if !(if_none_match_any || if_match.is_some()) {
+            return Ok(());
+        }
+        if self.pending_keys.borrow().contains_key(&(bucket.to_string(), key.to_string())) {
+            return Err(Error::PreconditionFailed);
+        }
+        let st = self.state.borrow();
+        let cur = st.get(bucket, key);
+        if if_none_match_any && cur.is_some() {
+            return Err(Error::PreconditionFailed);
+        }
+        if let Some(want) = if_match {
+            match cur {
+                None => return Err(Error::NoSuchKey { bucket: bucket.into(), key: key.into() }),
+                Some(m) if !etag_matches(&m.etag(), want) => return Err(Error::PreconditionFailed),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn put_object(
+        self: Rc<Self>,
+        bucket: String,
+        key: String,
+        opts: PutOptions,
+        body: PutBody,
+    ) -> Result<ObjectInfo> {
+        check_key(&key)?;
+        check_headers(&opts.headers)?;
+        let _inflight = self.core.inflight(&bucket)?;
+        self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
+        let w = self.write_body(body, true, rotate_for(&bucket, &key)).await?;
+        if let Some(want) = opts.content_md5 {
+            if want != w.md5 {
+                return Err(Error::BadDigest);
+            }
+        }
+        self.core.bucket_exists(&bucket)?;
+        self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
+        let mut headers = opts.headers;
+        if w.checksum.is_some() {
+            headers.checksum = w.checksum.clone();
+        }
+        let (data, inline) = match w.data {
+            Written::Inline(v) => (DataLoc::Inline { gen: 0, offset: 0, len: 0 }, v),
+            Written::Part(p) => (DataLoc::Parts(vec![p]), Vec::new()),
+        };
+        let meta = ObjectMeta { size: w.size, md5: w.md5, parts_count: 0, mtime_ms: unix_ms(), headers, data };
+        let info = ObjectInfo::from_meta(&bucket, &key, &meta);
+        let rec = Record::ObjectPut { bucket: bucket.clone(), key: key.clone(), meta, inline, completes: None };
+        self.commit(rec, Some((bucket, key))).await?;
+        Ok(info)
+    }
+
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        self.core.bucket_exists(bucket)?;
+        let st = self.state.borrow();
+        let m = st.get(bucket, key).ok_or_else(|| Error::NoSuchKey { bucket: bucket.into(), key: key.into() })?;
+        Ok(ObjectInfo::from_meta(bucket, key, m))
+    }
+
+    pub async fn delete_object(self: Rc<Self>, bucket: String, key: String, if_match: Option<String>) -> Result<()> {
+        check_key(&key)?;
+        self.core.bucket_exists(&bucket)?;
+        self.check_preconditions(&bucket, &key, false, if_match.as_deref())?;
+        if self.state.borrow().get(&bucket, &key).is_none() {
+            return Ok(());
+        }
+        self.commit(Record::ObjectDelete { bucket: bucket.clone(), key: key.clone() }, Some((bucket, key))).await
+    }
+
+    /// Start streaming `range` of an object. The body arrives on the returned channel.
+    pub fn get_object(
+        self: Rc<Self>,
+        bucket: String,
+        key: String,
+        range: Option<RangeSpec>,
+    ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
+        self.core.bucket_exists(&bucket)?;
+        let meta = {
+            let st = self.state.borrow();
+            st.get(&bucket, &key)
+                .cloned()
+                .ok_or_else(|| Error::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
+        };
+        let info = ObjectInfo::from_meta(&bucket, &key, &meta);
+        let r = match range {
+            Some(r) => r.resolve(meta.size)?,
+            None => ByteRange { start: 0, end: meta.size },
+        };
+        let (tx, rx) = flume::bounded(2);
+        // Open every file the read needs now, so a concurrent overwrite that deletes a
+        // segment cannot pull it away mid-stream.
+        let plan = self.read_plan(&meta, r);
+        let me = self.clone();
+        monoio::spawn(async move {
+            if let Err(e) = me.stream(&bucket, &key, &meta, r, plan, &tx).await {
+                let _ = tx.send_async(Err(e)).await;
+            }
+        });
+        Ok((info, r, rx))
+    }
+
+    fn read_plan(&self, meta: &ObjectMeta, r: ByteRange) -> HashMap<(u16, u32), Rc<DevFile>> {
+        let mut plan = HashMap::new();
+        if let DataLoc::Parts(parts) = &meta.data {
+            let mut segs = self.segs.borrow_mut();
+            let mut base = 0u64;
+            for p in parts {
+                let (ps, pe) = (base, base + p.size);
+                base = pe;
+                if pe <= r.start || ps >= r.end {
+                    continue;
+                }
+                let sdb = p.stripe_data_bytes();
+                let first = (r.start.max(ps) - ps) / sdb;
+                let last = (r.end.min(pe) - ps - 1) / sdb;
+                for s in first..=last {
+                    for i in 0..p.width() {
+                        let loc = p.loc(s as usize, i);
+                        let dev = p.devices[i];
+                        if let std::collections::hash_map::Entry::Vacant(v) = plan.entry((dev, loc.seg)) {
+                            if let Ok(f) = segs.file(dev, loc.seg) {
+                                v.insert(f);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    async fn stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: &ObjectMeta,
+        r: ByteRange,
+        plan: HashMap<(u16, u32), Rc<DevFile>>,
+        tx: &flume::Sender<Result<Bytes>>,
+    ) -> Result<()> {
+        match &meta.data {
+            DataLoc::Inline { .. } => {
+                let data = self.read_inline(meta).await?;
+                let b = Bytes::from(data).slice(r.start as usize..r.end as usize);
+                let _ = tx.send_async(Ok(b)).await;
+                Ok(())
+            }
+            DataLoc::Parts(parts) => {
+                let mut base = 0u64;
+                for p in parts {
+                    let (ps, pe) = (base, base + p.size);
+                    base = pe;
+                    if pe <= r.start || ps >= r.end {
+                        continue;
+                    }
+                    let sdb = p.stripe_data_bytes();
+                    let (lo, hi) = (r.start.max(ps) - ps, r.end.min(pe) - ps);
+                    for s in (lo / sdb)..=((hi - 1) / sdb) {
+                        let s0 = s * sdb;
+                        let a = lo.max(s0) - s0;
+                        let b = hi.min(s0 + p.stripe_len(s as usize)) - s0;
+                        let bytes = self.read_stripe(bucket, key, p, s as usize, a as usize, b as usize, &plan).await?;
+                        if tx.send_async(Ok(bytes)).await.is_err() {
+                            return Ok(()); // the reader went away
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn read_inline(&self, meta: &ObjectMeta) -> Result<Vec<u8>> {
+        let DataLoc::Inline { gen, offset, len } = meta.data else {
+            return Err(Error::Corrupt("not an inline object".into()));
+        };
+        let files: Vec<Rc<DevFile>> = {
+            let w = self.wal.borrow();
+            if w.gen != gen {
+                return Err(Error::Corrupt(format!(
+                    "inline object points to log generation {gen}, current is {}",
+                    w.gen
+                )));
+            }
+            w.files.iter().map(|(_, f)| f.clone()).collect()
+        };
+        let mut last = Error::Unreadable("no log mirror is readable".into());
+        for f in files {
+            match f.read_vec_at(len as usize, offset).await.and_then(|fr| wal::inline_bytes(&fr, meta.size)) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    tracing::warn!("shard {}: inline read from {} failed: {e}", self.id, f.path().display());
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Read bytes `a..b` of stripe `s` of part `p`, verifying every shard read and rebuilding
+    /// from parity when a shard is missing or corrupt.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_stripe(
+        &self,
+        bucket: &str,
+        key: &str,
+        p: &PartLayout,
+        s: usize,
+        a: usize,
+        b: usize,
+        plan: &HashMap<(u16, u32), Rc<DevFile>>,
+    ) -> Result<Bytes> {
+        let (k, m) = (p.k as usize, p.m as usize);
+        let sl = p.shard_len(s);
+        debug_assert!(a < b && b <= sl * k);
+        let (first, last) = (a / sl, (b - 1) / sl);
+        let mut shards: Vec<Option<AlignedBuf>> = (0..k + m).map(|_| None).collect();
+        let ok = self.read_shards(p, s, sl, first..=last, plan, &mut shards).await;
+        if !ok {
+            let rest: Vec<usize> = (0..k + m).filter(|i| shards[*i].is_none() && !(first..=last).contains(i)).collect();
+            for i in rest {
+                self.read_shards(p, s, sl, i..=i, plan, &mut shards).await;
+                if shards.iter().filter(|x| x.is_some()).count() >= k {
+                    break;
+                }
+            }
+            self.core.stats.borrow_mut().degraded_reads += 1;
+            self.repair_queue.borrow_mut().insert((bucket.to_string(), key.to_string()));
+            let pool = self.core.pool.clone();
+            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get()).map_err(|e| match e {
+                Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
+                e => e,
+            })?;
+        }
+        let mut out = BytesMut::with_capacity(b - a);
+        for (i, sh) in shards.iter().enumerate().take(last + 1).skip(first) {
+            let sh = sh
+                .as_ref()
+                .ok_or_else(|| Error::Unreadable(format!("{bucket}/{key}: shard {i} missing after rebuild")))?;
+            let lo = a.max(i * sl) - i * sl;
+            let hi = b.min((i + 1) * sl) - i * sl;
+            out.extend_from_slice(&sh.as_slice()[lo..hi]);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Read and verify shards `idx` of stripe `s` into `out`; false if any failed.
+    async fn read_shards(
+        &self,
+        p: &PartLayout,
+        s: usize,
+        sl: usize,
+        idx: std::ops::RangeInclusive<usize>,
+        plan: &HashMap<(u16, u32), Rc<DevFile>>,
+        out: &mut [Option<AlignedBuf>],
+    ) -> bool {
+        let reads = idx.clone().map(|i| {
+            let loc = p.loc(s, i);
+            let f = plan.get(&(p.devices[i], loc.seg)).cloned();
+            let buf = self.core.pool.get();
+            async move {
+                let f = f?;
+                let (r, b) = f.read_at(buf, loc.block as u64 * 4096, sl).await;
+                match r {
+                    Ok(()) if crc(b.as_slice()) == loc.crc => Some(b),
+                    Ok(()) => {
+                        tracing::warn!(
+                            "checksum mismatch in {} block {} (shard {i} of stripe {s}); rebuilding from parity",
+                            f.path().display(),
+                            loc.block
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("read failed: {e}; rebuilding from parity");
+                        None
+                    }
+                }
+            }
+        });
+        let results = join_all(reads).await;
+        let mut ok = true;
+        for (i, r) in idx.zip(results) {
+            ok &= r.is_some();
+            out[i] = r;
+        }
+        ok
+    }
+
+    // ---------------------------------------------------------------- listing
+
+    pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<ListItem> {
+        use std::ops::Bound;
+        let st = self.state.borrow();
+        let Some(map) = st.objects.get(bucket) else { return Vec::new() };
+        let limit = q.max_keys.saturating_add(1);
+        let mut out = Vec::new();
+        let mut lower: Bound<String> = match &q.start_after {
+            Some(s) if s.as_str() >= q.prefix.as_str() => Bound::Excluded(s.clone()),
+            _ => Bound::Included(q.prefix.clone()),
+        };
+        'outer: while out.len() < limit {
+            let mut next_lower = None;
+            for (k, meta) in map.range::<String, _>((lower.clone(), Bound::Unbounded)) {
+                if !k.starts_with(&q.prefix) {
+                    break 'outer;
+                }
+                if let Some(d) = q.delimiter.as_deref().filter(|d| !d.is_empty()) {
+                    if let Some(pos) = k[q.prefix.len()..].find(d) {
+                        let cp = &k[..q.prefix.len() + pos + d.len()];
+                        let skip = q.start_after.as_deref().is_some_and(|sa| sa.starts_with(cp) || sa >= cp);
+                        if !skip {
+                            out.push(ListItem::CommonPrefix(cp.to_string()));
+                        }
+                        // Jump past every key under this common prefix.
+                        next_lower = Some(format!("{cp}{}", char::MAX));
+                        break;
+                    }
+                }
+                out.push(ListItem::Object(ListEntry {
+                    key: k.clone(),
+                    size: meta.size,
+                    etag: meta.etag(),
+                    mtime_ms: meta.mtime_ms,
+                }));
+                if out.len() >= limit {
+                    break 'outer;
+                }
+            }
+            match next_lower {
+                Some(n) => lower = Bound::Excluded(n),
+                None => break,
+            }
+        }
+        out
+    }
+
+    // ---------------------------------------------------------------- multipart
+
+    pub async fn create_upload(self: Rc<Self>, bucket: String, key: String, headers: ObjectHeaders) -> Result<String> {
+        check_key(&key)?;
+        check_headers(&headers)?;
+        self.core.bucket_exists(&bucket)?;
+        let upload_id = format!("{:032x}", rand::random::<u128>());
+        let rec = Record::UploadCreate { bucket, key, upload_id: upload_id.clone(), headers, initiated_ms: unix_ms() };
+        self.commit(rec, None).await?;
+        Ok(upload_id)
+    }
+
+    fn upload_of(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let st = self.state.borrow();
+        match st.uploads.get(upload_id) {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(()),
+            _ => Err(Error::NoSuchUpload(upload_id.to_string())),
+        }
+    }
+
+    pub async fn upload_part(
+        self: Rc<Self>,
+        bucket: String,
+        key: String,
+        upload_id: String,
+        number: u32,
+        content_md5: Option<[u8; 16]>,
+        body: PutBody,
+    ) -> Result<PartInfo> {
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Err(Error::InvalidPart(format!("part number {number} is outside 1..=10000")));
+        }
+        self.core.bucket_exists(&bucket)?;
+        self.upload_of(&bucket, &key, &upload_id)?;
+        let _inflight = self.core.inflight(&bucket)?;
+        let w = self.write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize)).await?;
+        if content_md5.is_some_and(|m| m != w.md5) {
+            return Err(Error::BadDigest);
+        }
+        self.upload_of(&bucket, &key, &upload_id)?;
+        let Written::Part(layout) = w.data else {
+            return Err(Error::Corrupt("a part was written inline".into()));
+        };
+        let part = PartRecord { number, mtime_ms: unix_ms(), layout, checksum: w.checksum };
+        let info = PartInfo {
+            number,
+            etag: format!("\"{}\"", hex::encode(w.md5)),
+            size: w.size,
+            mtime_ms: part.mtime_ms,
+            checksum: part.checksum.clone(),
+        };
+        self.commit(Record::PartPut { upload_id, part }, None).await?;
+        Ok(info)
+    }
+
+    pub async fn complete_upload(
+        self: Rc<Self>,
+        bucket: String,
+        key: String,
+        upload_id: String,
+        parts: Vec<(u32, String)>,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
+        self.core.bucket_exists(&bucket)?;
+        self.upload_of(&bucket, &key, &upload_id)?;
+        self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
+        if parts.is_empty() {
+            return Err(Error::InvalidPart("a multipart upload needs at least one part".into()));
+        }
+        let (layouts, md5, headers) = {
+            let st = self.state.borrow();
+            let u = st.uploads.get(&upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.clone()))?;
+            let mut layouts = Vec::with_capacity(parts.len());
+            let mut md5s = Md5::new();
+            let mut prev = 0;
+            for (i, (n, etag)) in parts.iter().enumerate() {
+                if *n <= prev {
+                    return Err(Error::InvalidPartOrder);
+                }
+                prev = *n;
+                let p = u.parts.get(n).ok_or_else(|| Error::InvalidPart(format!("part {n} was not uploaded")))?;
+                let have = format!("\"{}\"", hex::encode(p.layout.md5));
+                if !etag_matches(&have, etag) {
+                    return Err(Error::InvalidPart(format!("part {n} has ETag {have}, not {etag}")));
+                }
+                if i + 1 < parts.len() && p.layout.size < MIN_PART_BYTES {
+                    return Err(Error::EntityTooSmall { part_number: *n, size: p.layout.size });
+                }
+                md5s.update(p.layout.md5);
+                layouts.push(p.layout.clone());
+            }
+            let md5: [u8; 16] = md5s.finalize().into();
+            (layouts, md5, u.headers.clone())
+        };
+        let size = layouts.iter().map(|l| l.size).sum();
+        let meta = ObjectMeta {
+            size,
+            md5,
+            parts_count: parts.len() as u32,
+            mtime_ms: unix_ms(),
+            headers,
+            data: DataLoc::Parts(layouts),
+        };
+        let info = ObjectInfo::from_meta(&bucket, &key, &meta);
+        let rec = Record::ObjectPut {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            meta,
+            inline: Vec::new(),
+            completes: Some(upload_id),
+        };
+        self.commit(rec, Some((bucket, key))).await?;
+        Ok(info)
+    }
+
+    pub async fn abort_upload(self: Rc<Self>, bucket: String, key: String, upload_id: String) -> Result<()> {
+        self.core.bucket_exists(&bucket)?;
+        self.upload_of(&bucket, &key, &upload_id)?;
+        self.commit(Record::UploadEnd { upload_id, aborted: true }, None).await
+    }
+
+    pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
+        self.core.bucket_exists(bucket)?;
+        self.upload_of(bucket, key, upload_id)?;
+        let st = self.state.borrow();
+        let u = st.uploads.get(upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.into()))?;
+        let parts = u
+            .parts
+            .values()
+            .map(|p| PartInfo {
+                number: p.number,
+                etag: format!("\"{}\"", hex::encode(p.layout.md5)),
+                size: p.layout.size,
+                mtime_ms: p.mtime_ms,
+                checksum: p.checksum.clone(),
+            })
+            .collect();
+        Ok((u.headers.clone(), parts))
+    }
+
+    pub fn list_uploads(&self, bucket: &str, q: &UploadListQuery) -> Vec<UploadInfo> {
+        let st = self.state.borrow();
+        let mut v: Vec<UploadInfo> = st
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.bucket == bucket && u.key.starts_with(&q.prefix))
+            .map(|(id, u)| UploadInfo {
+                bucket: u.bucket.clone(),
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated_ms: u.initiated_ms,
+            })
+            .filter(|u| upload_after(u, q))
+            .collect();
+        v.sort_by(|a, b| (&a.key, a.initiated_ms, &a.upload_id).cmp(&(&b.key, b.initiated_ms, &b.upload_id)));
+        v.truncate(q.max_uploads.saturating_add(1));
+        v
+    }
+}
+
+pub fn upload_after(u: &UploadInfo, q: &UploadListQuery) -> bool {
+    match (&q.key_marker, &q.upload_id_marker) {
+        (None, _) => true,
+        (Some(km), None) => u.key.as_str() > km.as_str(),
+        (Some(km), Some(um)) => u.key.as_str() > km.as_str() || (u.key == *km && u.upload_id.as_str() > um.as_str()),
+    }
+}
+
+fn new_layout(set: &crate::superblock::DeviceSet, chunk: usize) -> PartLayout {
+    PartLayout {
+        size: 0,
+        chunk_bytes: chunk as u32,
+        k: set.k as u8,
+        m: set.m as u8,
+        devices: Vec::new(),
+        shards: Vec::new(),
+        md5: [0; 16],
+    }
+}
+
+/// Compare ETags, ignoring quotes and accepting `*`.
+pub fn etag_matches(have: &str, want: &str) -> bool {
+    let t = |s: &str| s.trim().trim_start_matches("W/").trim_matches('"').to_string();
+    want.trim() == "*" || want.split(',').any(|w| t(w) == t(have))
+}
+
+pub fn check_key(key: &str) -> Result<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::KeyTooLong(key.len()));
+    }
+    if key.is_empty() {
+        return Err(Error::NoSuchKey { bucket: String::new(), key: String::new() });
+    }
+    Ok(())
+}
+
+fn check_headers(h: &ObjectHeaders) -> Result<()> {
+    let n: usize = h.user.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if n > MAX_USER_METADATA_BYTES {
+        return Err(Error::MetadataTooLarge(n));
+    }
+    Ok(())
+}
+
+/// Read an inline object's bytes with blocking I/O (checkpoints run outside the event loop's
+/// I/O and recovery happens before it starts).
+pub fn read_inline_sync(files: &[PathBuf], meta: &ObjectMeta) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let DataLoc::Inline { offset, len, .. } = meta.data else {
+        return Err(Error::Corrupt("not an inline object".into()));
+    };
+    let mut last = Error::Unreadable("no log mirror holds the inline object".into());
+    for p in files {
+        let r = std::fs::File::open(p).map_err(Error::from).and_then(|f| {
+            let mut v = vec![0u8; len as usize];
+            f.read_exact_at(&mut v, offset)?;
+            wal::inline_bytes(&v, meta.size)
+        });
+        match r {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Serialize a shard's live state as a log generation. Returns the bytes and the new location
+/// of every inline object.
+#[allow(clippy::type_complexity)]
+pub fn build_checkpoint(
+    st: &ShardState,
+    shard: u32,
+    gen: u64,
+    set_id: u128,
+    inline: impl FnMut(&ObjectMeta) -> Result<Vec<u8>>,
+) -> Result<(Vec<u8>, Vec<(String, String, u64, u32)>)> {
+    let mut bytes = Vec::new();
+    let mut moved = Vec::new();
+    frame_into(&mut bytes, &Record::Header { shard, gen, set_id }.encode());
+    st.checkpoint_records(inline, |rec, key| {
+        let off = bytes.len() as u64;
+        let payload = rec.encode();
+        frame_into(&mut bytes, &payload);
+        if let (Some((b, k)), Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. }) =
+            (key, rec)
+        {
+            moved.push((b.to_string(), k.to_string(), off, (FRAME_HEADER_BYTES + payload.len()) as u32));
+        }
+        Ok(())
+    })?;
+    frame_into(&mut bytes, &Record::CheckpointEnd.encode());
+    Ok((bytes, moved))
+}
+
+/// The devices that mirror a shard's log: m+1 healthy devices, at most m per zone.
+pub fn choose_mirrors(set: &crate::superblock::DeviceSet, healthy: &[bool], shard: u32) -> Result<Vec<(u16, PathBuf)>> {
+    let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, shard as usize).ok_or_else(|| {
+        Error::InsufficientDevices(format!(
+            "cannot mirror the log of shard {shard} on {} healthy devices in 2+ zones",
+            set.m + 1
+        ))
+    })?;
+    devs.into_iter()
+        .map(|d| {
+            set.path(d)
+                .map(|p| (d, p.to_path_buf()))
+                .ok_or_else(|| Error::InsufficientDevices(format!("device {d} has no path")))
+        })
+        .collect()
+}

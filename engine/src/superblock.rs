@@ -1,0 +1,359 @@
+//! Device superblocks and the persisted partition table: formatting a device set and opening
+//! it again, checking every device belongs to the same set.
+
+use crate::codec::{Dec, Enc};
+use crate::error::{io_at, Error, Result};
+use crate::layout::{DeviceSpec, Layout};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const SB_MAGIC: &[u8; 8] = b"TESSERA\x01";
+const TABLE_MAGIC: &[u8; 8] = b"TSPTABL\x01";
+pub const FORMAT_VERSION: u32 = 1;
+pub const SUPERBLOCK_FILE: &str = "tessera.sb";
+pub const TABLE_FILE: &str = "partitions.tbl";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    pub format_version: u32,
+    pub set_id: u128,
+    pub node_id: u128,
+    pub device_index: u16,
+    pub k: u8,
+    pub m: u8,
+    pub partitions: u32,
+    pub shards: u32,
+    /// Zone label of every device of the set, by device index.
+    pub zones: Vec<String>,
+    pub created_unix_ms: u64,
+}
+
+impl Superblock {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        e.fixed(SB_MAGIC);
+        e.u32(self.format_version);
+        e.u128(self.set_id);
+        e.u128(self.node_id);
+        e.u16(self.device_index);
+        e.u8(self.k);
+        e.u8(self.m);
+        e.u32(self.partitions);
+        e.u32(self.shards);
+        e.u16(self.zones.len() as u16);
+        for z in &self.zones {
+            e.str(z);
+        }
+        e.u64(self.created_unix_ms);
+        let crc = crc32c::crc32c(&e.buf);
+        e.u32(crc);
+        e.buf
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Superblock> {
+        if b.len() < 12 || &b[..8] != SB_MAGIC {
+            return Err(Error::Corrupt("not a tessera superblock (bad magic)".into()));
+        }
+        let (body, crc) = b.split_at(b.len() - 4);
+        let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        if crc32c::crc32c(body) != want {
+            return Err(Error::Corrupt("superblock checksum mismatch".into()));
+        }
+        let mut d = Dec::new(&body[8..]);
+        let format_version = d.u32()?;
+        if format_version != FORMAT_VERSION {
+            return Err(Error::Corrupt(format!(
+                "superblock format version {format_version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let set_id = d.u128()?;
+        let node_id = d.u128()?;
+        let device_index = d.u16()?;
+        let k = d.u8()?;
+        let m = d.u8()?;
+        let partitions = d.u32()?;
+        let shards = d.u32()?;
+        let n = d.u16()? as usize;
+        let mut zones = Vec::with_capacity(n);
+        for _ in 0..n {
+            zones.push(d.str()?);
+        }
+        let created_unix_ms = d.u64()?;
+        let sb = Superblock {
+            format_version,
+            set_id,
+            node_id,
+            device_index,
+            k,
+            m,
+            partitions,
+            shards,
+            zones,
+            created_unix_ms,
+        };
+        if sb.device_index as usize >= sb.zones.len()
+            || sb.k == 0
+            || sb.m == 0
+            || sb.shards == 0
+            || sb.partitions < sb.shards
+        {
+            return Err(Error::Corrupt("superblock fields out of range".into()));
+        }
+        Ok(sb)
+    }
+}
+
+/// Write `bytes` to `dir/name` atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dst = dir.join(name);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_at(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io_at(&tmp, e))?;
+    f.sync_all().map_err(|e| io_at(&tmp, e))?;
+    std::fs::rename(&tmp, &dst).map_err(|e| io_at(&dst, e))?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_at(dir, e))
+}
+
+pub fn encode_table(table: &[u16]) -> Vec<u8> {
+    let mut e = Enc::new();
+    e.fixed(TABLE_MAGIC);
+    e.u32(table.len() as u32);
+    for &s in table {
+        e.u16(s);
+    }
+    let crc = crc32c::crc32c(&e.buf);
+    e.u32(crc);
+    e.buf
+}
+
+pub fn decode_table(b: &[u8], shards: u32) -> Result<Vec<u16>> {
+    if b.len() < 16 || &b[..8] != TABLE_MAGIC {
+        return Err(Error::Corrupt("not a partition table".into()));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(Error::Corrupt("partition table checksum mismatch".into()));
+    }
+    let mut d = Dec::new(&body[8..]);
+    let n = d.u32()? as usize;
+    let mut t = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        let s = d.u16()?;
+        if s as u32 >= shards {
+            return Err(Error::Corrupt(format!("partition table names shard {s} of {shards}")));
+        }
+        t.push(s);
+    }
+    Ok(t)
+}
+
+fn now_ms() -> u64 {
+    crate::util::unix_ms()
+}
+
+/// Format a device set. Refuses zone-unsafe layouts and devices that already hold a superblock.
+pub fn format(layout: &Layout) -> Result<u128> {
+    layout.check()?;
+    for d in &layout.devices {
+        let sb = d.path.join(SUPERBLOCK_FILE);
+        if sb.exists() {
+            return Err(Error::Layout(format!(
+                "device {}={} is already formatted; remove it from the device list or delete its contents to reuse it",
+                d.zone,
+                d.path.display()
+            )));
+        }
+    }
+    let set_id: u128 = rand::random();
+    let node_id: u128 = rand::random();
+    let zones: Vec<String> = layout.devices.iter().map(|d| d.zone.clone()).collect();
+    // Round-robin partitions over shards; a table so it can later be rebalanced.
+    let table: Vec<u16> = (0..layout.partitions).map(|p| (p % layout.shards) as u16).collect();
+    let table_bytes = encode_table(&table);
+    for (i, d) in layout.devices.iter().enumerate() {
+        std::fs::create_dir_all(&d.path).map_err(|e| io_at(&d.path, e))?;
+        if !d.path.is_dir() {
+            return Err(Error::Layout(format!("device {} must be a directory", d.path.display())));
+        }
+        let sb = Superblock {
+            format_version: FORMAT_VERSION,
+            set_id,
+            node_id,
+            device_index: i as u16,
+            k: layout.k as u8,
+            m: layout.m as u8,
+            partitions: layout.partitions,
+            shards: layout.shards,
+            zones: zones.clone(),
+            created_unix_ms: now_ms(),
+        };
+        write_atomic(&d.path, TABLE_FILE, &table_bytes)?;
+        // The superblock goes last: a device with a superblock is fully formatted.
+        write_atomic(&d.path, SUPERBLOCK_FILE, &sb.encode())?;
+    }
+    Ok(set_id)
+}
+
+/// The device set as found at open.
+#[derive(Debug, Clone)]
+pub struct DeviceSet {
+    pub set_id: u128,
+    pub node_id: u128,
+    pub k: usize,
+    pub m: usize,
+    pub partitions: u32,
+    pub shards: u32,
+    pub zone_names: Vec<String>,
+    /// Zone number per device index (index into a sorted list of zone names).
+    pub zones: Vec<u16>,
+    /// Path per device index; `None` where no device of the set was found for that index.
+    pub paths: Vec<Option<PathBuf>>,
+    /// Whether each device opened (superblock read and checked).
+    pub healthy: Vec<bool>,
+    pub table: Vec<u16>,
+}
+
+impl DeviceSet {
+    pub fn device_count(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn path(&self, dev: u16) -> Option<&Path> {
+        self.paths.get(dev as usize).and_then(|p| p.as_deref())
+    }
+}
+
+/// Open a device set: read every superblock, check they agree, tolerate missing devices.
+pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
+    let mut found: Vec<(Superblock, &DeviceSpec)> = Vec::new();
+    let mut missing: Vec<(&DeviceSpec, String)> = Vec::new();
+    for d in specs {
+        let p = d.path.join(SUPERBLOCK_FILE);
+        match std::fs::read(&p).map_err(|e| io_at(&p, e)).and_then(|b| Superblock::decode(&b)) {
+            Ok(sb) => found.push((sb, d)),
+            Err(e) => missing.push((d, e.to_string())),
+        }
+    }
+    let Some((first, _)) = found.first().cloned() else {
+        return Err(Error::Layout(
+            "no formatted device found: format the devices first (tessera server formats the embedded default on first start)".into(),
+        ));
+    };
+    let mut paths: Vec<Option<PathBuf>> = vec![None; first.zones.len()];
+    for (sb, d) in &found {
+        if sb.set_id != first.set_id {
+            return Err(Error::Layout(format!(
+                "device {}={} belongs to another set ({:032x}, expected {:032x}): remove it from the device list or reformat it",
+                d.zone,
+                d.path.display(),
+                sb.set_id,
+                first.set_id
+            )));
+        }
+        if sb.zones != first.zones || sb.k != first.k || sb.m != first.m || sb.shards != first.shards {
+            return Err(Error::Layout(format!("device {} disagrees with the set's layout", d.path.display())));
+        }
+        let i = sb.device_index as usize;
+        if paths[i].is_some() {
+            return Err(Error::Layout(format!("two devices claim index {i} of the set ({})", d.path.display())));
+        }
+        if sb.zones[i] != d.zone {
+            return Err(Error::Layout(format!(
+                "device {} was formatted in zone {:?} but is listed in zone {:?}",
+                d.path.display(),
+                sb.zones[i],
+                d.zone
+            )));
+        }
+        paths[i] = Some(d.path.clone());
+    }
+    let healthy: Vec<bool> = paths.iter().map(|p| p.is_some()).collect();
+    // A device we could not read is matched to the first free index of its zone so that a
+    // later repair knows where it belongs.
+    for (d, why) in &missing {
+        tracing::warn!("device {}={} is unavailable: {why}", d.zone, d.path.display());
+        if let Some(i) = (0..paths.len()).find(|&i| paths[i].is_none() && first.zones[i] == d.zone) {
+            paths[i] = Some(d.path.clone());
+        }
+    }
+    let mut zone_names: Vec<String> = first.zones.clone();
+    zone_names.sort();
+    zone_names.dedup();
+    let zones: Vec<u16> =
+        first.zones.iter().map(|z| zone_names.iter().position(|n| n == z).unwrap_or(0) as u16).collect();
+    let mut table = None;
+    for (i, p) in paths.iter().enumerate() {
+        let Some(p) = p.as_ref().filter(|_| healthy[i]) else { continue };
+        let tp = p.join(TABLE_FILE);
+        if let Ok(t) = std::fs::read(&tp).map_err(Error::from).and_then(|b| decode_table(&b, first.shards)) {
+            if t.len() == first.partitions as usize {
+                table = Some(t);
+                break;
+            }
+        }
+    }
+    let table = table.ok_or_else(|| Error::Layout("no readable partition table on any device".into()))?;
+    Ok(DeviceSet {
+        set_id: first.set_id,
+        node_id: first.node_id,
+        k: first.k as usize,
+        m: first.m as usize,
+        partitions: first.partitions,
+        shards: first.shards,
+        zone_names,
+        zones,
+        paths,
+        healthy,
+        table,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn superblock_round_trips_and_detects_flips() {
+        let sb = Superblock {
+            format_version: FORMAT_VERSION,
+            set_id: 7,
+            node_id: 9,
+            device_index: 1,
+            k: 4,
+            m: 2,
+            partitions: 64,
+            shards: 2,
+            zones: vec!["a".into(), "b".into()],
+            created_unix_ms: 5,
+        };
+        let b = sb.encode();
+        assert_eq!(Superblock::decode(&b).unwrap(), sb);
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x40;
+            assert!(Superblock::decode(&c).is_err(), "flip at {i} not detected");
+        }
+        assert!(Superblock::decode(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn open_refuses_a_device_of_another_set() {
+        let t1 = tempfile::tempdir().unwrap();
+        let t2 = tempfile::tempdir().unwrap();
+        let l1 = Layout::embedded(t1.path(), 1);
+        let l2 = Layout::embedded(t2.path(), 1);
+        format(&l1).unwrap();
+        format(&l2).unwrap();
+        assert!(format(&l1).is_err(), "formatting twice must be refused");
+        let mut mixed = l1.devices.clone();
+        mixed[5] = l2.devices[5].clone();
+        let e = open(&mixed).unwrap_err();
+        assert!(e.to_string().contains("belongs to another set"), "{e}");
+        let set = open(&l1.devices).unwrap();
+        assert_eq!(set.healthy, vec![true; 6]);
+    }
+}
