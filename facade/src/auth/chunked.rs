@@ -24,6 +24,9 @@ pub const MAX_TRAILER_BYTES: usize = 4096;
 /// Most trailer lines accepted.
 pub const MAX_TRAILER_LINES: usize = 16;
 
+/// Trailer headers: lowercase names and their values, in the order sent.
+pub type Trailers = Vec<(String, String)>;
+
 /// The signing material of a signed chunked body.
 #[derive(Debug, Clone)]
 struct ChunkSigner {
@@ -99,7 +102,7 @@ pub struct ChunkedDecoder {
     chunk_hash: Sha256,
     line: Vec<u8>,
     trailer_bytes: usize,
-    trailers: Vec<(String, String)>,
+    trailers: Trailers,
     trailer_signature: Option<String>,
 }
 
@@ -220,7 +223,7 @@ impl ChunkedDecoder {
 
     /// Call at the end of the body: checks it was complete and returns the trailers
     /// (lowercase names, without `x-amz-trailer-signature`).
-    pub fn finish(self) -> Result<Vec<(String, String)>, S3Error> {
+    pub fn finish(self) -> Result<Trailers, S3Error> {
         match self.state {
             State::Done => {}
             // A final CRLF some clients leave out: everything that is signed has been seen.
@@ -417,7 +420,7 @@ mod tests {
         mut dec: ChunkedDecoder,
         body: &[u8],
         step: usize,
-    ) -> Result<(Vec<u8>, Vec<(String, String)>), S3Error> {
+    ) -> Result<(Vec<u8>, Trailers), S3Error> {
         let mut out = Vec::new();
         for piece in body.chunks(step) {
             let mut input = piece;
