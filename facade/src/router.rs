@@ -402,8 +402,10 @@ fn bucket_from_host(host: Option<&str>, domain: Option<&str>) -> Option<String> 
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
     };
-    let prefix = host.strip_suffix(domain)?.strip_suffix('.')?;
-    (!prefix.is_empty()).then(|| prefix.to_ascii_lowercase())
+    let host = host.to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    let prefix = host.strip_suffix(domain.as_str())?.strip_suffix('.')?;
+    (!prefix.is_empty()).then(|| prefix.to_string())
 }
 
 fn not_implemented(name: impl Into<String>) -> Endpoint {

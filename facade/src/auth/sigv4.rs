@@ -566,6 +566,38 @@ fn authenticate_presigned(
     })
 }
 
+/// Checks a body against the SHA-256 its signed `x-amz-content-sha256` promised
+/// ([`PayloadMode::Sha256`]), as the body streams.
+pub struct PayloadHashVerifier {
+    expected: [u8; 32],
+    hasher: Sha256,
+}
+
+impl PayloadHashVerifier {
+    pub fn new(expected: [u8; 32]) -> Self {
+        PayloadHashVerifier {
+            expected,
+            hasher: Sha256::new(),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+
+    /// XAmzContentSHA256Mismatch when the body is not what was signed.
+    pub fn finish(self) -> Result<(), S3Error> {
+        let got: [u8; 32] = self.hasher.finalize().into();
+        if bool::from(got.ct_eq(&self.expected)) {
+            Ok(())
+        } else {
+            Err(S3Error::new(S3ErrorCode::XAmzContentSHA256Mismatch)
+                .detail("ClientComputedContentSHA256", hex::encode(self.expected))
+                .detail("S3ComputedContentSHA256", hex::encode(got)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Expected signatures are AWS's published examples ("Signature Calculations for the
@@ -826,6 +858,26 @@ mod tests {
         assert_eq!(
             check(Method::GET, "/b/k", None, &h).expect_err("v2").code,
             S3ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn payload_hash_is_checked_as_the_body_streams() {
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(
+            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
+            &mut raw,
+        )
+        .expect("hex");
+        let mut v = PayloadHashVerifier::new(raw);
+        v.update(b"Welcome to ");
+        v.update(b"Amazon S3.");
+        assert!(v.finish().is_ok());
+        let mut v = PayloadHashVerifier::new(raw);
+        v.update(b"Welcome to Amazon S4.");
+        assert_eq!(
+            v.finish().expect_err("mismatch").code,
+            S3ErrorCode::XAmzContentSHA256Mismatch
         );
     }
 
