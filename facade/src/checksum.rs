@@ -75,27 +75,20 @@ impl ChecksumAlgorithm {
     /// Parses an algorithm name, case-insensitively (`crc32c`, `CRC32C`).
     pub fn from_name(name: &str) -> Option<ChecksumAlgorithm> {
         let name = name.trim();
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(name))
     }
 
     /// Parses a header name (`x-amz-checksum-crc32c`), case-insensitively.
     pub fn from_header_name(name: &str) -> Option<ChecksumAlgorithm> {
         let name = name.trim();
-        Self::ALL
-            .into_iter()
-            .find(|a| a.header_name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|a| a.header_name().eq_ignore_ascii_case(name))
     }
 
     /// The message S3 sends when this checksum does not match.
     pub fn mismatch_error(self) -> S3Error {
         S3Error::with_message(
             S3ErrorCode::BadDigest,
-            format!(
-                "The {} you specified did not match the calculated checksum.",
-                self.as_str()
-            ),
+            format!("The {} you specified did not match the calculated checksum.", self.as_str()),
         )
     }
 }
@@ -119,9 +112,7 @@ impl Checksummer {
         let state = match algorithm {
             ChecksumAlgorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
             ChecksumAlgorithm::Crc32c => State::Crc32c(0),
-            ChecksumAlgorithm::Crc64Nvme => {
-                State::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme))
-            }
+            ChecksumAlgorithm::Crc64Nvme => State::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
             ChecksumAlgorithm::Sha1 => State::Sha1(Sha1::new()),
             ChecksumAlgorithm::Sha256 => State::Sha256(Sha256::new()),
         };
@@ -160,16 +151,10 @@ impl Checksummer {
 }
 
 /// Decodes a base64 checksum value and checks its length for the algorithm.
-pub fn decode_checksum_value(
-    algorithm: ChecksumAlgorithm,
-    value: &str,
-) -> Result<Vec<u8>, S3Error> {
+pub fn decode_checksum_value(algorithm: ChecksumAlgorithm, value: &str) -> Result<Vec<u8>, S3Error> {
     match BASE64.decode(value.trim()) {
         Ok(raw) if raw.len() == algorithm.digest_len() => Ok(raw),
-        _ => Err(S3Error::invalid_request(format!(
-            "Value for {} header is invalid.",
-            algorithm.header_name()
-        ))),
+        _ => Err(S3Error::invalid_request(format!("Value for {} header is invalid.", algorithm.header_name()))),
     }
 }
 
@@ -189,10 +174,9 @@ pub struct ChecksumRequest {
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, S3Error> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| S3Error::invalid_argument(format!("header {name} is not valid ASCII"))),
+        Some(v) => {
+            v.to_str().map(Some).map_err(|_| S3Error::invalid_argument(format!("header {name} is not valid ASCII")))
+        }
     }
 }
 
@@ -237,20 +221,14 @@ impl ChecksumRequest {
         }
         if let Some(name) = header_str(headers, "x-amz-sdk-checksum-algorithm")? {
             let alg = ChecksumAlgorithm::from_name(name).ok_or_else(|| {
-                S3Error::invalid_request(format!(
-                    "Value for x-amz-sdk-checksum-algorithm header is invalid: {name}"
-                ))
+                S3Error::invalid_request(format!("Value for x-amz-sdk-checksum-algorithm header is invalid: {name}"))
             })?;
             set_algorithm(alg).map_err(|_| {
-                S3Error::invalid_request(
-                    "x-amz-sdk-checksum-algorithm does not match the checksum header sent",
-                )
+                S3Error::invalid_request("x-amz-sdk-checksum-algorithm does not match the checksum header sent")
             })?;
         }
         if req.in_trailer && req.expected.is_some() {
-            return Err(S3Error::invalid_request(
-                "A checksum cannot be sent both as a header and as a trailer.",
-            ));
+            return Err(S3Error::invalid_request("A checksum cannot be sent both as a header and as a trailer."));
         }
         Ok(req)
     }
@@ -271,9 +249,7 @@ impl BodyDigests {
 
     /// The additional checksum in base64, with its algorithm.
     pub fn checksum_base64(&self) -> Option<(ChecksumAlgorithm, String)> {
-        self.checksum
-            .as_ref()
-            .map(|(alg, raw)| (*alg, BASE64.encode(raw)))
+        self.checksum.as_ref().map(|(alg, raw)| (*alg, BASE64.encode(raw)))
     }
 }
 
@@ -288,11 +264,7 @@ pub struct BodyVerifier {
 impl BodyVerifier {
     pub fn new(request: ChecksumRequest) -> Self {
         let extra = request.algorithm.map(Checksummer::new);
-        BodyVerifier {
-            request,
-            md5: Md5::new(),
-            extra,
-        }
+        BodyVerifier { request, md5: Md5::new(), extra }
     }
 
     pub fn update(&mut self, data: &[u8]) {
@@ -357,18 +329,9 @@ mod tests {
     #[test]
     fn crc_check_values_match_the_catalogue() {
         let check = b"123456789";
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc32, check),
-            0xCBF4_3926u32.to_be_bytes()
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc32c, check),
-            0xE306_9283u32.to_be_bytes()
-        );
-        assert_eq!(
-            digest(ChecksumAlgorithm::Crc64Nvme, check),
-            0xAE8B_1486_0A79_9888u64.to_be_bytes()
-        );
+        assert_eq!(digest(ChecksumAlgorithm::Crc32, check), 0xCBF4_3926u32.to_be_bytes());
+        assert_eq!(digest(ChecksumAlgorithm::Crc32c, check), 0xE306_9283u32.to_be_bytes());
+        assert_eq!(digest(ChecksumAlgorithm::Crc64Nvme, check), 0xAE8B_1486_0A79_9888u64.to_be_bytes());
     }
 
     #[test]
@@ -377,10 +340,7 @@ mod tests {
             hex::encode(digest(ChecksumAlgorithm::Sha256, b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(
-            hex::encode(digest(ChecksumAlgorithm::Sha1, b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
+        assert_eq!(hex::encode(digest(ChecksumAlgorithm::Sha1, b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
     #[test]
@@ -404,43 +364,31 @@ mod tests {
 
     #[test]
     fn header_checksum_verifies_and_mismatch_is_bad_digest() {
-        let req = ChecksumRequest::from_headers(&headers(&[("x-amz-checksum-crc32", "NSRBwg==")]))
-            .expect("valid");
+        let req = ChecksumRequest::from_headers(&headers(&[("x-amz-checksum-crc32", "NSRBwg==")])).expect("valid");
         let mut v = BodyVerifier::new(req.clone());
         v.update(b"abc");
         let d = v.finish(None).expect("matches");
         assert_eq!(d.etag(), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(
-            d.checksum_base64(),
-            Some((ChecksumAlgorithm::Crc32, "NSRBwg==".to_string()))
-        );
+        assert_eq!(d.checksum_base64(), Some((ChecksumAlgorithm::Crc32, "NSRBwg==".to_string())));
         let mut v = BodyVerifier::new(req);
         v.update(b"abd");
         let e = v.finish(None).expect_err("mismatch");
         assert_eq!(e.code, S3ErrorCode::BadDigest);
-        assert_eq!(
-            e.message,
-            "The CRC32 you specified did not match the calculated checksum."
-        );
+        assert_eq!(e.message, "The CRC32 you specified did not match the calculated checksum.");
     }
 
     #[test]
     fn content_md5_is_checked() {
         let good =
-            ChecksumRequest::from_headers(&headers(&[("content-md5", "kAFQmDzST7DWlj99KOF/cg==")]))
-                .expect("valid");
+            ChecksumRequest::from_headers(&headers(&[("content-md5", "kAFQmDzST7DWlj99KOF/cg==")])).expect("valid");
         let mut v = BodyVerifier::new(good.clone());
         v.update(b"abc");
         assert!(v.finish(None).is_ok());
         let mut v = BodyVerifier::new(good);
         v.update(b"abcd");
-        assert_eq!(
-            v.finish(None).expect_err("bad").code,
-            S3ErrorCode::BadDigest
-        );
+        assert_eq!(v.finish(None).expect_err("bad").code, S3ErrorCode::BadDigest);
         for bad in ["not base64!", "YWJj"] {
-            let e =
-                ChecksumRequest::from_headers(&headers(&[("content-md5", bad)])).expect_err(bad);
+            let e = ChecksumRequest::from_headers(&headers(&[("content-md5", bad)])).expect_err(bad);
             assert_eq!(e.code, S3ErrorCode::InvalidDigest);
         }
     }
@@ -457,26 +405,15 @@ mod tests {
         v.update(&[b'a'; 66_560]);
         assert!(v.finish(Some("sOO8/Q==")).is_ok());
         let v = BodyVerifier::new(req);
-        assert_eq!(
-            v.finish(None).expect_err("missing").code,
-            S3ErrorCode::InvalidRequest
-        );
+        assert_eq!(v.finish(None).expect_err("missing").code, S3ErrorCode::InvalidRequest);
     }
 
     #[test]
     fn conflicting_or_malformed_checksum_headers_are_refused() {
-        let two = headers(&[
-            ("x-amz-checksum-crc32", "NSRBwg=="),
-            ("x-amz-checksum-sha1", "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="),
-        ]);
-        assert_eq!(
-            ChecksumRequest::from_headers(&two).expect_err("two").code,
-            S3ErrorCode::InvalidRequest
-        );
-        let disagree = headers(&[
-            ("x-amz-checksum-crc32", "NSRBwg=="),
-            ("x-amz-sdk-checksum-algorithm", "SHA256"),
-        ]);
+        let two =
+            headers(&[("x-amz-checksum-crc32", "NSRBwg=="), ("x-amz-checksum-sha1", "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=")]);
+        assert_eq!(ChecksumRequest::from_headers(&two).expect_err("two").code, S3ErrorCode::InvalidRequest);
+        let disagree = headers(&[("x-amz-checksum-crc32", "NSRBwg=="), ("x-amz-sdk-checksum-algorithm", "SHA256")]);
         assert!(ChecksumRequest::from_headers(&disagree).is_err());
         let short = headers(&[("x-amz-checksum-sha256", "NSRBwg==")]);
         assert!(ChecksumRequest::from_headers(&short).is_err());
@@ -486,11 +423,8 @@ mod tests {
 
     #[test]
     fn sdk_algorithm_alone_computes_without_expecting() {
-        let req = ChecksumRequest::from_headers(&headers(&[(
-            "x-amz-sdk-checksum-algorithm",
-            "crc64nvme",
-        )]))
-        .expect("valid");
+        let req =
+            ChecksumRequest::from_headers(&headers(&[("x-amz-sdk-checksum-algorithm", "crc64nvme")])).expect("valid");
         let mut v = BodyVerifier::new(req);
         v.update(b"123456789");
         let d = v.finish(None).expect("no expectation");

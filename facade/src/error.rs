@@ -95,9 +95,7 @@ impl S3ErrorCode {
         use S3ErrorCode::*;
         match self {
             NotModified => StatusCode::NOT_MODIFIED,
-            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => {
-                StatusCode::FORBIDDEN
-            }
+            AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => StatusCode::FORBIDDEN,
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
@@ -200,12 +198,7 @@ impl S3Error {
     }
 
     pub fn with_message(code: S3ErrorCode, message: impl Into<String>) -> Self {
-        S3Error {
-            code,
-            message: message.into(),
-            resource: None,
-            details: Vec::new(),
-        }
+        S3Error { code, message: message.into(), resource: None, details: Vec::new() }
     }
 
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -332,9 +325,7 @@ mod tests {
 
     #[test]
     fn error_xml_has_code_message_resource_and_escapes() {
-        let e = S3Error::new(S3ErrorCode::NoSuchKey)
-            .resource("/b/a<&>b")
-            .detail("Key", "a<&>b");
+        let e = S3Error::new(S3ErrorCode::NoSuchKey).resource("/b/a<&>b").detail("Key", "a<&>b");
         let xml = e.to_xml("req-1");
         assert_eq!(
             xml,

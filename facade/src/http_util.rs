@@ -38,10 +38,7 @@ pub fn parse_range(header: &str) -> Option<ByteRange> {
     if last < first {
         return None;
     }
-    Some(ByteRange::From {
-        first,
-        last: Some(last),
-    })
+    Some(ByteRange::From { first, last: Some(last) })
 }
 
 fn parse_digits(s: &str) -> Option<u64> {
@@ -54,8 +51,7 @@ fn parse_digits(s: &str) -> Option<u64> {
 impl ByteRange {
     /// The half-open byte range to serve from an object of `size` bytes, or InvalidRange.
     pub fn resolve(self, size: u64) -> Result<Range<u64>, S3Error> {
-        let unsatisfiable =
-            || S3Error::new(S3ErrorCode::InvalidRange).detail("ActualObjectSize", size.to_string());
+        let unsatisfiable = || S3Error::new(S3ErrorCode::InvalidRange).detail("ActualObjectSize", size.to_string());
         match self {
             ByteRange::From { first, last } => {
                 if first >= size {
@@ -79,12 +75,7 @@ impl ByteRange {
 
 /// The `Content-Range` value for a served range of an object of `size` bytes.
 pub fn content_range(range: &Range<u64>, size: u64) -> String {
-    format!(
-        "bytes {}-{}/{}",
-        range.start,
-        range.end.saturating_sub(1),
-        size
-    )
+    format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), size)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -154,19 +145,13 @@ fn to_civil(t: SystemTime) -> Civil {
 /// ISO 8601 with milliseconds as S3 XML uses: `2013-05-24T00:00:00.000Z`.
 pub fn format_iso8601(t: SystemTime) -> String {
     let c = to_civil(t);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
 }
 
 /// SigV4 basic format: `20130524T000000Z`.
 pub fn format_amz_date(t: SystemTime) -> String {
     let c = to_civil(t);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 fn fixed_digits(s: &str) -> Option<u32> {
@@ -176,14 +161,7 @@ fn fixed_digits(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-fn from_civil(
-    year: u32,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-) -> Option<SystemTime> {
+fn from_civil(year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Option<SystemTime> {
     if !(1970..=9999).contains(&year)
         || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
@@ -226,13 +204,7 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
         None => (s, None),
     };
     let b = main.as_bytes();
-    if b.len() != 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let base = from_civil(
@@ -270,9 +242,7 @@ pub fn quote_etag(etag: &str) -> String {
 pub fn unquote_etag(etag: &str) -> &str {
     let e = etag.trim();
     let e = e.strip_prefix("W/").unwrap_or(e);
-    e.strip_prefix('"')
-        .and_then(|e| e.strip_suffix('"'))
-        .unwrap_or(e)
+    e.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(e)
 }
 
 /// An `If-Match` / `If-None-Match` value.
@@ -331,10 +301,7 @@ mod tests {
     fn unsatisfiable_ranges_are_invalid_range() {
         for h in ["bytes=100-", "bytes=100-200", "bytes=-0"] {
             let e = parse_range(h).map(|r| r.resolve(100));
-            assert!(
-                matches!(e, Some(Err(ref e)) if e.code == S3ErrorCode::InvalidRange),
-                "{h}"
-            );
+            assert!(matches!(e, Some(Err(ref e)) if e.code == S3ErrorCode::InvalidRange), "{h}");
         }
         let e = parse_range("bytes=0-").map(|r| r.resolve(0));
         assert!(matches!(e, Some(Err(_))));
@@ -342,14 +309,7 @@ mod tests {
 
     #[test]
     fn malformed_or_multiple_ranges_are_ignored() {
-        for h in [
-            "bytes=0-1,3-4",
-            "items=0-1",
-            "bytes=a-b",
-            "bytes=5-1",
-            "bytes=-",
-            "bytes=1",
-        ] {
+        for h in ["bytes=0-1,3-4", "items=0-1", "bytes=a-b", "bytes=5-1", "bytes=-", "bytes=1"] {
             assert_eq!(parse_range(h), None, "{h}");
         }
     }
@@ -376,12 +336,7 @@ mod tests {
 
     #[test]
     fn bad_dates_are_rejected() {
-        for s in [
-            "2013052T000000Z",
-            "20130231T000000Z",
-            "20131324T000000Z",
-            "2013052aT000000Z",
-        ] {
+        for s in ["2013052T000000Z", "20130231T000000Z", "20131324T000000Z", "2013052aT000000Z"] {
             assert_eq!(parse_amz_date(s), None, "{s}");
         }
         assert_eq!(parse_iso8601("2013-05-24 00:00:00Z"), None);

@@ -247,10 +247,7 @@ impl Query {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -278,11 +275,9 @@ impl Query {
                 .filter(|n| *n >= 0)
                 .map(|n| (n as u64).min(MAX_LIST_KEYS as u64) as usize)
                 .ok_or_else(|| {
-                    S3Error::invalid_argument(format!(
-                        "Provided {name} not an integer or within integer range"
-                    ))
-                    .detail("ArgumentName", name)
-                    .detail("ArgumentValue", v)
+                    S3Error::invalid_argument(format!("Provided {name} not an integer or within integer range"))
+                        .detail("ArgumentName", name)
+                        .detail("ArgumentValue", v)
                 }),
         }
     }
@@ -291,19 +286,14 @@ impl Query {
         match self.get("encoding-type") {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
-            Some(v) => Err(S3Error::invalid_argument(
-                "Invalid Encoding Method specified in Request",
-            )
-            .detail("ArgumentName", "encoding-type")
-            .detail("ArgumentValue", v)),
+            Some(v) => Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")
+                .detail("ArgumentName", "encoding-type")
+                .detail("ArgumentValue", v)),
         }
     }
 
     fn unsupported(&self) -> Option<&str> {
-        self.0
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .find(|k| UNSUPPORTED_SUBRESOURCES.contains(k))
+        self.0.iter().map(|(k, _)| k.as_str()).find(|k| UNSUPPORTED_SUBRESOURCES.contains(k))
     }
 }
 
@@ -316,25 +306,17 @@ fn decode(s: &str) -> Result<String, S3Error> {
 
 /// Parses a part number: an integer in 1..=10000.
 pub fn parse_part_number(value: &str) -> Result<u32, S3Error> {
-    value
-        .parse::<u32>()
-        .ok()
-        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
-        .ok_or_else(|| {
-            S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-            )
+    value.parse::<u32>().ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(|| {
+        S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive")
             .detail("ArgumentName", "partNumber")
             .detail("ArgumentValue", value)
-        })
+    })
 }
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=id]`, URL-encoded.
 pub fn parse_copy_source(value: &str) -> Result<CopySource, S3Error> {
-    let invalid = || {
-        S3Error::invalid_argument("Invalid copy source object key")
-            .detail("ArgumentName", "x-amz-copy-source")
-    };
+    let invalid =
+        || S3Error::invalid_argument("Invalid copy source object key").detail("ArgumentName", "x-amz-copy-source");
     let (path, query) = match value.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (value, None),
@@ -357,11 +339,7 @@ pub fn parse_copy_source(value: &str) -> Result<CopySource, S3Error> {
             }
         }
     };
-    Ok(CopySource {
-        bucket,
-        key,
-        version_id,
-    })
+    Ok(CopySource { bucket, key, version_id })
 }
 
 fn check_key(key: &str) -> Result<(), S3Error> {
@@ -377,18 +355,11 @@ fn check_key(key: &str) -> Result<(), S3Error> {
 /// hyphens, starting and ending with a letter or digit, not shaped like an IP address.
 pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
     let b = name.as_bytes();
-    let charset_ok = b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
-    let edges_ok = matches!((b.first(), b.last()), (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
-    let looks_like_ip =
-        name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok());
-    if (3..=63).contains(&b.len())
-        && charset_ok
-        && edges_ok
-        && !name.contains("..")
-        && !looks_like_ip
-    {
+    let charset_ok = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
+    let edges_ok =
+        matches!((b.first(), b.last()), (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
+    let looks_like_ip = name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok());
+    if (3..=63).contains(&b.len()) && charset_ok && edges_ok && !name.contains("..") && !looks_like_ip {
         Ok(())
     } else {
         Err(S3Error::new(S3ErrorCode::InvalidBucketName).detail("BucketName", name))
@@ -421,14 +392,12 @@ pub fn parse(
     headers: &HeaderMap,
     domain: Option<&str>,
 ) -> Result<Endpoint, S3Error> {
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
     let copy_source = match headers.get("x-amz-copy-source") {
         None => None,
-        Some(v) => Some(parse_copy_source(v.to_str().map_err(|_| {
-            S3Error::invalid_argument("x-amz-copy-source is not valid ASCII")
-        })?)?),
+        Some(v) => Some(parse_copy_source(
+            v.to_str().map_err(|_| S3Error::invalid_argument("x-amz-copy-source is not valid ASCII"))?,
+        )?),
     };
     let q = Query::parse(query)?;
     let path = path.strip_prefix('/').unwrap_or(path);
@@ -549,68 +518,31 @@ fn object_endpoint(
             max_parts: q.max("max-parts")?,
             part_number_marker: match q.get("part-number-marker") {
                 None | Some("") => None,
-                Some(v) => Some(v.parse::<u32>().map_err(|_| {
-                    S3Error::invalid_argument("part-number-marker must be an integer")
-                })?),
+                Some(v) => Some(
+                    v.parse::<u32>().map_err(|_| S3Error::invalid_argument("part-number-marker must be an integer"))?,
+                ),
             },
         },
-        (Method::GET, None) => Endpoint::GetObject {
-            bucket,
-            key,
-            version_id,
-            part_number,
-        },
-        (Method::HEAD, None) => Endpoint::HeadObject {
-            bucket,
-            key,
-            version_id,
-            part_number,
-        },
+        (Method::GET, None) => Endpoint::GetObject { bucket, key, version_id, part_number },
+        (Method::HEAD, None) => Endpoint::HeadObject { bucket, key, version_id, part_number },
         (Method::PUT, Some(upload_id)) => {
             let part_number = part_number.ok_or_else(|| {
                 S3Error::invalid_argument("UploadPart needs partNumber with uploadId")
                     .detail("ArgumentName", "partNumber")
             })?;
             match copy_source {
-                Some(source) => Endpoint::UploadPartCopy {
-                    bucket,
-                    key,
-                    upload_id,
-                    part_number,
-                    source,
-                },
-                None => Endpoint::UploadPart {
-                    bucket,
-                    key,
-                    upload_id,
-                    part_number,
-                },
+                Some(source) => Endpoint::UploadPartCopy { bucket, key, upload_id, part_number, source },
+                None => Endpoint::UploadPart { bucket, key, upload_id, part_number },
             }
         }
         (Method::PUT, None) => match copy_source {
-            Some(source) => Endpoint::CopyObject {
-                bucket,
-                key,
-                source,
-            },
+            Some(source) => Endpoint::CopyObject { bucket, key, source },
             None => Endpoint::PutObject { bucket, key },
         },
         (Method::POST, None) if q.has("uploads") => Endpoint::CreateMultipartUpload { bucket, key },
-        (Method::POST, Some(upload_id)) => Endpoint::CompleteMultipartUpload {
-            bucket,
-            key,
-            upload_id,
-        },
-        (Method::DELETE, Some(upload_id)) => Endpoint::AbortMultipartUpload {
-            bucket,
-            key,
-            upload_id,
-        },
-        (Method::DELETE, None) => Endpoint::DeleteObject {
-            bucket,
-            key,
-            version_id,
-        },
+        (Method::POST, Some(upload_id)) => Endpoint::CompleteMultipartUpload { bucket, key, upload_id },
+        (Method::DELETE, Some(upload_id)) => Endpoint::AbortMultipartUpload { bucket, key, upload_id },
+        (Method::DELETE, None) => Endpoint::DeleteObject { bucket, key, version_id },
         _ => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
     })
 }
@@ -621,11 +553,7 @@ mod tests {
 
     const DOMAIN: Option<&str> = Some("s3.example.com");
 
-    fn route_with(
-        method: Method,
-        uri: &str,
-        extra: &[(&'static str, &str)],
-    ) -> Result<Endpoint, S3Error> {
+    fn route_with(method: Method, uri: &str, extra: &[(&'static str, &str)]) -> Result<Endpoint, S3Error> {
         let (path, query) = match uri.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (uri, None),
@@ -649,39 +577,18 @@ mod tests {
     #[test]
     fn service_and_bucket_endpoints() {
         assert_eq!(route(Method::GET, "/"), Endpoint::ListBuckets);
-        assert_eq!(
-            route(Method::PUT, "/b1"),
-            Endpoint::CreateBucket { bucket: s("b1") }
-        );
-        assert_eq!(
-            route(Method::HEAD, "/b1/"),
-            Endpoint::HeadBucket { bucket: s("b1") }
-        );
-        assert_eq!(
-            route(Method::DELETE, "/b1"),
-            Endpoint::DeleteBucket { bucket: s("b1") }
-        );
-        assert_eq!(
-            route(Method::GET, "/b1?location"),
-            Endpoint::GetBucketLocation { bucket: s("b1") }
-        );
-        assert_eq!(
-            route(Method::GET, "/b1?versioning"),
-            Endpoint::GetBucketVersioning { bucket: s("b1") }
-        );
-        assert_eq!(
-            route(Method::POST, "/b1?delete"),
-            Endpoint::DeleteObjects { bucket: s("b1") }
-        );
+        assert_eq!(route(Method::PUT, "/b1"), Endpoint::CreateBucket { bucket: s("b1") });
+        assert_eq!(route(Method::HEAD, "/b1/"), Endpoint::HeadBucket { bucket: s("b1") });
+        assert_eq!(route(Method::DELETE, "/b1"), Endpoint::DeleteBucket { bucket: s("b1") });
+        assert_eq!(route(Method::GET, "/b1?location"), Endpoint::GetBucketLocation { bucket: s("b1") });
+        assert_eq!(route(Method::GET, "/b1?versioning"), Endpoint::GetBucketVersioning { bucket: s("b1") });
+        assert_eq!(route(Method::POST, "/b1?delete"), Endpoint::DeleteObjects { bucket: s("b1") });
     }
 
     #[test]
     fn listings_carry_their_arguments() {
         assert_eq!(
-            route(
-                Method::GET,
-                "/b1?prefix=a%2Fb&delimiter=%2F&marker=m&max-keys=5000"
-            ),
+            route(Method::GET, "/b1?prefix=a%2Fb&delimiter=%2F&marker=m&max-keys=5000"),
             Endpoint::ListObjects {
                 bucket: s("b1"),
                 args: ListObjectsArgs {
@@ -694,7 +601,10 @@ mod tests {
             }
         );
         assert_eq!(
-            route(Method::GET, "/b1?list-type=2&continuation-token=t&start-after=s&max-keys=2&encoding-type=url&fetch-owner=true"),
+            route(
+                Method::GET,
+                "/b1?list-type=2&continuation-token=t&start-after=s&max-keys=2&encoding-type=url&fetch-owner=true"
+            ),
             Endpoint::ListObjectsV2 {
                 bucket: s("b1"),
                 args: ListObjectsV2Args {
@@ -711,31 +621,16 @@ mod tests {
         assert!(matches!(
             route(Method::GET, "/b1?versions&key-marker=k&version-id-marker=v"),
             Endpoint::ListObjectVersions {
-                args: ListVersionsArgs {
-                    key_marker: Some(_),
-                    version_id_marker: Some(_),
-                    ..
-                },
+                args: ListVersionsArgs { key_marker: Some(_), version_id_marker: Some(_), .. },
                 ..
             }
         ));
         assert!(matches!(
             route(Method::GET, "/b1?uploads&max-uploads=3"),
-            Endpoint::ListMultipartUploads {
-                args: ListUploadsArgs { max_uploads: 3, .. },
-                ..
-            }
+            Endpoint::ListMultipartUploads { args: ListUploadsArgs { max_uploads: 3, .. }, .. }
         ));
-        for bad in [
-            "/b1?max-keys=-1",
-            "/b1?max-keys=x",
-            "/b1?encoding-type=base64",
-            "/b1?list-type=3",
-        ] {
-            assert_eq!(
-                route_with(Method::GET, bad, &[]).expect_err(bad).code,
-                S3ErrorCode::InvalidArgument
-            );
+        for bad in ["/b1?max-keys=-1", "/b1?max-keys=x", "/b1?encoding-type=base64", "/b1?list-type=3"] {
+            assert_eq!(route_with(Method::GET, bad, &[]).expect_err(bad).code, S3ErrorCode::InvalidArgument);
         }
     }
 
@@ -743,80 +638,38 @@ mod tests {
     fn object_endpoints_decode_keys() {
         assert_eq!(
             route(Method::PUT, "/b1/dir/a%20b%2Bc%2Fd"),
-            Endpoint::PutObject {
-                bucket: s("b1"),
-                key: s("dir/a b+c/d")
-            }
+            Endpoint::PutObject { bucket: s("b1"), key: s("dir/a b+c/d") }
         );
         assert_eq!(
             route(Method::GET, "/b1/k?versionId=v1&partNumber=2"),
-            Endpoint::GetObject {
-                bucket: s("b1"),
-                key: s("k"),
-                version_id: Some(s("v1")),
-                part_number: Some(2)
-            }
+            Endpoint::GetObject { bucket: s("b1"), key: s("k"), version_id: Some(s("v1")), part_number: Some(2) }
         );
         assert_eq!(
             route(Method::HEAD, "/b1/k"),
-            Endpoint::HeadObject {
-                bucket: s("b1"),
-                key: s("k"),
-                version_id: None,
-                part_number: None
-            }
+            Endpoint::HeadObject { bucket: s("b1"), key: s("k"), version_id: None, part_number: None }
         );
         assert_eq!(
             route(Method::DELETE, "/b1/k"),
-            Endpoint::DeleteObject {
-                bucket: s("b1"),
-                key: s("k"),
-                version_id: None
-            }
+            Endpoint::DeleteObject { bucket: s("b1"), key: s("k"), version_id: None }
         );
         // Trailing slash is part of the key.
-        assert_eq!(
-            route(Method::PUT, "/b1/dir/"),
-            Endpoint::PutObject {
-                bucket: s("b1"),
-                key: s("dir/")
-            }
-        );
+        assert_eq!(route(Method::PUT, "/b1/dir/"), Endpoint::PutObject { bucket: s("b1"), key: s("dir/") });
     }
 
     #[test]
     fn copy_object_and_part_copy_use_the_copy_source_header() {
         let src = [("x-amz-copy-source", "/src/a%20b?versionId=v")];
-        let source = CopySource {
-            bucket: s("src"),
-            key: s("a b"),
-            version_id: Some(s("v")),
-        };
+        let source = CopySource { bucket: s("src"), key: s("a b"), version_id: Some(s("v")) };
         assert_eq!(
             route_with(Method::PUT, "/b1/k", &src).expect("copy"),
-            Endpoint::CopyObject {
-                bucket: s("b1"),
-                key: s("k"),
-                source: source.clone()
-            }
+            Endpoint::CopyObject { bucket: s("b1"), key: s("k"), source: source.clone() }
         );
         assert_eq!(
             route_with(Method::PUT, "/b1/k?partNumber=3&uploadId=u", &src).expect("part copy"),
-            Endpoint::UploadPartCopy {
-                bucket: s("b1"),
-                key: s("k"),
-                upload_id: s("u"),
-                part_number: 3,
-                source
-            }
+            Endpoint::UploadPartCopy { bucket: s("b1"), key: s("k"), upload_id: s("u"), part_number: 3, source }
         );
         let bad = [("x-amz-copy-source", "nobucketorkey")];
-        assert_eq!(
-            route_with(Method::PUT, "/b1/k", &bad)
-                .expect_err("bad")
-                .code,
-            S3ErrorCode::InvalidArgument
-        );
+        assert_eq!(route_with(Method::PUT, "/b1/k", &bad).expect_err("bad").code, S3ErrorCode::InvalidArgument);
     }
 
     #[test]
@@ -824,48 +677,23 @@ mod tests {
         let (b, k, u) = (s("b1"), s("k"), s("u1"));
         assert_eq!(
             route(Method::POST, "/b1/k?uploads"),
-            Endpoint::CreateMultipartUpload {
-                bucket: b.clone(),
-                key: k.clone()
-            }
+            Endpoint::CreateMultipartUpload { bucket: b.clone(), key: k.clone() }
         );
         assert_eq!(
             route(Method::PUT, "/b1/k?partNumber=1&uploadId=u1"),
-            Endpoint::UploadPart {
-                bucket: b.clone(),
-                key: k.clone(),
-                upload_id: u.clone(),
-                part_number: 1
-            }
+            Endpoint::UploadPart { bucket: b.clone(), key: k.clone(), upload_id: u.clone(), part_number: 1 }
         );
         assert_eq!(
             route(Method::POST, "/b1/k?uploadId=u1"),
-            Endpoint::CompleteMultipartUpload {
-                bucket: b.clone(),
-                key: k.clone(),
-                upload_id: u.clone()
-            }
+            Endpoint::CompleteMultipartUpload { bucket: b.clone(), key: k.clone(), upload_id: u.clone() }
         );
         assert_eq!(
             route(Method::DELETE, "/b1/k?uploadId=u1"),
-            Endpoint::AbortMultipartUpload {
-                bucket: b.clone(),
-                key: k.clone(),
-                upload_id: u.clone()
-            }
+            Endpoint::AbortMultipartUpload { bucket: b.clone(), key: k.clone(), upload_id: u.clone() }
         );
         assert_eq!(
-            route(
-                Method::GET,
-                "/b1/k?uploadId=u1&max-parts=10&part-number-marker=4"
-            ),
-            Endpoint::ListParts {
-                bucket: b,
-                key: k,
-                upload_id: u,
-                max_parts: 10,
-                part_number_marker: Some(4)
-            }
+            route(Method::GET, "/b1/k?uploadId=u1&max-parts=10&part-number-marker=4"),
+            Endpoint::ListParts { bucket: b, key: k, upload_id: u, max_parts: 10, part_number_marker: Some(4) }
         );
     }
 
@@ -873,16 +701,11 @@ mod tests {
     fn part_numbers_outside_1_to_10000_are_invalid_argument() {
         for bad in ["0", "10001", "-1", "x", ""] {
             let uri = format!("/b1/k?partNumber={bad}&uploadId=u");
-            assert_eq!(
-                route_with(Method::PUT, &uri, &[]).expect_err(bad).code,
-                S3ErrorCode::InvalidArgument
-            );
+            assert_eq!(route_with(Method::PUT, &uri, &[]).expect_err(bad).code, S3ErrorCode::InvalidArgument);
         }
         assert!(route_with(Method::PUT, "/b1/k?partNumber=10000&uploadId=u", &[]).is_ok());
         assert_eq!(
-            route_with(Method::PUT, "/b1/k?uploadId=u", &[])
-                .expect_err("no part")
-                .code,
+            route_with(Method::PUT, "/b1/k?uploadId=u", &[]).expect_err("no part").code,
             S3ErrorCode::InvalidArgument
         );
     }
@@ -892,55 +715,29 @@ mod tests {
         let ok = format!("/b1/{}", "k".repeat(1024));
         assert!(route_with(Method::PUT, &ok, &[]).is_ok());
         let long = format!("/b1/{}", "k".repeat(1025));
-        assert_eq!(
-            route_with(Method::PUT, &long, &[]).expect_err("long").code,
-            S3ErrorCode::KeyTooLongError
-        );
+        assert_eq!(route_with(Method::PUT, &long, &[]).expect_err("long").code, S3ErrorCode::KeyTooLongError);
     }
 
     #[test]
     fn unsupported_subresources_are_not_implemented() {
-        for uri in [
-            "/b1?acl",
-            "/b1?policy",
-            "/b1?lifecycle",
-            "/b1?cors",
-            "/b1/k?tagging",
-            "/b1/k?acl",
-        ] {
+        for uri in ["/b1?acl", "/b1?policy", "/b1?lifecycle", "/b1?cors", "/b1/k?tagging", "/b1/k?acl"] {
             for m in [Method::GET, Method::PUT, Method::DELETE] {
-                assert!(
-                    matches!(route(m.clone(), uri), Endpoint::NotImplemented(_)),
-                    "{m} {uri}"
-                );
+                assert!(matches!(route(m.clone(), uri), Endpoint::NotImplemented(_)), "{m} {uri}");
             }
         }
-        assert!(matches!(
-            route(Method::PUT, "/b1?versioning"),
-            Endpoint::NotImplemented(_)
-        ));
+        assert!(matches!(route(Method::PUT, "/b1?versioning"), Endpoint::NotImplemented(_)));
     }
 
     #[test]
     fn virtual_hosted_style_takes_the_bucket_from_host() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "host",
-            "my.bucket.s3.example.com:9000".parse().expect("host"),
-        );
+        h.insert("host", "my.bucket.s3.example.com:9000".parse().expect("host"));
         assert_eq!(
             parse(&Method::GET, "/dir/key", None, &h, DOMAIN).expect("vhost"),
-            Endpoint::GetObject {
-                bucket: s("my.bucket"),
-                key: s("dir/key"),
-                version_id: None,
-                part_number: None
-            }
+            Endpoint::GetObject { bucket: s("my.bucket"), key: s("dir/key"), version_id: None, part_number: None }
         );
         assert_eq!(
-            parse(&Method::GET, "/", Some("list-type=2"), &h, DOMAIN)
-                .expect("vhost list")
-                .name(),
+            parse(&Method::GET, "/", Some("list-type=2"), &h, DOMAIN).expect("vhost list").name(),
             "ListObjectsV2"
         );
         // A host outside the domain (an IP) is path-style.
@@ -953,16 +750,8 @@ mod tests {
 
     #[test]
     fn wrong_methods_are_method_not_allowed() {
-        assert_eq!(
-            route_with(Method::PUT, "/", &[]).expect_err("put /").code,
-            S3ErrorCode::MethodNotAllowed
-        );
-        assert_eq!(
-            route_with(Method::PATCH, "/b1/k", &[])
-                .expect_err("patch")
-                .code,
-            S3ErrorCode::MethodNotAllowed
-        );
+        assert_eq!(route_with(Method::PUT, "/", &[]).expect_err("put /").code, S3ErrorCode::MethodNotAllowed);
+        assert_eq!(route_with(Method::PATCH, "/b1/k", &[]).expect_err("patch").code, S3ErrorCode::MethodNotAllowed);
     }
 
     #[test]
@@ -970,20 +759,8 @@ mod tests {
         for good in ["abc", "my-bucket.data", "a1b2c3"] {
             assert!(validate_bucket_name(good).is_ok(), "{good}");
         }
-        for bad in [
-            "ab",
-            "Abc",
-            "-abc",
-            "abc-",
-            "a..b",
-            "192.168.1.1",
-            "a_b",
-            &"a".repeat(64),
-        ] {
-            assert_eq!(
-                validate_bucket_name(bad).expect_err(bad).code,
-                S3ErrorCode::InvalidBucketName
-            );
+        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64)] {
+            assert_eq!(validate_bucket_name(bad).expect_err(bad).code, S3ErrorCode::InvalidBucketName);
         }
     }
 }

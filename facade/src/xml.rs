@@ -10,9 +10,7 @@ use quick_xml::Reader;
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::{S3Error, S3ErrorCode};
 use crate::http_util::{format_iso8601, quote_etag, unquote_etag};
-use crate::router::{
-    ListObjectsArgs, ListObjectsV2Args, ListUploadsArgs, ListVersionsArgs, MAX_PART_NUMBER,
-};
+use crate::router::{ListObjectsArgs, ListObjectsV2Args, ListUploadsArgs, ListVersionsArgs, MAX_PART_NUMBER};
 
 pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
 /// DeleteObjects accepts at most this many keys.
@@ -23,12 +21,7 @@ const MAX_XML_ELEMENTS: usize = 100_000;
 const MAX_XML_DEPTH: usize = 16;
 
 /// `encoding-type=url` keeps unreserved characters and `/`.
-const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
 
 // ---------------------------------------------------------------------------------------
 // Rendering
@@ -57,10 +50,7 @@ impl Doc {
         out.push_str(" xmlns=\"");
         out.push_str(S3_XMLNS);
         out.push_str("\">");
-        Doc {
-            out,
-            url_encode: false,
-        }
+        Doc { out, url_encode: false }
     }
 
     fn open(&mut self, name: &str) {
@@ -207,10 +197,7 @@ fn object_contents(d: &mut Doc, o: &ObjectEntry, with_owner: bool) {
             d.owner("Owner", owner);
         }
     }
-    d.text(
-        "StorageClass",
-        o.storage_class.as_deref().unwrap_or("STANDARD"),
-    );
+    d.text("StorageClass", o.storage_class.as_deref().unwrap_or("STANDARD"));
     d.close("Contents");
 }
 
@@ -297,10 +284,7 @@ pub fn list_versions(bucket: &str, args: &ListVersionsArgs, page: &VersionsPage)
     d.text("Name", bucket);
     d.key("Prefix", &args.prefix);
     d.key("KeyMarker", args.key_marker.as_deref().unwrap_or(""));
-    d.text(
-        "VersionIdMarker",
-        args.version_id_marker.as_deref().unwrap_or(""),
-    );
+    d.text("VersionIdMarker", args.version_id_marker.as_deref().unwrap_or(""));
     if page.is_truncated {
         d.opt_key("NextKeyMarker", page.next_key_marker.as_deref());
         if let Some(v) = &page.next_version_id_marker {
@@ -314,11 +298,7 @@ pub fn list_versions(bucket: &str, args: &ListVersionsArgs, page: &VersionsPage)
     }
     d.flag("IsTruncated", page.is_truncated);
     for v in &page.versions {
-        let element = if v.is_delete_marker {
-            "DeleteMarker"
-        } else {
-            "Version"
-        };
+        let element = if v.is_delete_marker { "DeleteMarker" } else { "Version" };
         d.open(element);
         d.key("Key", &v.key);
         d.text("VersionId", &v.version_id);
@@ -327,10 +307,7 @@ pub fn list_versions(bucket: &str, args: &ListVersionsArgs, page: &VersionsPage)
         if !v.is_delete_marker {
             d.etag(&v.etag);
             d.num("Size", v.size);
-            d.text(
-                "StorageClass",
-                v.storage_class.as_deref().unwrap_or("STANDARD"),
-            );
+            d.text("StorageClass", v.storage_class.as_deref().unwrap_or("STANDARD"));
         }
         if let Some(owner) = &v.owner {
             d.owner("Owner", owner);
@@ -420,10 +397,7 @@ pub fn list_parts(p: &PartsPage) -> String {
     d.text("UploadId", &p.upload_id);
     d.owner("Initiator", &p.owner);
     d.owner("Owner", &p.owner);
-    d.text(
-        "StorageClass",
-        p.storage_class.as_deref().unwrap_or("STANDARD"),
-    );
+    d.text("StorageClass", p.storage_class.as_deref().unwrap_or("STANDARD"));
     d.num("PartNumberMarker", p.part_number_marker);
     if let Some(next) = p.next_part_number_marker {
         d.num("NextPartNumberMarker", next);
@@ -466,18 +440,9 @@ pub fn list_multipart_uploads(bucket: &str, args: &ListUploadsArgs, page: &Uploa
     d.url_encode = args.url_encode;
     d.text("Bucket", bucket);
     d.key("KeyMarker", args.key_marker.as_deref().unwrap_or(""));
-    d.text(
-        "UploadIdMarker",
-        args.upload_id_marker.as_deref().unwrap_or(""),
-    );
-    d.key(
-        "NextKeyMarker",
-        page.next_key_marker.as_deref().unwrap_or(""),
-    );
-    d.text(
-        "NextUploadIdMarker",
-        page.next_upload_id_marker.as_deref().unwrap_or(""),
-    );
+    d.text("UploadIdMarker", args.upload_id_marker.as_deref().unwrap_or(""));
+    d.key("NextKeyMarker", page.next_key_marker.as_deref().unwrap_or(""));
+    d.text("NextUploadIdMarker", page.next_upload_id_marker.as_deref().unwrap_or(""));
     d.key("Prefix", &args.prefix);
     d.opt_key("Delimiter", args.delimiter.as_deref());
     d.num("MaxUploads", args.max_uploads);
@@ -491,10 +456,7 @@ pub fn list_multipart_uploads(bucket: &str, args: &ListUploadsArgs, page: &Uploa
         d.text("UploadId", &u.upload_id);
         d.owner("Initiator", &u.owner);
         d.owner("Owner", &u.owner);
-        d.text(
-            "StorageClass",
-            u.storage_class.as_deref().unwrap_or("STANDARD"),
-        );
+        d.text("StorageClass", u.storage_class.as_deref().unwrap_or("STANDARD"));
         d.date("Initiated", u.initiated);
         d.close("Upload");
     }
@@ -599,8 +561,7 @@ fn parse_document(body: &[u8]) -> Result<Element, S3Error> {
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
-    let name_of =
-        |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| S3Error::malformed_xml());
+    let name_of = |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| S3Error::malformed_xml());
     loop {
         let event = reader.read_event().map_err(|_| S3Error::malformed_xml())?;
         match event {
@@ -613,17 +574,11 @@ fn parse_document(body: &[u8]) -> Result<Element, S3Error> {
                 if count > MAX_XML_ELEMENTS || stack.len() >= MAX_XML_DEPTH {
                     return Err(S3Error::malformed_xml());
                 }
-                stack.push(Element {
-                    name: name_of(e.local_name().as_ref())?,
-                    ..Element::default()
-                });
+                stack.push(Element { name: name_of(e.local_name().as_ref())?, ..Element::default() });
             }
             Event::Empty(e) => {
                 count += 1;
-                let el = Element {
-                    name: name_of(e.local_name().as_ref())?,
-                    ..Element::default()
-                };
+                let el = Element { name: name_of(e.local_name().as_ref())?, ..Element::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -645,8 +600,7 @@ fn parse_document(body: &[u8]) -> Result<Element, S3Error> {
                 }
             }
             Event::CData(c) => {
-                let text = String::from_utf8(c.into_inner().into_owned())
-                    .map_err(|_| S3Error::malformed_xml())?;
+                let text = String::from_utf8(c.into_inner().into_owned()).map_err(|_| S3Error::malformed_xml())?;
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&text),
                     None => return Err(S3Error::malformed_xml()),
@@ -680,28 +634,17 @@ pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletePart>,
     }
     let mut parts = Vec::new();
     for p in root.children_named("Part") {
-        let part_number = p
-            .child_text("PartNumber")
-            .and_then(|n| n.parse::<u32>().ok())
-            .ok_or_else(S3Error::malformed_xml)?;
+        let part_number =
+            p.child_text("PartNumber").and_then(|n| n.parse::<u32>().ok()).ok_or_else(S3Error::malformed_xml)?;
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(S3Error::invalid_argument(
-                "Part number must be an integer between 1 and 10000, inclusive",
-            ));
+            return Err(S3Error::invalid_argument("Part number must be an integer between 1 and 10000, inclusive"));
         }
         let etag = p.child_text("ETag").ok_or_else(S3Error::malformed_xml)?;
         let checksums = ChecksumAlgorithm::ALL
             .into_iter()
-            .filter_map(|alg| {
-                p.child_text(alg.xml_element())
-                    .map(|v| (alg, v.to_string()))
-            })
+            .filter_map(|alg| p.child_text(alg.xml_element()).map(|v| (alg, v.to_string())))
             .collect();
-        parts.push(CompletePart {
-            part_number,
-            etag: unquote_etag(etag).to_string(),
-            checksums,
-        });
+        parts.push(CompletePart { part_number, etag: unquote_etag(etag).to_string(), checksums });
     }
     if parts.is_empty() {
         return Err(S3Error::with_message(
@@ -709,10 +652,7 @@ pub fn parse_complete_multipart_upload(body: &[u8]) -> Result<Vec<CompletePart>,
             "The XML you provided was not well-formed or did not validate against our published schema: CompleteMultipartUpload needs at least one Part.",
         ));
     }
-    if parts
-        .windows(2)
-        .any(|w| w[0].part_number >= w[1].part_number)
-    {
+    if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
         return Err(S3Error::new(S3ErrorCode::InvalidPartOrder));
     }
     Ok(parts)
@@ -745,15 +685,9 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     let mut objects = Vec::new();
     for o in root.children_named("Object") {
         // Keys keep their whitespace: only the element's own text, untrimmed.
-        let key = o
-            .child("Key")
-            .map(|k| k.text.clone())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(S3Error::malformed_xml)?;
-        let version_id = o
-            .child_text("VersionId")
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
+        let key =
+            o.child("Key").map(|k| k.text.clone()).filter(|k| !k.is_empty()).ok_or_else(S3Error::malformed_xml)?;
+        let version_id = o.child_text("VersionId").filter(|v| !v.is_empty()).map(str::to_string);
         objects.push(ObjectIdentifier { key, version_id });
         if objects.len() > MAX_DELETE_KEYS {
             return Err(S3Error::with_message(
@@ -777,10 +711,7 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
     if root.name != "CreateBucketConfiguration" {
         return Err(S3Error::malformed_xml());
     }
-    Ok(root
-        .child_text("LocationConstraint")
-        .filter(|l| !l.is_empty())
-        .map(str::to_string))
+    Ok(root.child_text("LocationConstraint").filter(|l| !l.is_empty()).map(str::to_string))
 }
 
 #[cfg(test)]
@@ -793,10 +724,7 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        Owner {
-            id: "id1".into(),
-            display_name: "me".into(),
-        }
+        Owner { id: "id1".into(), display_name: "me".into() }
     }
 
     fn obj(key: &str) -> ObjectEntry {
@@ -813,27 +741,15 @@ mod tests {
 
     #[test]
     fn list_buckets_renders_owner_and_dates() {
-        let xml = list_buckets(
-            &owner(),
-            &[BucketEntry {
-                name: "b1".into(),
-                creation_date: t(),
-            }],
-        );
+        let xml = list_buckets(&owner(), &[BucketEntry { name: "b1".into(), creation_date: t() }]);
         assert!(xml.contains("<Owner><ID>id1</ID><DisplayName>me</DisplayName></Owner>"));
-        assert!(xml.contains(
-            "<Bucket><Name>b1</Name><CreationDate>2013-05-24T00:00:00.000Z</CreationDate></Bucket>"
-        ));
+        assert!(xml.contains("<Bucket><Name>b1</Name><CreationDate>2013-05-24T00:00:00.000Z</CreationDate></Bucket>"));
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"));
     }
 
     #[test]
     fn list_v2_escapes_keys_and_counts_prefixes() {
-        let args = ListObjectsV2Args {
-            max_keys: 1000,
-            delimiter: Some("/".into()),
-            ..Default::default()
-        };
+        let args = ListObjectsV2Args { max_keys: 1000, delimiter: Some("/".into()), ..Default::default() };
         let page = ListPage {
             objects: vec![obj("a<&>\"b\r")],
             common_prefixes: vec!["dir/".into()],
@@ -841,38 +757,20 @@ mod tests {
             next: Some("tok".into()),
         };
         let xml = list_objects_v2("b1", &args, &page);
-        assert!(
-            xml.contains("<Key>a&lt;&amp;&gt;&quot;b&#13;</Key>"),
-            "{xml}"
-        );
+        assert!(xml.contains("<Key>a&lt;&amp;&gt;&quot;b&#13;</Key>"), "{xml}");
         assert!(xml.contains("<KeyCount>2</KeyCount>"));
         assert!(xml.contains("<NextContinuationToken>tok</NextContinuationToken>"));
         assert!(xml.contains("<ETag>&quot;abc&quot;</ETag>"));
         assert!(xml.contains("<CommonPrefixes><Prefix>dir/</Prefix></CommonPrefixes>"));
         assert!(!xml.contains("<Owner>"), "owner only with fetch-owner");
-        let with_owner = list_objects_v2(
-            "b1",
-            &ListObjectsV2Args {
-                fetch_owner: true,
-                ..args
-            },
-            &page,
-        );
+        let with_owner = list_objects_v2("b1", &ListObjectsV2Args { fetch_owner: true, ..args }, &page);
         assert!(with_owner.contains("<Owner><ID>id1</ID>"));
     }
 
     #[test]
     fn url_encoding_applies_to_keys_and_prefixes() {
-        let args = ListObjectsArgs {
-            prefix: "a b/".into(),
-            max_keys: 10,
-            url_encode: true,
-            ..Default::default()
-        };
-        let page = ListPage {
-            objects: vec![obj("a b/c+d")],
-            ..Default::default()
-        };
+        let args = ListObjectsArgs { prefix: "a b/".into(), max_keys: 10, url_encode: true, ..Default::default() };
+        let page = ListPage { objects: vec![obj("a b/c+d")], ..Default::default() };
         let xml = list_objects_v1("b1", &args, &page);
         assert!(xml.contains("<Key>a%20b/c%2Bd</Key>"), "{xml}");
         assert!(xml.contains("<Prefix>a%20b/</Prefix>"));
@@ -882,10 +780,7 @@ mod tests {
 
     #[test]
     fn versions_render_delete_markers_without_etag() {
-        let args = ListVersionsArgs {
-            max_keys: 1000,
-            ..Default::default()
-        };
+        let args = ListVersionsArgs { max_keys: 1000, ..Default::default() };
         let marker = VersionEntry {
             key: "k".into(),
             version_id: "v2".into(),
@@ -897,10 +792,7 @@ mod tests {
             storage_class: None,
             owner: None,
         };
-        let page = VersionsPage {
-            versions: vec![marker],
-            ..Default::default()
-        };
+        let page = VersionsPage { versions: vec![marker], ..Default::default() };
         let xml = list_versions("b1", &args, &page);
         assert!(xml.contains("<DeleteMarker><Key>k</Key><VersionId>v2</VersionId><IsLatest>true</IsLatest><LastModified>2013-05-24T00:00:00.000Z</LastModified></DeleteMarker>"), "{xml}");
     }
@@ -910,8 +802,7 @@ mod tests {
         assert!(location_constraint(None).ends_with("\"></LocationConstraint>"));
         assert!(location_constraint(Some("eu-west-1")).contains(">eu-west-1</LocationConstraint>"));
         assert!(versioning_configuration(None).ends_with("\"></VersioningConfiguration>"));
-        assert!(initiate_multipart_upload("b", "k&", "u")
-            .contains("<Key>k&amp;</Key><UploadId>u</UploadId>"));
+        assert!(initiate_multipart_upload("b", "k&", "u").contains("<Key>k&amp;</Key><UploadId>u</UploadId>"));
         let c = CompletedUpload {
             location: "/b/k".into(),
             bucket: "b".into(),
@@ -921,9 +812,8 @@ mod tests {
         };
         assert!(complete_multipart_upload(&c)
             .contains("<ETag>&quot;e-2&quot;</ETag><ChecksumCRC32C>sOO8/Q==</ChecksumCRC32C>"));
-        assert!(copy_object_result("e", t(), &None).contains(
-            "<LastModified>2013-05-24T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag>"
-        ));
+        assert!(copy_object_result("e", t(), &None)
+            .contains("<LastModified>2013-05-24T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag>"));
         assert!(copy_part_result("e", t()).contains("<CopyPartResult"));
     }
 
@@ -939,21 +829,12 @@ mod tests {
             next_part_number_marker: Some(1),
             max_parts: 1,
             is_truncated: true,
-            parts: vec![PartEntry {
-                part_number: 1,
-                last_modified: t(),
-                etag: "p1".into(),
-                size: 5,
-                checksum: None,
-            }],
+            parts: vec![PartEntry { part_number: 1, last_modified: t(), etag: "p1".into(), size: 5, checksum: None }],
         };
         let xml = list_parts(&page);
         assert!(xml.contains("<Part><PartNumber>1</PartNumber><LastModified>2013-05-24T00:00:00.000Z</LastModified><ETag>&quot;p1&quot;</ETag><Size>5</Size></Part>"));
         assert!(xml.contains("<NextPartNumberMarker>1</NextPartNumberMarker>"));
-        let args = ListUploadsArgs {
-            max_uploads: 1000,
-            ..Default::default()
-        };
+        let args = ListUploadsArgs { max_uploads: 1000, ..Default::default() };
         let up = UploadsPage {
             uploads: vec![UploadEntry {
                 key: "k".into(),
@@ -964,17 +845,12 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(list_multipart_uploads("b", &args, &up)
-            .contains("<Upload><Key>k</Key><UploadId>u</UploadId>"));
+        assert!(list_multipart_uploads("b", &args, &up).contains("<Upload><Key>k</Key><UploadId>u</UploadId>"));
     }
 
     #[test]
     fn delete_result_quiet_lists_only_errors() {
-        let deleted = [DeletedEntry {
-            key: "a".into(),
-            version_id: None,
-            delete_marker_version_id: None,
-        }];
+        let deleted = [DeletedEntry { key: "a".into(), version_id: None, delete_marker_version_id: None }];
         let errors = [DeleteFailure {
             key: "b".into(),
             version_id: None,
@@ -983,9 +859,7 @@ mod tests {
         }];
         let loud = delete_result(false, &deleted, &errors);
         assert!(loud.contains("<Deleted><Key>a</Key></Deleted>"));
-        assert!(loud.contains(
-            "<Error><Key>b</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-        ));
+        assert!(loud.contains("<Error><Key>b</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"));
         assert!(!delete_result(true, &deleted, &errors).contains("<Deleted>"));
     }
 
@@ -1014,9 +888,7 @@ mod tests {
     fn complete_multipart_upload_rejects_bad_bodies() {
         let out_of_order = b"<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>a</ETag></Part><Part><PartNumber>1</PartNumber><ETag>b</ETag></Part></CompleteMultipartUpload>";
         assert_eq!(
-            parse_complete_multipart_upload(out_of_order)
-                .expect_err("order")
-                .code,
+            parse_complete_multipart_upload(out_of_order).expect_err("order").code,
             S3ErrorCode::InvalidPartOrder
         );
         for bad in [
@@ -1027,7 +899,12 @@ mod tests {
             b"not xml at all <",
             b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><CompleteMultipartUpload/>",
         ] {
-            assert_eq!(parse_complete_multipart_upload(bad).expect_err("bad").code, S3ErrorCode::MalformedXML, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_complete_multipart_upload(bad).expect_err("bad").code,
+                S3ErrorCode::MalformedXML,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -1036,13 +913,7 @@ mod tests {
         let body = b"<Delete><Quiet>true</Quiet><Object><Key> spaced key </Key></Object><Object><Key>k2</Key><VersionId>v1</VersionId></Object></Delete>";
         let req = parse_delete(body).expect("parses");
         assert!(req.quiet);
-        assert_eq!(
-            req.objects[0],
-            ObjectIdentifier {
-                key: " spaced key ".into(),
-                version_id: None
-            }
-        );
+        assert_eq!(req.objects[0], ObjectIdentifier { key: " spaced key ".into(), version_id: None });
         assert_eq!(req.objects[1].version_id.as_deref(), Some("v1"));
     }
 
@@ -1056,38 +927,16 @@ mod tests {
             b.push_str("</Delete>");
             b
         };
-        assert_eq!(
-            parse_delete(make(1000).as_bytes())
-                .expect("1000")
-                .objects
-                .len(),
-            1000
-        );
-        assert_eq!(
-            parse_delete(make(1001).as_bytes()).expect_err("1001").code,
-            S3ErrorCode::MalformedXML
-        );
-        assert_eq!(
-            parse_delete(make(0).as_bytes()).expect_err("0").code,
-            S3ErrorCode::MalformedXML
-        );
+        assert_eq!(parse_delete(make(1000).as_bytes()).expect("1000").objects.len(), 1000);
+        assert_eq!(parse_delete(make(1001).as_bytes()).expect_err("1001").code, S3ErrorCode::MalformedXML);
+        assert_eq!(parse_delete(make(0).as_bytes()).expect_err("0").code, S3ErrorCode::MalformedXML);
     }
 
     #[test]
     fn create_bucket_configuration_parses() {
         assert_eq!(parse_create_bucket_configuration(b"").expect("empty"), None);
         let body = b"<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>";
-        assert_eq!(
-            parse_create_bucket_configuration(body)
-                .expect("ok")
-                .as_deref(),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            parse_create_bucket_configuration(b"<Nope/>")
-                .expect_err("bad")
-                .code,
-            S3ErrorCode::MalformedXML
-        );
+        assert_eq!(parse_create_bucket_configuration(body).expect("ok").as_deref(), Some("eu-west-1"));
+        assert_eq!(parse_create_bucket_configuration(b"<Nope/>").expect_err("bad").code, S3ErrorCode::MalformedXML);
     }
 }

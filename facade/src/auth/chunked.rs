@@ -72,10 +72,7 @@ enum State {
 }
 
 fn incomplete(why: &str) -> S3Error {
-    S3Error::with_message(
-        S3ErrorCode::IncompleteBody,
-        format!("The aws-chunked body is incomplete: {why}."),
-    )
+    S3Error::with_message(S3ErrorCode::IncompleteBody, format!("The aws-chunked body is incomplete: {why}."))
 }
 
 fn malformed(why: &str) -> S3Error {
@@ -120,11 +117,7 @@ impl ChunkedDecoder {
             PayloadMode::StreamingSigned => (Some(signer), false),
             PayloadMode::StreamingSignedTrailer => (Some(signer), true),
             PayloadMode::StreamingUnsignedTrailer => (None, true),
-            _ => {
-                return Err(S3Error::internal(
-                    "aws-chunked decoding asked for a non-streaming payload",
-                ))
-            }
+            _ => return Err(S3Error::internal("aws-chunked decoding asked for a non-streaming payload")),
         };
         Ok(ChunkedDecoder {
             state: State::Header,
@@ -154,11 +147,7 @@ impl ChunkedDecoder {
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                S3Error::invalid_argument(
-                    "x-amz-decoded-content-length must be a non-negative integer",
-                )
-            })?;
+            .ok_or_else(|| S3Error::invalid_argument("x-amz-decoded-content-length must be a non-negative integer"))?;
         Self::new(ctx, Some(len))
     }
 
@@ -186,11 +175,7 @@ impl ChunkedDecoder {
                         self.chunk_hash.update(data);
                     }
                     let left = remaining - n as u64;
-                    self.state = if left == 0 {
-                        State::DataEnd(0)
-                    } else {
-                        State::Data(left)
-                    };
+                    self.state = if left == 0 { State::DataEnd(0) } else { State::Data(left) };
                     return Ok(Some(data));
                 }
                 State::DataEnd(seen) => {
@@ -268,8 +253,7 @@ impl ChunkedDecoder {
     }
 
     fn on_header_line(&mut self, line: &[u8]) -> Result<(), S3Error> {
-        let line =
-            std::str::from_utf8(line).map_err(|_| malformed("a chunk header is not text"))?;
+        let line = std::str::from_utf8(line).map_err(|_| malformed("a chunk header is not text"))?;
         let (size, ext) = match line.split_once(';') {
             Some((s, e)) => (s, Some(e)),
             None => (line, None),
@@ -324,9 +308,7 @@ impl ChunkedDecoder {
         self.trailer_bytes += line.len() + 2;
         if line.is_empty() {
             if !self.trailers_complete() {
-                return Err(malformed(
-                    "the signed trailer has no x-amz-trailer-signature",
-                ));
+                return Err(malformed("the signed trailer has no x-amz-trailer-signature"));
             }
             self.state = State::Done;
             return Ok(());
@@ -338,20 +320,14 @@ impl ChunkedDecoder {
             return Err(malformed("a trailer follows x-amz-trailer-signature"));
         }
         let line = std::str::from_utf8(line).map_err(|_| malformed("a trailer is not text"))?;
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed("a trailer is not name:value"))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed("a trailer is not name:value"))?;
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim().to_string();
         if name == "x-amz-trailer-signature" {
             let Some(signer) = &self.signer else {
                 return Err(malformed("an unsigned body carries a trailer signature"));
             };
-            let canonical: String = self
-                .trailers
-                .iter()
-                .map(|(n, v)| format!("{n}:{v}\n"))
-                .collect();
+            let canonical: String = self.trailers.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
             let expected = signer.trailer_signature(&canonical);
             if !signatures_equal(&expected, &value.to_ascii_lowercase()) {
                 return Err(bad_signature("trailer"));
@@ -416,11 +392,7 @@ mod tests {
     const TRAILER: &str = "x-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-trailer-signature:d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435\r\n";
 
     /// Feeds `body` in pieces of `step` bytes and returns the payload and trailers.
-    fn decode(
-        mut dec: ChunkedDecoder,
-        body: &[u8],
-        step: usize,
-    ) -> Result<(Vec<u8>, Trailers), S3Error> {
+    fn decode(mut dec: ChunkedDecoder, body: &[u8], step: usize) -> Result<(Vec<u8>, Trailers), S3Error> {
         let mut out = Vec::new();
         for piece in body.chunks(step) {
             let mut input = piece;
@@ -436,13 +408,8 @@ mod tests {
         let b = body(SIGNED, "");
         assert_eq!(b.len(), 66_824, "the documented Content-Length");
         for step in [1, 7, 100, 65_536, b.len()] {
-            let dec = ChunkedDecoder::new(
-                &ctx(PayloadMode::StreamingSigned, SIGNED_SEED),
-                Some(66_560),
-            )
-            .expect("dec");
-            let (payload, trailers) =
-                decode(dec, &b, step).unwrap_or_else(|e| panic!("step {step}: {e}"));
+            let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(66_560)).expect("dec");
+            let (payload, trailers) = decode(dec, &b, step).unwrap_or_else(|e| panic!("step {step}: {e}"));
             assert_eq!(payload, vec![b'a'; 66_560]);
             assert!(trailers.is_empty());
         }
@@ -451,108 +418,60 @@ mod tests {
     #[test]
     fn aws_signed_trailer_example_verifies_the_trailer() {
         let b = body(TRAILER_SIGNED, TRAILER);
-        let dec = ChunkedDecoder::new(
-            &ctx(PayloadMode::StreamingSignedTrailer, TRAILER_SEED),
-            Some(66_560),
-        )
-        .expect("dec");
+        let dec =
+            ChunkedDecoder::new(&ctx(PayloadMode::StreamingSignedTrailer, TRAILER_SEED), Some(66_560)).expect("dec");
         let (payload, trailers) = decode(dec, &b, 4096).expect("decodes");
         assert_eq!(payload.len(), 66_560);
-        assert_eq!(
-            trailers,
-            vec![("x-amz-checksum-crc32c".to_string(), "sOO8/Q==".to_string())]
-        );
+        assert_eq!(trailers, vec![("x-amz-checksum-crc32c".to_string(), "sOO8/Q==".to_string())]);
         // A changed trailer value breaks the trailer signature.
         let forged = body(TRAILER_SIGNED, &TRAILER.replace("sOO8/Q==", "AAAAAA=="));
-        let dec = ChunkedDecoder::new(
-            &ctx(PayloadMode::StreamingSignedTrailer, TRAILER_SEED),
-            Some(66_560),
-        )
-        .expect("dec");
-        assert_eq!(
-            decode(dec, &forged, 4096).expect_err("forged").code,
-            S3ErrorCode::SignatureDoesNotMatch
-        );
+        let dec =
+            ChunkedDecoder::new(&ctx(PayloadMode::StreamingSignedTrailer, TRAILER_SEED), Some(66_560)).expect("dec");
+        assert_eq!(decode(dec, &forged, 4096).expect_err("forged").code, S3ErrorCode::SignatureDoesNotMatch);
     }
 
     #[test]
     fn a_flipped_payload_byte_fails_its_chunk_signature() {
         let mut b = body(SIGNED, "");
         b[66_000] = b'b'; // inside the second chunk's data
-        let dec = ChunkedDecoder::new(
-            &ctx(PayloadMode::StreamingSigned, SIGNED_SEED),
-            Some(66_560),
-        )
-        .expect("dec");
-        assert_eq!(
-            decode(dec, &b, 8192).expect_err("tampered").code,
-            S3ErrorCode::SignatureDoesNotMatch
-        );
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(66_560)).expect("dec");
+        assert_eq!(decode(dec, &b, 8192).expect_err("tampered").code, S3ErrorCode::SignatureDoesNotMatch);
     }
 
     #[test]
     fn a_wrong_seed_fails_the_first_chunk() {
-        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, &"0".repeat(64)), None)
-            .expect("dec");
-        assert_eq!(
-            decode(dec, &body(SIGNED, ""), 8192).expect_err("seed").code,
-            S3ErrorCode::SignatureDoesNotMatch
-        );
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, &"0".repeat(64)), None).expect("dec");
+        assert_eq!(decode(dec, &body(SIGNED, ""), 8192).expect_err("seed").code, S3ErrorCode::SignatureDoesNotMatch);
     }
 
     #[test]
     fn truncated_or_mislength_bodies_are_refused() {
         let b = body(SIGNED, "");
-        let dec = ChunkedDecoder::new(
-            &ctx(PayloadMode::StreamingSigned, SIGNED_SEED),
-            Some(66_560),
-        )
-        .expect("dec");
-        assert_eq!(
-            decode(dec, &b[..66_000], 8192).expect_err("short").code,
-            S3ErrorCode::IncompleteBody
-        );
-        let dec = ChunkedDecoder::new(
-            &ctx(PayloadMode::StreamingSigned, SIGNED_SEED),
-            Some(66_561),
-        )
-        .expect("dec");
-        assert_eq!(
-            decode(dec, &b, 8192).expect_err("length").code,
-            S3ErrorCode::IncompleteBody
-        );
-        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(1000))
-            .expect("dec");
-        assert_eq!(
-            decode(dec, &b, 8192).expect_err("long").code,
-            S3ErrorCode::InvalidRequest
-        );
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(66_560)).expect("dec");
+        assert_eq!(decode(dec, &b[..66_000], 8192).expect_err("short").code, S3ErrorCode::IncompleteBody);
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(66_561)).expect("dec");
+        assert_eq!(decode(dec, &b, 8192).expect_err("length").code, S3ErrorCode::IncompleteBody);
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), Some(1000)).expect("dec");
+        assert_eq!(decode(dec, &b, 8192).expect_err("long").code, S3ErrorCode::InvalidRequest);
     }
 
     #[test]
     fn unsigned_trailer_body_decodes_with_its_checksum() {
         let b = b"3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n";
         for step in [1, 2, b.len()] {
-            let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), Some(3))
-                .expect("dec");
+            let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), Some(3)).expect("dec");
             let (payload, trailers) = decode(dec, b, step).expect("decodes");
             assert_eq!(payload, b"abc");
-            assert_eq!(
-                trailers,
-                vec![("x-amz-checksum-crc32".to_string(), "NSRBwg==".to_string())]
-            );
+            assert_eq!(trailers, vec![("x-amz-checksum-crc32".to_string(), "NSRBwg==".to_string())]);
         }
         // Without the final CRLF, still accepted.
-        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), Some(3))
-            .expect("dec");
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), Some(3)).expect("dec");
         assert!(decode(dec, &b[..b.len() - 2], 5).is_ok());
     }
 
     #[test]
     fn malformed_framing_is_refused() {
-        let mk = || {
-            ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), None).expect("dec")
-        };
+        let mk = || ChunkedDecoder::new(&ctx(PayloadMode::StreamingUnsignedTrailer, ""), None).expect("dec");
         for bad in [
             &b"zz\r\nabc\r\n0\r\n\r\n"[..],
             b"3\r\nabcX\r\n0\r\n\r\n",
@@ -560,23 +479,13 @@ mod tests {
             b"0\r\n\r\nextra",
             b"0\r\nnocolon\r\n\r\n",
         ] {
-            assert_eq!(
-                decode(mk(), bad, 3).expect_err("bad").code,
-                S3ErrorCode::InvalidArgument,
-                "{bad:?}"
-            );
+            assert_eq!(decode(mk(), bad, 3).expect_err("bad").code, S3ErrorCode::InvalidArgument, "{bad:?}");
         }
         let long_header = vec![b'1'; MAX_CHUNK_HEADER_BYTES + 10];
         assert!(decode(mk(), &long_header, 1000).is_err());
         // Signed chunks must carry a signature.
-        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), None)
-            .expect("dec");
-        assert_eq!(
-            decode(dec, b"3\r\nabc\r\n", 100)
-                .expect_err("unsigned")
-                .code,
-            S3ErrorCode::InvalidArgument
-        );
+        let dec = ChunkedDecoder::new(&ctx(PayloadMode::StreamingSigned, SIGNED_SEED), None).expect("dec");
+        assert_eq!(decode(dec, b"3\r\nabc\r\n", 100).expect_err("unsigned").code, S3ErrorCode::InvalidArgument);
     }
 
     #[test]

@@ -21,8 +21,7 @@ pub const MAX_CLOCK_SKEW_SECS: u64 = 15 * 60;
 /// The longest lifetime of a presigned URL: seven days.
 pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 604_800;
 /// SHA-256 of the empty string, hex.
-pub const EMPTY_SHA256_HEX: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_SHA256_HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 pub const STREAMING_SIGNED: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
@@ -30,11 +29,7 @@ pub const STREAMING_SIGNED_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-T
 pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 
 /// RFC 3986 unreserved characters stay; everything else is %XX (uppercase).
-const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -83,9 +78,7 @@ impl PayloadMode {
     pub fn is_streaming(&self) -> bool {
         matches!(
             self,
-            PayloadMode::StreamingSigned
-                | PayloadMode::StreamingSignedTrailer
-                | PayloadMode::StreamingUnsignedTrailer
+            PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer | PayloadMode::StreamingUnsignedTrailer
         )
     }
 }
@@ -127,19 +120,14 @@ pub struct Credential {
 
 impl Credential {
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
-        )
+        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
     }
 
     fn parse(value: &str, malformed: &dyn Fn(&str) -> S3Error) -> Result<Credential, S3Error> {
         let parts: Vec<&str> = value.split('/').collect();
         match parts.as_slice() {
             [ak, date, region, service, "aws4_request"]
-                if !ak.is_empty()
-                    && date.len() == 8
-                    && date.bytes().all(|b| b.is_ascii_digit()) =>
+                if !ak.is_empty() && date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()) =>
             {
                 if *service != "s3" {
                     return Err(malformed("the credential's service must be 's3'"));
@@ -151,9 +139,7 @@ impl Credential {
                     service: service.to_string(),
                 })
             }
-            _ => Err(malformed(
-                "the credential must be <access key>/<YYYYMMDD>/<region>/s3/aws4_request",
-            )),
+            _ => Err(malformed("the credential must be <access key>/<YYYYMMDD>/<region>/s3/aws4_request")),
         }
     }
 }
@@ -181,11 +167,7 @@ fn query_malformed(why: &str) -> S3Error {
 }
 
 fn parse_signed_headers(value: &str) -> Vec<String> {
-    value
-        .split(';')
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-        .collect()
+    value.split(';').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
 }
 
 fn check_signature_hex(sig: &str, malformed: &dyn Fn(&str) -> S3Error) -> Result<(), S3Error> {
@@ -226,11 +208,7 @@ impl AuthorizationHeader {
         if !signed_headers.iter().any(|h| h == "host") {
             return Err(header_malformed("the host header must be signed"));
         }
-        Ok(AuthorizationHeader {
-            credential,
-            signed_headers,
-            signature,
-        })
+        Ok(AuthorizationHeader { credential, signed_headers, signature })
     }
 }
 
@@ -322,11 +300,8 @@ fn normalize_value(value: &[u8]) -> String {
 pub fn canonical_headers(headers: &HeaderMap, signed_headers: &[String]) -> String {
     let mut out = String::new();
     for name in signed_headers {
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| normalize_value(v.as_bytes()))
-            .collect();
+        let values: Vec<String> =
+            headers.get_all(name.as_str()).iter().map(|v| normalize_value(v.as_bytes())).collect();
         out.push_str(name);
         out.push(':');
         out.push_str(&values.join(","));
@@ -353,10 +328,7 @@ pub fn canonical_request(
 }
 
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    )
+    format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -376,18 +348,12 @@ fn check_skew(t: SystemTime, now: SystemTime) -> Result<(), S3Error> {
 
 /// Authenticates a request signed with SigV4, by header or presigned URL.
 /// `secret_for` maps an access key to its secret. Anonymous requests are refused.
-pub fn authenticate<F>(
-    req: &SignedRequest<'_>,
-    now: SystemTime,
-    secret_for: F,
-) -> Result<AuthContext, S3Error>
+pub fn authenticate<F>(req: &SignedRequest<'_>, now: SystemTime, secret_for: F) -> Result<AuthContext, S3Error>
 where
     F: Fn(&str) -> Option<String>,
 {
     let by_header = header(req.headers, "authorization");
-    let by_query = req
-        .query
-        .is_some_and(|q| q.split('&').any(|p| p.starts_with("X-Amz-Algorithm=")));
+    let by_query = req.query.is_some_and(|q| q.split('&').any(|p| p.starts_with("X-Amz-Algorithm=")));
     match (by_header, by_query) {
         (Some(_), true) => Err(S3Error::invalid_argument("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified")),
         (Some(h), false) => authenticate_header(req, h, now, &secret_for),
@@ -396,13 +362,9 @@ where
     }
 }
 
-fn lookup_secret(
-    access_key: &str,
-    secret_for: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, S3Error> {
-    secret_for(access_key).ok_or_else(|| {
-        S3Error::new(S3ErrorCode::InvalidAccessKeyId).detail("AWSAccessKeyId", access_key)
-    })
+fn lookup_secret(access_key: &str, secret_for: &dyn Fn(&str) -> Option<String>) -> Result<String, S3Error> {
+    secret_for(access_key)
+        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId).detail("AWSAccessKeyId", access_key))
 }
 
 fn verify(
@@ -417,12 +379,7 @@ fn verify(
     let canonical = canonical_request(req, signed_headers, payload_hash)?;
     let scope = credential.scope();
     let sts = string_to_sign(amz_date, &scope, &canonical);
-    let key = signing_key(
-        secret,
-        &credential.date,
-        &credential.region,
-        &credential.service,
-    );
+    let key = signing_key(secret, &credential.date, &credential.region, &credential.service);
     let expected = sign(&key, &sts);
     if !signatures_equal(&expected, provided) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch)
@@ -443,42 +400,26 @@ fn authenticate_header(
         Some(d) => (
             d.to_string(),
             parse_amz_date(d).ok_or_else(|| {
-                S3Error::access_denied(
-                    "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
-                )
+                S3Error::access_denied("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
             })?,
         ),
         None => {
-            let t = header(req.headers, "date")
-                .and_then(parse_http_date)
-                .ok_or_else(|| {
-                    S3Error::access_denied(
-                        "AWS authentication requires a valid Date or x-amz-date header",
-                    )
-                })?;
+            let t = header(req.headers, "date").and_then(parse_http_date).ok_or_else(|| {
+                S3Error::access_denied("AWS authentication requires a valid Date or x-amz-date header")
+            })?;
             (format_amz_date(t), t)
         }
     };
     if !amz_date.starts_with(&auth.credential.date) {
-        return Err(header_malformed(
-            "the credential date does not match the request date",
-        ));
+        return Err(header_malformed("the credential date does not match the request date"));
     }
     check_skew(t, now)?;
-    let payload_hash = header(req.headers, "x-amz-content-sha256").ok_or_else(|| {
-        S3Error::invalid_request("Missing required header for this request: x-amz-content-sha256")
-    })?;
+    let payload_hash = header(req.headers, "x-amz-content-sha256")
+        .ok_or_else(|| S3Error::invalid_request("Missing required header for this request: x-amz-content-sha256"))?;
     let payload_mode = PayloadMode::parse(payload_hash)?;
     let secret = lookup_secret(&auth.credential.access_key, secret_for)?;
-    let (signing_key, scope) = verify(
-        req,
-        &auth.credential,
-        &secret,
-        &auth.signed_headers,
-        &amz_date,
-        payload_hash,
-        &auth.signature,
-    )?;
+    let (signing_key, scope) =
+        verify(req, &auth.credential, &secret, &auth.signed_headers, &amz_date, payload_hash, &auth.signature)?;
     Ok(AuthContext {
         access_key: auth.credential.access_key,
         region: auth.credential.region,
@@ -504,33 +445,22 @@ fn authenticate_presigned(
             params.entry(k).or_insert(uri_decode(v)?);
         }
     }
-    let get = |name: &str| {
-        params
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| query_malformed(&format!("missing {name}")))
-    };
+    let get =
+        |name: &str| params.get(name).map(String::as_str).ok_or_else(|| query_malformed(&format!("missing {name}")));
     if get("X-Amz-Algorithm")? != ALGORITHM {
-        return Err(query_malformed(
-            "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
-        ));
+        return Err(query_malformed("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\""));
     }
     let credential = Credential::parse(get("X-Amz-Credential")?, &query_malformed)?;
     let amz_date = get("X-Amz-Date")?.to_string();
-    let t = parse_amz_date(&amz_date)
-        .ok_or_else(|| query_malformed("X-Amz-Date must be in the ISO8601 Long Format"))?;
+    let t =
+        parse_amz_date(&amz_date).ok_or_else(|| query_malformed("X-Amz-Date must be in the ISO8601 Long Format"))?;
     if !amz_date.starts_with(&credential.date) {
-        return Err(query_malformed(
-            "the credential date does not match X-Amz-Date",
-        ));
+        return Err(query_malformed("the credential date does not match X-Amz-Date"));
     }
-    let expires: u64 = get("X-Amz-Expires")?
-        .parse()
-        .map_err(|_| query_malformed("X-Amz-Expires should be a number"))?;
+    let expires: u64 =
+        get("X-Amz-Expires")?.parse().map_err(|_| query_malformed("X-Amz-Expires should be a number"))?;
     if expires > MAX_PRESIGNED_EXPIRES_SECS {
-        return Err(query_malformed(
-            "X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds",
-        ));
+        return Err(query_malformed("X-Amz-Expires must be less than a week (in seconds) that is; 604800 seconds"));
     }
     let signed_headers = parse_signed_headers(get("X-Amz-SignedHeaders")?);
     if !signed_headers.iter().any(|h| h == "host") {
@@ -545,15 +475,8 @@ fn authenticate_presigned(
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
     let secret = lookup_secret(&credential.access_key, secret_for)?;
-    let (signing_key, scope) = verify(
-        req,
-        &credential,
-        &secret,
-        &signed_headers,
-        &amz_date,
-        UNSIGNED_PAYLOAD,
-        &signature,
-    )?;
+    let (signing_key, scope) =
+        verify(req, &credential, &secret, &signed_headers, &amz_date, UNSIGNED_PAYLOAD, &signature)?;
     Ok(AuthContext {
         access_key: credential.access_key,
         region: credential.region,
@@ -575,10 +498,7 @@ pub struct PayloadHashVerifier {
 
 impl PayloadHashVerifier {
     pub fn new(expected: [u8; 32]) -> Self {
-        PayloadHashVerifier {
-            expected,
-            hasher: Sha256::new(),
-        }
+        PayloadHashVerifier { expected, hasher: Sha256::new() }
     }
 
     pub fn update(&mut self, data: &[u8]) {
@@ -628,18 +548,8 @@ mod tests {
         format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={sig}")
     }
 
-    fn check(
-        method: Method,
-        path: &str,
-        query: Option<&str>,
-        h: &HeaderMap,
-    ) -> Result<AuthContext, S3Error> {
-        let req = SignedRequest {
-            method: &method,
-            path,
-            query,
-            headers: h,
-        };
+    fn check(method: Method, path: &str, query: Option<&str>, h: &HeaderMap) -> Result<AuthContext, S3Error> {
+        let req = SignedRequest { method: &method, path, query, headers: h };
         authenticate(&req, example_time(), secrets)
     }
 
@@ -668,9 +578,7 @@ mod tests {
             ("authorization", &authz),
         ]);
         assert_eq!(
-            check(Method::GET, "/test.txt", None, &h2)
-                .expect_err("tampered")
-                .code,
+            check(Method::GET, "/test.txt", None, &h2).expect_err("tampered").code,
             S3ErrorCode::SignatureDoesNotMatch
         );
     }
@@ -686,16 +594,10 @@ mod tests {
             ("date", "Fri, 24 May 2013 00:00:00 GMT"),
             ("x-amz-date", "20130524T000000Z"),
             ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-            (
-                "x-amz-content-sha256",
-                "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
-            ),
+            ("x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"),
             ("authorization", &authz),
         ]);
-        assert_eq!(
-            canonical_uri("/test$file.text").expect("uri"),
-            "/test%24file.text"
-        );
+        assert_eq!(canonical_uri("/test$file.text").expect("uri"), "/test%24file.text");
         // Whether the client sent `$` raw or encoded, the canonical URI is the same.
         check(Method::PUT, "/test$file.text", None, &h).expect("raw $");
         let ctx = check(Method::PUT, "/test%24file.text", None, &h).expect("encoded $");
@@ -715,19 +617,10 @@ mod tests {
         ];
         let signed = "host;x-amz-content-sha256;x-amz-date";
         for (query, sig) in [
-            (
-                "lifecycle",
-                "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543",
-            ),
-            (
-                "max-keys=2&prefix=J",
-                "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7",
-            ),
+            ("lifecycle", "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"),
+            ("max-keys=2&prefix=J", "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
             // Order on the wire does not matter: the canonical query is sorted.
-            (
-                "prefix=J&max-keys=2",
-                "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7",
-            ),
+            ("prefix=J&max-keys=2", "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
         ] {
             let authz = auth_header(signed, sig);
             let mut h = headers(&base);
@@ -742,31 +635,19 @@ mod tests {
         let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
         let h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
         let method = Method::GET;
-        let req = SignedRequest {
-            method: &method,
-            path: "/test.txt",
-            query: Some(query),
-            headers: &h,
-        };
-        let ctx = authenticate(&req, example_time() + Duration::from_secs(3600), secrets)
-            .expect("presigned");
+        let req = SignedRequest { method: &method, path: "/test.txt", query: Some(query), headers: &h };
+        let ctx = authenticate(&req, example_time() + Duration::from_secs(3600), secrets).expect("presigned");
         assert!(ctx.presigned);
         assert_eq!(ctx.payload_mode, PayloadMode::Unsigned);
         // One second past the 86400 s lifetime: expired.
-        let late = authenticate(&req, example_time() + Duration::from_secs(86_401), secrets)
-            .expect_err("expired");
+        let late = authenticate(&req, example_time() + Duration::from_secs(86_401), secrets).expect_err("expired");
         assert_eq!(late.code, S3ErrorCode::AccessDenied);
         assert_eq!(late.message, "Request has expired");
         // Lifetimes over a week are refused before the signature is checked.
         let week = query.replace("X-Amz-Expires=86400", "X-Amz-Expires=604801");
-        let req = SignedRequest {
-            query: Some(&week),
-            ..req
-        };
+        let req = SignedRequest { query: Some(&week), ..req };
         assert_eq!(
-            authenticate(&req, example_time(), secrets)
-                .expect_err("week")
-                .code,
+            authenticate(&req, example_time(), secrets).expect_err("week").code,
             S3ErrorCode::AuthorizationQueryParametersError
         );
     }
@@ -788,8 +669,7 @@ mod tests {
             ("content-length", "66824"),
             ("authorization", &authz),
         ]);
-        let ctx =
-            check(Method::PUT, "/examplebucket/chunkObject.txt", None, &h).expect("seed verifies");
+        let ctx = check(Method::PUT, "/examplebucket/chunkObject.txt", None, &h).expect("seed verifies");
         assert_eq!(ctx.payload_mode, PayloadMode::StreamingSigned);
         assert_eq!(ctx.amz_date, "20130524T000000Z");
     }
@@ -806,17 +686,9 @@ mod tests {
             ("authorization", &authz),
         ]);
         let method = Method::GET;
-        let req = SignedRequest {
-            method: &method,
-            path: "/test.txt",
-            query: None,
-            headers: &h,
-        };
+        let req = SignedRequest { method: &method, path: "/test.txt", query: None, headers: &h };
         for (offset, ok) in [(900, true), (901, false)] {
-            for t in [
-                example_time() + Duration::from_secs(offset),
-                example_time() - Duration::from_secs(offset),
-            ] {
+            for t in [example_time() + Duration::from_secs(offset), example_time() - Duration::from_secs(offset)] {
                 let r = authenticate(&req, t, secrets);
                 assert_eq!(r.is_ok(), ok, "offset {offset}");
                 if !ok {
@@ -829,23 +701,15 @@ mod tests {
     #[test]
     fn anonymous_unknown_key_and_malformed_headers() {
         let h = headers(&[("host", "h")]);
-        assert_eq!(
-            check(Method::GET, "/b/k", None, &h).expect_err("anon").code,
-            S3ErrorCode::AccessDenied
+        assert_eq!(check(Method::GET, "/b/k", None, &h).expect_err("anon").code, S3ErrorCode::AccessDenied);
+        let mut h =
+            headers(&[("host", "h"), ("x-amz-date", "20130524T000000Z"), ("x-amz-content-sha256", UNSIGNED_PAYLOAD)]);
+        let other = format!(
+            "AWS4-HMAC-SHA256 Credential=NOPE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature={}",
+            "0".repeat(64)
         );
-        let mut h = headers(&[
-            ("host", "h"),
-            ("x-amz-date", "20130524T000000Z"),
-            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
-        ]);
-        let other = format!("AWS4-HMAC-SHA256 Credential=NOPE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature={}", "0".repeat(64));
         h.insert("authorization", other.parse().expect("authz"));
-        assert_eq!(
-            check(Method::GET, "/b/k", None, &h)
-                .expect_err("unknown")
-                .code,
-            S3ErrorCode::InvalidAccessKeyId
-        );
+        assert_eq!(check(Method::GET, "/b/k", None, &h).expect_err("unknown").code, S3ErrorCode::InvalidAccessKeyId);
         for bad in [
             "AWS4-HMAC-SHA256 Credential=AK/2013/us-east-1/s3/aws4_request,SignedHeaders=host,Signature=00",
             "AWS4-HMAC-SHA256 SignedHeaders=host,Signature=00",
@@ -855,51 +719,30 @@ mod tests {
             assert_eq!(check(Method::GET, "/b/k", None, &h).expect_err(bad).code, S3ErrorCode::AuthorizationHeaderMalformed, "{bad}");
         }
         h.insert("authorization", "AWS AK:sig".parse().expect("v2"));
-        assert_eq!(
-            check(Method::GET, "/b/k", None, &h).expect_err("v2").code,
-            S3ErrorCode::InvalidRequest
-        );
+        assert_eq!(check(Method::GET, "/b/k", None, &h).expect_err("v2").code, S3ErrorCode::InvalidRequest);
     }
 
     #[test]
     fn payload_hash_is_checked_as_the_body_streams() {
         let mut raw = [0u8; 32];
-        hex::decode_to_slice(
-            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
-            &mut raw,
-        )
-        .expect("hex");
+        hex::decode_to_slice("44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072", &mut raw)
+            .expect("hex");
         let mut v = PayloadHashVerifier::new(raw);
         v.update(b"Welcome to ");
         v.update(b"Amazon S3.");
         assert!(v.finish().is_ok());
         let mut v = PayloadHashVerifier::new(raw);
         v.update(b"Welcome to Amazon S4.");
-        assert_eq!(
-            v.finish().expect_err("mismatch").code,
-            S3ErrorCode::XAmzContentSHA256Mismatch
-        );
+        assert_eq!(v.finish().expect_err("mismatch").code, S3ErrorCode::XAmzContentSHA256Mismatch);
     }
 
     #[test]
     fn canonical_forms_follow_s3_rules() {
-        assert_eq!(
-            canonical_uri("/b/a%20b/c+d/%E2%82%AC").expect("uri"),
-            "/b/a%20b/c%2Bd/%E2%82%AC"
-        );
+        assert_eq!(canonical_uri("/b/a%20b/c+d/%E2%82%AC").expect("uri"), "/b/a%20b/c%2Bd/%E2%82%AC");
         assert_eq!(canonical_uri("/b/a%2Fb").expect("uri"), "/b/a%2Fb");
-        assert_eq!(
-            canonical_query(Some("b=2&a=1&a=0&c")).expect("q"),
-            "a=0&a=1&b=2&c="
-        );
-        assert_eq!(
-            canonical_query(Some("prefix=a%2Fb&x=%7E")).expect("q"),
-            "prefix=a%2Fb&x=~"
-        );
+        assert_eq!(canonical_query(Some("b=2&a=1&a=0&c")).expect("q"), "a=0&a=1&b=2&c=");
+        assert_eq!(canonical_query(Some("prefix=a%2Fb&x=%7E")).expect("q"), "prefix=a%2Fb&x=~");
         let h = headers(&[("x-a", "  a   b  c "), ("x-b", "1"), ("x-b", "2")]);
-        assert_eq!(
-            canonical_headers(&h, &["x-a".into(), "x-b".into()]),
-            "x-a:a b c\nx-b:1,2\n"
-        );
+        assert_eq!(canonical_headers(&h, &["x-a".into(), "x-b".into()]), "x-a:a b c\nx-b:1,2\n");
     }
 }
