@@ -341,3 +341,54 @@ def require_tool(name: str, env_var: str, candidates: list[str]) -> str:
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
+
+
+def make_tree(root: Path, files: dict[str, int], seed: int = 1) -> dict[str, bytes]:
+    """Writes files (relative path -> size) of seeded random bytes; returns path -> bytes."""
+    import random
+
+    contents = {}
+    for rel, size in files.items():
+        data = random.Random(f"{seed}:{rel}:{size}").randbytes(size)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        contents[rel] = data
+    return contents
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every regular file under root as relative POSIX path -> bytes."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tool_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment for a client subprocess: ours, minus anything that could configure an AWS
+    client or rclone behind the test's back, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "RCLONE_", "PYTHON")) and k not in ("VIRTUAL_ENV",)
+    }
+    env.update(extra)
+    return env
+
+
+def run_tool(cmd: list[str], env: dict[str, str], timeout_s: float = 300, check: bool = True,
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Runs a client command; on failure the assertion shows the command, exit code and output."""
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
+        stdin=subprocess.DEVNULL, cwd=cwd,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"command failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            f"--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}",
+            pytrace=False,
+        )
+    return proc
