@@ -214,6 +214,19 @@ impl Engine {
         &self.inner.shared.direct
     }
 
+    /// Run a task of the caller's (for example an HTTP listener) on core `core`'s event loop.
+    /// `f` builds the future there, so it may hold `!Send` state.
+    pub fn spawn_on<F, Fut>(&self, core: usize, f: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let job: crate::core::Job = Box::new(move |_core| {
+            monoio::spawn(f());
+        });
+        self.inner.shared.senders[core].send(CoreMsg::Job(job)).map_err(|_| Error::ShuttingDown)
+    }
+
     fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }

@@ -237,14 +237,15 @@ impl ChecksumRequest {
 /// The digests computed over a whole body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyDigests {
-    pub md5: [u8; 16],
+    /// Computed only when the request sent Content-MD5 (the engine computes the ETag).
+    pub md5: Option<[u8; 16]>,
     pub checksum: Option<(ChecksumAlgorithm, Vec<u8>)>,
 }
 
 impl BodyDigests {
     /// The ETag of a single-part object: hex MD5, unquoted.
-    pub fn etag(&self) -> String {
-        hex::encode(self.md5)
+    pub fn etag(&self) -> Option<String> {
+        self.md5.map(hex::encode)
     }
 
     /// The additional checksum in base64, with its algorithm.
@@ -257,18 +258,20 @@ impl BodyDigests {
 /// MD5 is always computed: it is the object's ETag.
 pub struct BodyVerifier {
     request: ChecksumRequest,
-    md5: Md5,
+    md5: Option<Md5>,
     extra: Option<Checksummer>,
 }
 
 impl BodyVerifier {
     pub fn new(request: ChecksumRequest) -> Self {
         let extra = request.algorithm.map(Checksummer::new);
-        BodyVerifier { request, md5: Md5::new(), extra }
+        BodyVerifier { md5: request.content_md5.map(|_| Md5::new()), request, extra }
     }
 
     pub fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
+        if let Some(m) = &mut self.md5 {
+            m.update(data);
+        }
         if let Some(c) = &mut self.extra {
             c.update(data);
         }
@@ -277,8 +280,8 @@ impl BodyVerifier {
     /// Finishes and verifies. `trailer_value` is the base64 value from the aws-chunked
     /// trailer when the request announced one.
     pub fn finish(self, trailer_value: Option<&str>) -> Result<BodyDigests, S3Error> {
-        let md5: [u8; 16] = self.md5.finalize().into();
-        if let Some(expected) = self.request.content_md5 {
+        let md5: Option<[u8; 16]> = self.md5.map(|m| m.finalize().into());
+        if let (Some(expected), Some(md5)) = (self.request.content_md5, md5) {
             if expected != md5 {
                 return Err(S3Error::new(S3ErrorCode::BadDigest)
                     .detail("ExpectedDigest", hex::encode(expected))
@@ -368,7 +371,7 @@ mod tests {
         let mut v = BodyVerifier::new(req.clone());
         v.update(b"abc");
         let d = v.finish(None).expect("matches");
-        assert_eq!(d.etag(), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(d.etag(), None, "MD5 is only computed when Content-MD5 was sent");
         assert_eq!(d.checksum_base64(), Some((ChecksumAlgorithm::Crc32, "NSRBwg==".to_string())));
         let mut v = BodyVerifier::new(req);
         v.update(b"abd");

@@ -2,8 +2,14 @@
 //! Pure and runtime-free; the server wires these to hyper and the engine.
 
 pub mod auth;
+pub mod body;
 pub mod checksum;
+pub mod config;
+pub mod engine_error;
 pub mod error;
+pub mod handler;
 pub mod http_util;
+pub mod ops;
 pub mod router;
+pub mod server;
 pub mod xml;

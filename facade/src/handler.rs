@@ -1,0 +1,128 @@
+//! One request, start to finish: authenticate, route to an `Endpoint`, run its handler,
+//! render errors as S3 XML with a request id.
+
+use crate::auth::sigv4::{self, SignedRequest};
+use crate::body::{full, RespBody};
+use crate::error::S3Error;
+use crate::ops::{bucket, copy, delete, list, multipart, object, Ctx, Req, Resp};
+use crate::router::{self, Endpoint, Query};
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use std::time::SystemTime;
+
+/// The root user's key pair.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub struct Server {
+    pub ctx: Ctx,
+    pub creds: Credentials,
+    pub domain: Option<String>,
+}
+
+fn request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> {
+    let rid = request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = match dispatch(srv, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("{method} {path} -> {} {}", e.status(), e.code.as_str());
+            let mut r = Response::new(full(e.to_xml(&rid)));
+            *r.status_mut() = e.status();
+            if e.code.has_body() {
+                r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            }
+            for (k, v) in &e.details {
+                if *k == "ETag" {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        r.headers_mut().insert(http::header::ETAG, v);
+                    }
+                }
+            }
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amz-request-id", v.clone());
+        resp.headers_mut().insert("x-amz-id-2", v);
+    }
+    resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+    resp
+}
+
+async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().map(str::to_string);
+    let signed =
+        SignedRequest { method: &parts.method, path: &path, query: raw_query.as_deref(), headers: &parts.headers };
+    let auth = sigv4::authenticate(&signed, SystemTime::now(), |ak| {
+        (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone())
+    })?;
+    let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
+    let query = Query::parse(raw_query.as_deref())?;
+    tracing::debug!("{} {} -> {}", parts.method, path, ep.name());
+    let req = Req { parts, body, auth, query };
+    let ctx = &srv.ctx;
+    match ep {
+        Endpoint::ListBuckets => bucket::list_buckets(ctx).await,
+        Endpoint::CreateBucket { bucket } => bucket::create_bucket(ctx, req, &bucket).await,
+        Endpoint::HeadBucket { bucket } => bucket::head_bucket(ctx, &bucket).await,
+        Endpoint::DeleteBucket { bucket } => bucket::delete_bucket(ctx, &bucket).await,
+        Endpoint::GetBucketLocation { bucket } => bucket::location(ctx, &bucket).await,
+        Endpoint::GetBucketVersioning { bucket } => bucket::versioning(ctx, &bucket).await,
+        Endpoint::ListObjects { bucket, args } => list::list_v1(ctx, &bucket, args).await,
+        Endpoint::ListObjectsV2 { bucket, args } => list::list_v2(ctx, &bucket, args).await,
+        Endpoint::ListObjectVersions { bucket, args } => list::list_versions(ctx, &bucket, args).await,
+        Endpoint::ListMultipartUploads { bucket, args } => multipart::list_uploads(ctx, &bucket, args).await,
+        Endpoint::DeleteObjects { bucket } => delete::delete_objects(ctx, req, &bucket).await,
+        Endpoint::PutObject { bucket, key } => object::put_object(ctx, req, &bucket, &key).await,
+        Endpoint::CopyObject { bucket, key, source } => copy::copy_object(ctx, req, &bucket, &key, source).await,
+        Endpoint::GetObject { bucket, key, version_id, part_number } => {
+            check_null_version(&version_id)?;
+            object::get_object(ctx, req, &bucket, &key, part_number).await
+        }
+        Endpoint::HeadObject { bucket, key, version_id, part_number } => {
+            check_null_version(&version_id)?;
+            object::head_object(ctx, req, &bucket, &key, part_number).await
+        }
+        Endpoint::DeleteObject { bucket, key, version_id } => {
+            delete::delete_object(ctx, req, &bucket, &key, version_id).await
+        }
+        Endpoint::CreateMultipartUpload { bucket, key } => multipart::create(ctx, req, &bucket, &key).await,
+        Endpoint::UploadPart { bucket, key, upload_id, part_number } => {
+            multipart::upload_part(ctx, req, &bucket, &key, &upload_id, part_number).await
+        }
+        Endpoint::UploadPartCopy { bucket, key, upload_id, part_number, source } => {
+            copy::upload_part_copy(ctx, req, &bucket, &key, &upload_id, part_number, source).await
+        }
+        Endpoint::CompleteMultipartUpload { bucket, key, upload_id } => {
+            multipart::complete(ctx, req, &bucket, &key, &upload_id).await
+        }
+        Endpoint::AbortMultipartUpload { bucket, key, upload_id } => {
+            multipart::abort(ctx, &bucket, &key, &upload_id).await
+        }
+        Endpoint::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
+            multipart::list_parts(ctx, &bucket, &key, &upload_id, max_parts, part_number_marker).await
+        }
+        Endpoint::NotImplemented(what) => Err(S3Error::with_message(
+            crate::error::S3ErrorCode::NotImplemented,
+            format!("{what} is not implemented by Tessera"),
+        )),
+    }
+}
+
+fn check_null_version(v: &Option<String>) -> Result<(), S3Error> {
+    match v.as_deref() {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(S3Error::new(crate::error::S3ErrorCode::NoSuchVersion)),
+    }
+}

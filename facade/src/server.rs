@@ -1,0 +1,195 @@
+//! The HTTP server: one SO_REUSEPORT listener per core, hyper 1.x HTTP/1.1 connections on
+//! each core's own event loop, graceful shutdown on SIGINT/SIGTERM.
+
+use crate::config::{any_formatted, credentials, ServerConfig};
+use crate::handler::{handle, Server};
+use crate::ops::Ctx;
+use crate::xml::Owner;
+use engine::{Engine, EngineConfig};
+use futures::future::{select, Either};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use monoio_compat::hyper::{MonoioIo, MonoioTimer};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long graceful shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
+}
+
+/// Per-core connection registry, for graceful shutdown.
+#[derive(Default)]
+struct Conns {
+    next: Cell<u64>,
+    stop: RefCell<HashMap<u64, futures::channel::oneshot::Sender<()>>>,
+}
+
+async fn serve_core(
+    srv: Arc<Server>,
+    listener: std::net::TcpListener,
+    stop: flume::Receiver<()>,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot serve on this core: {e}");
+            let _ = done.send(());
+            return;
+        }
+    };
+    let conns = Rc::new(Conns::default());
+    loop {
+        let accept = std::pin::pin!(listener.accept());
+        let stopping = std::pin::pin!(stop.recv_async());
+        match select(accept, stopping).await {
+            Either::Left((Ok((stream, _peer)), _)) => {
+                let _ = stream.set_nodelay(true);
+                let Ok(io) = stream.try_into_poll_io() else { continue };
+                let srv = srv.clone();
+                let conns = conns.clone();
+                monoio::spawn(async move {
+                    let id = conns.next.get();
+                    conns.next.set(id + 1);
+                    let (tx, rx) = futures::channel::oneshot::channel();
+                    conns.stop.borrow_mut().insert(id, tx);
+                    let svc = service_fn(move |req| {
+                        let srv = srv.clone();
+                        async move { Ok::<_, Infallible>(handle(&srv, req).await) }
+                    });
+                    let conn = http1::Builder::new()
+                        .timer(MonoioTimer)
+                        .keep_alive(true)
+                        .header_read_timeout(Duration::from_secs(60))
+                        .serve_connection(MonoioIo::new(io), svc);
+                    let mut conn = std::pin::pin!(conn);
+                    if let Either::Right(_) = select(conn.as_mut(), rx).await {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                    conns.stop.borrow_mut().remove(&id);
+                });
+            }
+            Either::Left((Err(e), _)) => {
+                tracing::warn!("accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Either::Right(_) => break,
+        }
+    }
+    drop(listener);
+    // Ask every connection to finish its request in flight and close.
+    for (_, tx) in conns.stop.borrow_mut().drain() {
+        let _ = tx.send(());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(SHUTDOWN_GRACE_SECS);
+    while Rc::strong_count(&conns) > 1 && std::time::Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = done.send(());
+}
+
+pub fn run(cfg: ServerConfig) -> Result<(), String> {
+    std::fs::create_dir_all(&cfg.data).map_err(|e| format!("cannot create {}: {e}", cfg.data.display()))?;
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = if cfg.cores == 0 { ncpu } else { cfg.cores };
+    let layout = cfg.layout(cores as u32);
+    if !any_formatted(&layout) {
+        engine::format(&layout).map_err(|e| format!("format failed: {e}"))?;
+        tracing::info!("formatted {} devices, EC {}+{}", layout.devices.len(), layout.k, layout.m);
+    }
+    let (creds, source) = credentials(&cfg.data).map_err(|e| format!("credentials: {e}"))?;
+    let mut ecfg = EngineConfig::new(layout.devices.clone());
+    ecfg.cores = cores;
+    let engine = Engine::open(ecfg).map_err(|e| format!("cannot open the device set: {e}"))?;
+    for (i, d) in engine.io_drivers().iter().enumerate() {
+        if d.starts_with("io_uring") {
+            tracing::info!("core {i}: I/O driver {d}");
+        } else {
+            tracing::warn!("core {i}: I/O driver {d} — NOT io_uring; fine for tests, not for production");
+        }
+    }
+    let addr: SocketAddr = cfg.listen.parse().map_err(|e| format!("--listen {:?}: {e}", cfg.listen))?;
+    let first = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..engine.cores() {
+        listeners.push(bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+    }
+    let owner = Owner { id: format!("{:x}", xxhash_id(&creds.access_key)), display_name: "tessera".into() };
+    let srv = Arc::new(Server {
+        ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner },
+        creds: creds.clone(),
+        domain: cfg.domain.clone(),
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut stops = Vec::new();
+    for (core, l) in listeners.into_iter().enumerate() {
+        let (stop_tx, stop_rx) = flume::bounded(1);
+        stops.push(stop_tx);
+        let srv = srv.clone();
+        let done = done_tx.clone();
+        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done)).map_err(|e| e.to_string())?;
+    }
+    let set = engine.device_set();
+    if source == "generated" {
+        println!(
+            "Generated root credentials (stored in {}):",
+            cfg.data.join(crate::config::CREDENTIALS_FILE).display()
+        );
+    }
+    println!("  AWS_ACCESS_KEY_ID={}", creds.access_key);
+    println!("  AWS_SECRET_ACCESS_KEY={}", creds.secret_key);
+    let drivers = engine.io_drivers();
+    let driver = if drivers.iter().all(|d| d == &drivers[0]) { drivers[0].clone() } else { drivers.join(",") };
+    println!(
+        "tessera ready: http://{addr} cores={} devices={} zones={} ec={}+{} io={driver} credentials={source}",
+        engine.cores(),
+        set.device_count(),
+        set.zone_names.len(),
+        set.k,
+        set.m,
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!("signal {sig}: stopping");
+    }
+    for s in &stops {
+        let _ = s.send(());
+    }
+    for _ in 0..stops.len() {
+        if done_rx.recv_timeout(Duration::from_secs(SHUTDOWN_GRACE_SECS + 5)).is_err() {
+            break;
+        }
+    }
+    engine.shutdown();
+    println!("tessera stopped");
+    Ok(())
+}
+
+fn xxhash_id(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
