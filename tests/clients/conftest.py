@@ -81,7 +81,11 @@ class Endpoint:
 class TesseraServer:
     """One `tessera server` process on a fixed data dir; can be stopped and started again."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, extra_args: list[str] | None = None):
+    def __init__(self, data_dir: Path, log_dir: Path, extra_args: list[str] | None = None,
+                 env_credentials: bool = True):
+        # env_credentials=False starts it without TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY, so it
+        # generates (or reloads) its own pair; `printed_credentials()` reads them off stdout.
+        self.env_credentials = env_credentials
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.extra_args = list(extra_args or [])
@@ -99,7 +103,20 @@ class TesseraServer:
 
     @property
     def endpoint(self) -> Endpoint:
+        if not self.env_credentials:
+            access, secret = self.printed_credentials()
+            return Endpoint(f"http://{self.address}", access, secret)
         return Endpoint(f"http://{self.address}", ACCESS_KEY, SECRET_KEY)
+
+    def printed_credentials(self) -> tuple[str, str]:
+        """The root key pair as printed before the ready line (AWS_ACCESS_KEY_ID=... lines)."""
+        import re
+
+        text = "".join(self.stdout_lines)
+        access = re.search(r"AWS_ACCESS_KEY_ID=(\S+)", text)
+        secret = re.search(r"AWS_SECRET_ACCESS_KEY=(\S+)", text)
+        assert access and secret, f"no credentials printed on stdout:\n{text}"
+        return access.group(1), secret.group(1)
 
     @property
     def url(self) -> str:
@@ -124,8 +141,11 @@ class TesseraServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr_path = self.log_dir / f"stderr-{self.starts}.log"
         env = dict(os.environ)
-        env["TESSERA_ACCESS_KEY"] = ACCESS_KEY
-        env["TESSERA_SECRET_KEY"] = SECRET_KEY
+        env.pop("TESSERA_ACCESS_KEY", None)
+        env.pop("TESSERA_SECRET_KEY", None)
+        if self.env_credentials:
+            env["TESSERA_ACCESS_KEY"] = ACCESS_KEY
+            env["TESSERA_SECRET_KEY"] = SECRET_KEY
         env.setdefault("RUST_BACKTRACE", "1")
         cmd = [str(tessera_bin()), "server", "--listen", self.address, "--data", str(self.data_dir)]
         cmd += self.extra_args
@@ -225,9 +245,9 @@ def tessera(tmp_path_factory):
 def tessera_factory(tmp_path):
     servers: list[TesseraServer] = []
 
-    def start(extra_args: list[str] | None = None) -> TesseraServer:
+    def start(extra_args: list[str] | None = None, env_credentials: bool = True) -> TesseraServer:
         base = tmp_path / f"tessera-{len(servers)}"
-        server = TesseraServer(base / "data", base / "logs", extra_args)
+        server = TesseraServer(base / "data", base / "logs", extra_args, env_credentials)
         servers.append(server)
         return server.start()
 

@@ -19,7 +19,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from conftest import boto3_client, empty_and_delete_bucket, unique_bucket_name
+from conftest import SECRET_KEY, boto3_client, empty_and_delete_bucket, unique_bucket_name
 
 MIB = 1024 * 1024
 PART_BYTES = 5 * MIB
@@ -878,3 +878,24 @@ def test_acknowledged_writes_survive_sigkill(tessera_factory, tmp_path):
     server.restart(graceful=False)
     s3 = boto3_client(server.endpoint)
     check_restart_fixture(s3, bucket, expected)
+
+
+def test_generated_credentials_are_printed_stored_and_reused(tessera_factory):
+    server = tessera_factory(env_credentials=False)
+    access, secret = server.printed_credentials()
+    assert access != secret and len(secret) >= 32, (access, secret)
+    stored = (server.data_dir / "credentials").read_text()
+    assert access in stored and secret in stored, "the generated pair must be kept in the data dir"
+
+    s3 = boto3_client(server.endpoint)
+    bucket = unique_bucket_name("gen")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"generated keys work")
+    wrong = boto3_client(server.endpoint, secret_key=SECRET_KEY)
+    with pytest.raises(ClientError) as e:
+        wrong.list_buckets()
+    assert error_of(e)[1] == 403
+
+    assert server.restart() == 0
+    assert server.printed_credentials() == (access, secret), "a restart must reuse the stored pair"
+    assert get_bytes(boto3_client(server.endpoint), bucket, "k") == b"generated keys work"
