@@ -220,3 +220,29 @@ def test_aws_s3_cp_with_wrong_secret_is_refused(aws, cli_bucket, tmp_path):
     assert "SignatureDoesNotMatch" in proc.stderr, proc.stderr
     s3 = boto3_client(aws.endpoint)
     assert s3.list_objects_v2(Bucket=cli_bucket).get("KeyCount", 0) == 0
+
+
+def test_aws_s3_cp_between_buckets_server_side(aws, cli_bucket, tmp_path, s3):
+    """`aws s3 cp s3://... s3://...` copies server-side: CopyObject for small objects,
+    UploadPartCopy for ones above the multipart threshold."""
+    small = tmp_path / "small"
+    small.write_bytes(b"server-side copy" * 100)
+    make_tree(tmp_path, {"big": 17 * MIB + 3}, seed=5)
+    big = (tmp_path / "big").read_bytes()
+    aws("s3", "cp", str(small), f"s3://{cli_bucket}/src/small")
+    aws("s3", "cp", str(tmp_path / "big"), f"s3://{cli_bucket}/src/big")
+
+    other = unique_bucket_name("clicopy")
+    aws("s3", "mb", f"s3://{other}")
+    try:
+        aws("s3", "cp", f"s3://{cli_bucket}/src/", f"s3://{other}/dst/", "--recursive")
+        assert ls_recursive(aws, f"s3://{other}") == {
+            "dst/small": small.stat().st_size,
+            "dst/big": len(big),
+        }
+        down = tmp_path / "down"
+        aws("s3", "cp", f"s3://{other}/dst/", str(down), "--recursive")
+        assert (down / "small").read_bytes() == small.read_bytes()
+        assert sha256((down / "big").read_bytes()) == sha256(big)
+    finally:
+        empty_and_delete_bucket(s3, other)
