@@ -22,6 +22,10 @@ pub struct EngineArgs {
     /// Engine cores (threads); 0 = one per CPU.
     #[arg(long, default_value_t = 0)]
     pub cores: usize,
+    /// Leave engine core threads unpinned (on a CPU shared with other work, a pinned core
+    /// cannot move away from a busy CPU).
+    #[arg(long)]
+    pub no_pin: bool,
     /// Shards at format time (each core owns one or more); default 2 per CPU.
     #[arg(long)]
     pub shards: Option<u32>,
@@ -81,6 +85,7 @@ struct Machine {
 #[derive(Debug, Serialize)]
 struct EngineInfo {
     cores: usize,
+    pinned: bool,
     shards: u32,
     k: usize,
     m: usize,
@@ -305,6 +310,7 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
 
     let mut cfg = EngineConfig::new(layout.devices.clone());
     cfg.cores = args.cores;
+    cfg.pin = !args.no_pin;
     let eng = Engine::open(cfg).map_err(|e| format!("opening the engine at {}: {e}", root.display()))?;
     println!(
         "engine: {} cores, {} shards, EC {}+{}, drivers {:?}, O_DIRECT {:?}",
@@ -352,6 +358,7 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
     let core_stats = futures::executor::block_on(eng.stats()).map_err(|e| format!("engine stats: {e}"))?;
     let info = EngineInfo {
         cores: eng.cores(),
+        pinned: !args.no_pin,
         shards,
         k: layout.k,
         m: layout.m,
