@@ -825,17 +825,17 @@ impl Shard {
         if parts.is_empty() {
             return Err(Error::InvalidPart("a multipart upload needs at least one part".into()));
         }
+        // The order of the whole list is checked before any part, as S3 does: a list out of
+        // order is InvalidPartOrder even if a part in it is also too small or unknown.
+        if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+            return Err(Error::InvalidPartOrder);
+        }
         let (layouts, md5, headers) = {
             let st = self.state.borrow();
             let u = st.uploads.get(&upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.clone()))?;
             let mut layouts = Vec::with_capacity(parts.len());
             let mut md5s = Md5::new();
-            let mut prev = 0;
             for (i, (n, etag)) in parts.iter().enumerate() {
-                if *n <= prev {
-                    return Err(Error::InvalidPartOrder);
-                }
-                prev = *n;
                 let p = u.parts.get(n).ok_or_else(|| Error::InvalidPart(format!("part {n} was not uploaded")))?;
                 let have = format!("\"{}\"", hex::encode(p.layout.md5));
                 if !etag_matches(&have, etag) {
