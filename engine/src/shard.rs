@@ -32,6 +32,10 @@ pub const INLINE_MAX_BYTES: u64 = 16 << 10;
 /// The log is rewritten (checkpointed) once it is this large and mostly dead.
 pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
 
+#[path = "compact.rs"]
+mod compact;
+pub use compact::COMPACT_LIVE_PERCENT;
+
 struct Pending {
     payload: Vec<u8>,
     rec: Record,
@@ -58,6 +62,10 @@ pub struct Shard {
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
     pub repair_queue: RefCell<HashSet<(String, String)>>,
+    /// A compaction pass is running (one at a time per shard).
+    compacting: Cell<bool>,
+    /// Segments compaction failed to empty (unreadable data): not retried until a restart.
+    compact_skip: RefCell<HashSet<(u16, u32)>>,
 }
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
@@ -106,6 +114,8 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             pending_keys: RefCell::new(HashMap::new()),
             repair_queue: RefCell::new(HashSet::new()),
+            compacting: Cell::new(false),
+            compact_skip: RefCell::new(HashSet::new()),
         })
     }
 
@@ -163,6 +173,7 @@ impl Shard {
                     if let Err(e) = self.maybe_checkpoint() {
                         tracing::error!("shard {}: checkpoint failed: {e}", self.id);
                     }
+                    self.maybe_compact();
                 }
                 Err(e) => {
                     tracing::error!("shard {}: commit failed: {e}", self.id);
