@@ -828,7 +828,7 @@ fn check_net(host: &Host, out: &mut Vec<Check>) {
     }
 
     let key = "net.ipv4.ip_local_port_range";
-    let want = "1024 65535 (span >= 50000)";
+    let want = "10240 65535 or wider (span >= 50000)";
     let c = match host.read("/proc/sys/net/ipv4/ip_local_port_range") {
         None => Check::not_available(key, "sysctl missing", want),
         Some(v) => {
@@ -839,7 +839,7 @@ fn check_net(host: &Host, out: &mut Vec<Check>) {
     };
     out.push(
         c.why("ephemeral ports bound outbound connections (clients, proxies, future node-to-node); inbound needs none")
-            .fix("sysctl -w net.ipv4.ip_local_port_range='1024 65535'"),
+            .fix("sysctl -w net.ipv4.ip_local_port_range='10240 65535'"),
     );
 }
 
