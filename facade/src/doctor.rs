@@ -913,6 +913,7 @@ fn check_data(host: &Host, opts: &DoctorOptions, out: &mut Vec<Check>) {
             Status::Ok
         };
         let cur = format!("{fs}{mount_txt}, O_DIRECT {}{note}", if direct { "works" } else { "REFUSED" });
+        let cur = if volatile { format!("{cur}; memory filesystem: NOT durable") } else { cur };
         out.push(
             Check::new(name.clone(), status, cur, want)
                 .why("shard I/O is 4 KiB-aligned O_DIRECT (refused by some overlays, tmpfs < 6.6: slow buffered fallback); RAM filesystems are not durable")
