@@ -2,7 +2,7 @@
 //! multipart uploads, and (on shard 0) the bucket table. It changes only by applying log
 //! records, at runtime and in recovery alike, so the two cannot disagree.
 
-use crate::record::{DataLoc, ObjectHeaders, ObjectMeta, PartLayout, PartRecord, Record};
+use crate::record::{DataLoc, ObjectHeaders, ObjectMeta, PartLayout, PartRecord, Record, RelocTarget};
 use crate::segment::Segments;
 use std::collections::{BTreeMap, HashMap};
 
@@ -135,6 +135,36 @@ impl ShardState {
                     }
                 }
             }
+            Record::Relocate { target, layout } => {
+                let old = match target {
+                    RelocTarget::Object { bucket, key, md5, parts_count, mtime_ms, index } => {
+                        match self.objects.get_mut(&bucket).and_then(|m| m.get_mut(&key)) {
+                            Some(m) if m.md5 == md5 && m.parts_count == parts_count && m.mtime_ms == mtime_ms => {
+                                match &mut m.data {
+                                    DataLoc::Parts(parts) => parts.get_mut(index as usize),
+                                    DataLoc::Inline { .. } => None,
+                                }
+                            }
+                            _ => None,
+                        }
+                    }
+                    RelocTarget::Part { upload_id, number, mtime_ms } => self
+                        .uploads
+                        .get_mut(&upload_id)
+                        .and_then(|u| u.parts.get_mut(&number))
+                        .filter(|p| p.mtime_ms == mtime_ms)
+                        .map(|p| &mut p.layout),
+                };
+                // The copy must hold the same bytes as what it replaces.
+                match old {
+                    Some(old) if old.md5 == layout.md5 && old.size == layout.size => {
+                        add_parts(segs, std::slice::from_ref(&layout));
+                        sub_parts(segs, std::slice::from_ref(old));
+                        *old = layout;
+                    }
+                    _ => tracing::debug!("relocation of a run that changed since it was copied: ignored"),
+                }
+            }
         }
     }
 
@@ -180,5 +210,70 @@ impl ShardState {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ShardLoc;
+
+    fn layout(seg: u32) -> PartLayout {
+        PartLayout {
+            size: 100,
+            chunk_bytes: 4096,
+            k: 4,
+            m: 2,
+            devices: (0..6).collect(),
+            shards: (0..6).map(|_| ShardLoc { seg, block: 0, crc: 0 }).collect(),
+            md5: [7; 16],
+        }
+    }
+
+    fn live(segs: &Segments, seg: u32) -> u64 {
+        segs.sealed_usage().iter().filter(|u| u.1 == seg).map(|u| u.2).sum()
+    }
+
+    #[test]
+    fn relocation_applies_only_to_an_unchanged_object() {
+        let devs: Vec<(Option<std::path::PathBuf>, bool)> = vec![(None, false); 6];
+        let mut segs = Segments::open(0, 1 << 20, &devs).unwrap();
+        let mut st = ShardState::default();
+        let meta = ObjectMeta {
+            size: 100,
+            md5: [7; 16],
+            parts_count: 0,
+            mtime_ms: 5,
+            headers: Default::default(),
+            data: DataLoc::Parts(vec![layout(1)]),
+        };
+        let put = Record::ObjectPut { bucket: "b".into(), key: "k".into(), meta, inline: vec![], completes: None };
+        st.apply(put, &mut segs);
+        let target = |mtime_ms| RelocTarget::Object {
+            bucket: "b".into(),
+            key: "k".into(),
+            md5: [7; 16],
+            parts_count: 0,
+            mtime_ms,
+            index: 0,
+        };
+        // Overwritten since the copy was read (another mtime): the copy is ignored.
+        st.apply(Record::Relocate { target: target(4), layout: layout(2) }, &mut segs);
+        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(vec![layout(1)]));
+        assert_eq!((live(&segs, 1), live(&segs, 2)), (6 * 4096, 0));
+        // A copy whose bytes differ (another MD5) is ignored too.
+        let mut bad = layout(2);
+        bad.md5 = [8; 16];
+        st.apply(Record::Relocate { target: target(5), layout: bad }, &mut segs);
+        assert_eq!(live(&segs, 2), 0);
+        // Unchanged: the object moves and the old segment's bytes die.
+        st.apply(Record::Relocate { target: target(5), layout: layout(2) }, &mut segs);
+        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(vec![layout(2)]));
+        assert_eq!((live(&segs, 1), live(&segs, 2)), (0, 6 * 4096));
+        // Deleted since: ignored.
+        st.apply(Record::ObjectDelete { bucket: "b".into(), key: "k".into() }, &mut segs);
+        st.apply(Record::Relocate { target: target(5), layout: layout(3) }, &mut segs);
+        assert!(st.get("b", "k").is_none());
+        assert_eq!(live(&segs, 3), 0);
     }
 }

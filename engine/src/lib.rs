@@ -26,4 +26,4 @@ pub use engine::{format, Engine, EngineConfig, DEFAULT_CHUNK_BYTES, DEFAULT_POOL
 pub use error::{Error, Result};
 pub use layout::{DeviceSpec, Layout};
 pub use record::{ObjectHeaders, StoredChecksum};
-pub use shard::INLINE_MAX_BYTES;
+pub use shard::{COMPACT_LIVE_PERCENT, INLINE_MAX_BYTES};

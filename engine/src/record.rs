@@ -201,6 +201,22 @@ pub enum Record {
         upload_id: String,
         aborted: bool,
     },
+    /// Compaction copied one run of data to new extents. It applies only if its target is
+    /// unchanged since the copy was read (otherwise the new extents are garbage).
+    Relocate {
+        target: RelocTarget,
+        layout: PartLayout,
+    },
+}
+
+/// What a `Relocate` record moves, and how to tell the target is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelocTarget {
+    /// Run `index` of an object's `DataLoc::Parts`; the object must still have this ETag
+    /// (`md5`, `parts_count`) and `mtime_ms`.
+    Object { bucket: String, key: String, md5: [u8; 16], parts_count: u32, mtime_ms: u64, index: u32 },
+    /// Part `number` of an open upload, uploaded at `mtime_ms`.
+    Part { upload_id: String, number: u32, mtime_ms: u64 },
 }
 
 const T_HEADER: u8 = 1;
@@ -212,6 +228,7 @@ const T_OBJECT_DELETE: u8 = 6;
 const T_UPLOAD_CREATE: u8 = 7;
 const T_PART_PUT: u8 = 8;
 const T_UPLOAD_END: u8 = 9;
+const T_RELOCATE: u8 = 10;
 
 fn enc_checksum(e: &mut Enc, c: &Option<StoredChecksum>) {
     match c {
@@ -382,6 +399,27 @@ impl Record {
                 e.str(upload_id);
                 e.u8(*aborted as u8);
             }
+            Record::Relocate { target, layout } => {
+                e.u8(T_RELOCATE);
+                match target {
+                    RelocTarget::Object { bucket, key, md5, parts_count, mtime_ms, index } => {
+                        e.u8(0);
+                        e.str(bucket);
+                        e.str(key);
+                        e.fixed(md5);
+                        e.u32(*parts_count);
+                        e.u64(*mtime_ms);
+                        e.u32(*index);
+                    }
+                    RelocTarget::Part { upload_id, number, mtime_ms } => {
+                        e.u8(1);
+                        e.str(upload_id);
+                        e.u32(*number);
+                        e.u64(*mtime_ms);
+                    }
+                }
+                enc_layout(&mut e, layout);
+            }
         }
         e.buf
     }
@@ -443,6 +481,21 @@ impl Record {
             },
             T_PART_PUT => Record::PartPut { upload_id: d.str()?, part: dec_part(&mut d)? },
             T_UPLOAD_END => Record::UploadEnd { upload_id: d.str()?, aborted: d.u8()? != 0 },
+            T_RELOCATE => {
+                let target = match d.u8()? {
+                    0 => RelocTarget::Object {
+                        bucket: d.str()?,
+                        key: d.str()?,
+                        md5: d.fixed::<16>()?,
+                        parts_count: d.u32()?,
+                        mtime_ms: d.u64()?,
+                        index: d.u32()?,
+                    },
+                    1 => RelocTarget::Part { upload_id: d.str()?, number: d.u32()?, mtime_ms: d.u64()? },
+                    t => return Err(Error::Corrupt(format!("bad relocation target tag {t}"))),
+                };
+                Record::Relocate { target, layout: dec_layout(&mut d)? }
+            }
             t => return Err(Error::Corrupt(format!("unknown record type {t}"))),
         };
         if d.remaining() != 0 {
@@ -507,6 +560,21 @@ mod tests {
                 },
                 inline: vec![],
                 completes: Some("u".into()),
+            },
+            Record::Relocate {
+                target: RelocTarget::Object {
+                    bucket: "b".into(),
+                    key: "big".into(),
+                    md5: [2; 16],
+                    parts_count: 3,
+                    mtime_ms: 5,
+                    index: 1,
+                },
+                layout: layout(),
+            },
+            Record::Relocate {
+                target: RelocTarget::Part { upload_id: "u".into(), number: 7, mtime_ms: 8 },
+                layout: layout(),
             },
             Record::PartPut {
                 upload_id: "u".into(),

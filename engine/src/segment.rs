@@ -42,6 +42,10 @@ pub struct Segments {
     shard: u32,
     seg_bytes: u64,
     devs: Vec<DevSegs>,
+    /// Set while the log is replayed: a segment's live bytes may fall to zero in the middle of
+    /// the replay and rise again when a later record points into it, so nothing is deleted
+    /// until `sweep_dead` runs on the final state.
+    replaying: bool,
 }
 
 /// One allocated extent: where to write a shard.
@@ -80,7 +84,7 @@ impl Segments {
             }
             out.push(d);
         }
-        Ok(Segments { shard, seg_bytes, devs: out })
+        Ok(Segments { shard, seg_bytes, devs: out, replaying: true })
     }
 
     pub fn seg_bytes(&self) -> u64 {
@@ -140,11 +144,12 @@ impl Segments {
     /// The writes of one object are done (committed or abandoned): drop their pending marks.
     pub fn release_pending(&mut self, dev: u16, seg: u32) {
         let shard = self.shard;
+        let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
                 s.pending = s.pending.saturating_sub(1);
             }
-            if let Some(dir) = d.dir.clone() {
+            if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
                 Self::maybe_delete(&dir, shard, seg, &mut d.segs);
             }
         }
@@ -158,12 +163,13 @@ impl Segments {
 
     pub fn sub_live(&mut self, dev: u16, seg: u32, bytes: u64) {
         let shard = self.shard;
+        let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
                 debug_assert!(s.live >= bytes, "live bytes of segment {seg} would go negative");
                 s.live = s.live.saturating_sub(bytes);
             }
-            if let Some(dir) = d.dir.clone() {
+            if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
                 Self::maybe_delete(&dir, shard, seg, &mut d.segs);
             }
         }
@@ -178,8 +184,10 @@ impl Segments {
         }
     }
 
-    /// After recovery: delete sealed segments nothing refers to.
+    /// After recovery: delete sealed segments nothing refers to, and from now on delete a
+    /// segment as soon as it dies.
     pub fn sweep_dead(&mut self) {
+        self.replaying = false;
         let shard = self.shard;
         for d in &mut self.devs {
             let Some(dir) = d.dir.clone() else { continue };

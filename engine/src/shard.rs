@@ -32,6 +32,10 @@ pub const INLINE_MAX_BYTES: u64 = 16 << 10;
 /// The log is rewritten (checkpointed) once it is this large and mostly dead.
 pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
 
+#[path = "compact.rs"]
+mod compact;
+pub use compact::COMPACT_LIVE_PERCENT;
+
 struct Pending {
     payload: Vec<u8>,
     rec: Record,
@@ -58,6 +62,10 @@ pub struct Shard {
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
     pub repair_queue: RefCell<HashSet<(String, String)>>,
+    /// A compaction pass is running (one at a time per shard).
+    compacting: Cell<bool>,
+    /// Segments compaction failed to empty (unreadable data): not retried until a restart.
+    compact_skip: RefCell<HashSet<(u16, u32)>>,
 }
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
@@ -106,6 +114,8 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             pending_keys: RefCell::new(HashMap::new()),
             repair_queue: RefCell::new(HashSet::new()),
+            compacting: Cell::new(false),
+            compact_skip: RefCell::new(HashSet::new()),
         })
     }
 
@@ -163,6 +173,7 @@ impl Shard {
                     if let Err(e) = self.maybe_checkpoint() {
                         tracing::error!("shard {}: checkpoint failed: {e}", self.id);
                     }
+                    self.maybe_compact();
                 }
                 Err(e) => {
                     tracing::error!("shard {}: commit failed: {e}", self.id);
@@ -825,17 +836,17 @@ impl Shard {
         if parts.is_empty() {
             return Err(Error::InvalidPart("a multipart upload needs at least one part".into()));
         }
+        // The order of the whole list is checked before any part, as S3 does: a list out of
+        // order is InvalidPartOrder even if a part in it is also too small or unknown.
+        if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+            return Err(Error::InvalidPartOrder);
+        }
         let (layouts, md5, headers) = {
             let st = self.state.borrow();
             let u = st.uploads.get(&upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.clone()))?;
             let mut layouts = Vec::with_capacity(parts.len());
             let mut md5s = Md5::new();
-            let mut prev = 0;
             for (i, (n, etag)) in parts.iter().enumerate() {
-                if *n <= prev {
-                    return Err(Error::InvalidPartOrder);
-                }
-                prev = *n;
                 let p = u.parts.get(n).ok_or_else(|| Error::InvalidPart(format!("part {n} was not uploaded")))?;
                 let have = format!("\"{}\"", hex::encode(p.layout.md5));
                 if !etag_matches(&have, etag) {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod checksum;
 pub mod config;
+pub mod doctor;
 pub mod engine_error;
 pub mod error;
 pub mod handler;

@@ -49,6 +49,15 @@ enum Cmd {
         #[arg(long, default_value = "us-east-1")]
         region: String,
     },
+    /// Check this machine against the bare-metal playbook (tuning/README.md); exit 1 on any FAIL.
+    Doctor {
+        /// Also check the embedded device directories under DIR (O_DIRECT, filesystem type).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also check a device as ZONE=PATH (repeatable).
+        #[arg(long = "device", value_name = "ZONE=PATH")]
+        devices: Vec<String>,
+    },
 }
 
 fn main() {
@@ -68,6 +77,13 @@ fn main() {
                 .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
             tessera::server::run(ServerConfig { listen, data, devices, k, m, cores, domain, region })
+        })(),
+        Cmd::Doctor { data, devices } => (|| {
+            let devices = devices
+                .iter()
+                .map(|d| engine::DeviceSpec::parse(d).map(|s| (s.zone, s.path)).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            std::process::exit(tessera::doctor::run(&tessera::doctor::DoctorOptions { data, devices }))
         })(),
     };
     if let Err(e) = result {

@@ -1,0 +1,177 @@
+//! Compaction: empty sealed segments that are mostly garbage so they can be deleted.
+//!
+//! A pass picks the sealed segments whose live bytes are below `COMPACT_LIVE_PERCENT` of their
+//! used bytes, finds the runs of data (object parts and upload parts) with extents there, reads
+//! each through the normal read path (checksums verified, rebuilt from parity if needed) and
+//! writes it again through the normal write path into the active segments. A `Relocate` record
+//! commits each move; it applies only if the object or part is unchanged since it was read
+//! (same ETag and mtime), so a concurrent overwrite or delete always wins and the copy becomes
+//! garbage. Once nothing live is left in an old segment, the segment is deleted.
+//!
+//! Passes are bounded (runs, bytes, segments) and yield between runs, so foreground requests
+//! keep going; the next commit starts the next pass.
+
+use super::{Shard, Written};
+use crate::api::{body_channel, BodyItem, ByteRange};
+use crate::error::{Error, Result};
+use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
+use std::collections::HashSet;
+use std::rc::Rc;
+
+/// A sealed segment is compacted once less than this share of its used bytes is live.
+pub const COMPACT_LIVE_PERCENT: u64 = 50;
+/// Segments emptied per pass (the emptiest first).
+pub const COMPACT_SEGMENTS_PER_PASS: usize = 4;
+/// Runs of data (object or upload parts) moved per pass.
+pub const COMPACT_RUNS_PER_PASS: usize = 16;
+/// Data bytes moved per pass.
+pub const COMPACT_BYTES_PER_PASS: u64 = 64 << 20;
+
+/// Give the event loop one turn so queued foreground work runs between compaction steps.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+fn touches(p: &PartLayout, segs: &HashSet<(u16, u32)>) -> bool {
+    (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.contains(&(p.devices[i], p.loc(s, i).seg))))
+}
+
+impl Shard {
+    /// Start a compaction pass in the background if one is worth doing and none is running.
+    pub(super) fn maybe_compact(self: &Rc<Self>) {
+        if self.compacting.get() {
+            return;
+        }
+        let victims = self.compaction_victims();
+        if victims.is_empty() {
+            return;
+        }
+        self.compacting.set(true);
+        let me = self.clone();
+        monoio::spawn(async move {
+            if let Err(e) = me.compact(victims).await {
+                tracing::warn!("shard {}: compaction pass failed: {e}", me.id);
+            }
+            me.compacting.set(false);
+        });
+    }
+
+    fn compaction_victims(&self) -> HashSet<(u16, u32)> {
+        let skip = self.compact_skip.borrow();
+        let mut v: Vec<(u16, u32, u64, u64)> = self
+            .segs
+            .borrow()
+            .sealed_usage()
+            .into_iter()
+            .filter(|&(d, s, live, used)| {
+                live > 0 && live * 100 < used * COMPACT_LIVE_PERCENT && !skip.contains(&(d, s))
+            })
+            .collect();
+        v.sort_by_key(|&(_, _, live, _)| live);
+        v.into_iter().take(COMPACT_SEGMENTS_PER_PASS).map(|(d, s, _, _)| (d, s)).collect()
+    }
+
+    async fn compact(self: &Rc<Self>, victims: HashSet<(u16, u32)>) -> Result<()> {
+        let mut work: Vec<(RelocTarget, PartLayout, usize)> = Vec::new();
+        {
+            let st = self.state.borrow();
+            for (bucket, objects) in &st.objects {
+                for (key, m) in objects {
+                    let DataLoc::Parts(parts) = &m.data else { continue };
+                    for (i, p) in parts.iter().enumerate().filter(|(_, p)| touches(p, &victims)) {
+                        let target = RelocTarget::Object {
+                            bucket: bucket.clone(),
+                            key: key.clone(),
+                            md5: m.md5,
+                            parts_count: m.parts_count,
+                            mtime_ms: m.mtime_ms,
+                            index: i as u32,
+                        };
+                        work.push((target, p.clone(), super::rotate_for(bucket, key).wrapping_add(i)));
+                    }
+                }
+            }
+            for (id, u) in &st.uploads {
+                for p in u.parts.values().filter(|p| touches(&p.layout, &victims)) {
+                    let target = RelocTarget::Part { upload_id: id.clone(), number: p.number, mtime_ms: p.mtime_ms };
+                    let rotate = super::rotate_for(&u.bucket, &u.key).wrapping_add(p.number as usize);
+                    work.push((target, p.layout.clone(), rotate));
+                }
+            }
+        }
+        let mut moved = 0u64;
+        for (target, old, rotate) in work.into_iter().take(COMPACT_RUNS_PER_PASS) {
+            if moved >= COMPACT_BYTES_PER_PASS {
+                break;
+            }
+            moved += old.size;
+            YieldNow(false).await;
+            if let Err(e) = self.relocate(target, &old, rotate).await {
+                // Do not retry these segments on every commit; a restart or a repair clears it.
+                let mut skip = self.compact_skip.borrow_mut();
+                skip.extend(victims.iter().copied());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy one run of data to new extents and commit the move (if its target is unchanged).
+    async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
+        let (bucket, key) = match &target {
+            RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),
+            RelocTarget::Part { upload_id, number, .. } => (String::new(), format!("upload {upload_id} part {number}")),
+        };
+        let meta = ObjectMeta {
+            size: old.size,
+            md5: old.md5,
+            parts_count: 0,
+            mtime_ms: 0,
+            headers: Default::default(),
+            data: DataLoc::Parts(vec![old.clone()]),
+        };
+        let r = ByteRange { start: 0, end: old.size };
+        let plan = self.read_plan(&meta, r);
+        let (tx, rx) = flume::bounded(2);
+        let (btx, body) = body_channel();
+        let read = async {
+            let res = if old.size > 0 { self.stream(&bucket, &key, &meta, r, plan, &tx).await } else { Ok(()) };
+            drop(tx);
+            res
+        };
+        let pump = async move {
+            while let Ok(chunk) = rx.recv_async().await {
+                let item = match chunk {
+                    Ok(b) => BodyItem::Data(b),
+                    Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),
+                };
+                let stop = matches!(item, BodyItem::Abort(_));
+                if btx.send_async(item).await.is_err() || stop {
+                    return;
+                }
+            }
+            let _ = btx.send_async(BodyItem::End { checksum: None }).await;
+        };
+        let (read, (), written) = futures::join!(read, pump, self.write_body(body, false, rotate));
+        read?;
+        let w = written?;
+        let Written::Part(layout) = w.data else {
+            return Err(Error::Corrupt("compaction wrote a run inline".into()));
+        };
+        if layout.md5 != old.md5 || layout.size != old.size {
+            return Err(Error::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")));
+        }
+        self.commit(Record::Relocate { target, layout }, None).await
+        // `w` (its pending extents) is released here, after the commit applied.
+    }
+}
