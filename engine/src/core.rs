@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::index::ShardState;
 use crate::io::DevFile;
 use crate::segment::Segments;
-use crate::shard::{build_checkpoint, choose_mirrors, read_inline_sync, Shard, WalState};
+use crate::shard::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync, Shard, WalState};
 use crate::stripe::Codec;
 use crate::superblock::DeviceSet;
 use crate::wal::{self, RecoveredLog};
@@ -196,7 +196,8 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
     };
     segs.sweep_dead();
     let new_gen = old_gen + 1;
-    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old_files, m))?;
+    let old = open_mirrors(&old_files);
+    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, m))?;
     let mirrors = choose_mirrors(&sh.set, &healthy, id)?;
     let written = wal::write_generation(&mirrors, id, new_gen, &bytes)?;
     for (b, k, off, len) in moved {

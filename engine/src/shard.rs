@@ -242,9 +242,9 @@ impl Shard {
         };
         let new_gen = old_gen + 1;
         let healthy = self.core.healthy.borrow().clone();
-        let (bytes, moved) = build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| {
-            read_inline_sync(&old_files, meta)
-        })?;
+        let old = open_mirrors(&old_files);
+        let (bytes, moved) =
+            build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| read_inline_sync(&old, meta))?;
         let mirrors = choose_mirrors(set, &healthy, self.id)?;
         let written = wal::write_generation(&mirrors, self.id, new_gen, &bytes)?;
         {
@@ -971,20 +971,22 @@ fn check_headers(h: &ObjectHeaders) -> Result<()> {
     Ok(())
 }
 
+/// Open log mirror files for `read_inline_sync` (once per checkpoint, not per object).
+pub fn open_mirrors(files: &[PathBuf]) -> Vec<std::fs::File> {
+    files.iter().filter_map(|p| std::fs::File::open(p).ok()).collect()
+}
+
 /// Read an inline object's bytes with blocking I/O (checkpoints run outside the event loop's
 /// I/O and recovery happens before it starts).
-pub fn read_inline_sync(files: &[PathBuf], meta: &ObjectMeta) -> Result<Vec<u8>> {
+pub fn read_inline_sync(files: &[std::fs::File], meta: &ObjectMeta) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let DataLoc::Inline { offset, len, .. } = meta.data else {
         return Err(Error::Corrupt("not an inline object".into()));
     };
     let mut last = Error::Unreadable("no log mirror holds the inline object".into());
-    for p in files {
-        let r = std::fs::File::open(p).map_err(Error::from).and_then(|f| {
-            let mut v = vec![0u8; len as usize];
-            f.read_exact_at(&mut v, offset)?;
-            wal::inline_bytes(&v, meta.size)
-        });
+    for f in files {
+        let mut v = vec![0u8; len as usize];
+        let r = f.read_exact_at(&mut v, offset).map_err(Error::from).and_then(|()| wal::inline_bytes(&v, meta.size));
         match r {
             Ok(v) => return Ok(v),
             Err(e) => last = e,

@@ -159,11 +159,12 @@ impl BodyPump {
                 }
             }
         }
+        let declared = self.declared_len();
         let trailers = match self.decoder.take() {
             Some(d) => d.finish()?,
             None => Vec::new(),
         };
-        if let Some(n) = self.declared_len() {
+        if let Some(n) = declared {
             if received != n {
                 return Err(S3Error::with_message(
                     S3ErrorCode::IncompleteBody,

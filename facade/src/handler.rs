@@ -31,6 +31,8 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
     let rid = request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let mut resp = match dispatch(srv, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -39,6 +41,11 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
             *r.status_mut() = e.status();
             if e.code.has_body() {
                 r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+            }
+            // The body may be unread (and a client that sent `Expect: 100-continue` may still
+            // send it): close the connection so those bytes are never taken for a request.
+            if has_body {
+                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
             }
             for (k, v) in &e.details {
                 if *k == "ETag" {
@@ -69,7 +76,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     })?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
-    tracing::debug!("{} {} -> {}", parts.method, path, ep.name());
+    tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
     let req = Req { parts, body, auth, query };
     let ctx = &srv.ctx;
     match ep {
@@ -113,6 +120,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         Endpoint::ListParts { bucket, key, upload_id, max_parts, part_number_marker } => {
             multipart::list_parts(ctx, &bucket, &key, &upload_id, max_parts, part_number_marker).await
         }
+        Endpoint::GetObjectTagging { bucket, key } => object::get_tagging(ctx, &bucket, &key).await,
         Endpoint::NotImplemented(what) => Err(S3Error::with_message(
             crate::error::S3ErrorCode::NotImplemented,
             format!("{what} is not implemented by Tessera"),

@@ -5,7 +5,8 @@
 mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective,
+    ObjectIdentifier,
 };
 use common::*;
 
@@ -73,7 +74,11 @@ async fn objects_round_trip_with_metadata_ranges_and_etags() {
         assert_eq!(head.content_length(), Some(n as i64));
         assert_eq!(head.e_tag(), put.e_tag());
         if n > 10 {
-            for (range, a, b) in [(format!("bytes=3-{}", n / 2), 3, n / 2 + 1), (format!("bytes=-7"), n - 7, n), (format!("bytes={}-", n - 5), n - 5, n)] {
+            for (range, a, b) in [
+                (format!("bytes=3-{}", n / 2), 3, n / 2 + 1),
+                (format!("bytes=-7"), n - 7, n),
+                (format!("bytes={}-", n - 5), n - 5, n),
+            ] {
                 let r = c.get_object().bucket("objs").key(&key).range(&range).send().await.unwrap();
                 assert_eq!(r.content_range(), Some(format!("bytes {}-{}/{}", a, b - 1, n).as_str()));
                 assert_eq!(r.body.collect().await.unwrap().into_bytes().as_ref(), &d[a..b], "{range}");
@@ -99,14 +104,46 @@ async fn conditional_reads_writes_and_deletes() {
     let srv = Server::start();
     let c = srv.client();
     c.create_bucket().bucket("cond").send().await.unwrap();
-    let v1 = c.put_object().bucket("cond").key("k").if_none_match("*").body(ByteStream::from_static(b"one")).send().await.unwrap();
-    let e = c.put_object().bucket("cond").key("k").if_none_match("*").body(ByteStream::from_static(b"two")).send().await.unwrap_err();
+    let v1 = c
+        .put_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"one"))
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .put_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"two"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "PreconditionFailed");
     assert_eq!(get_bytes(&c, "cond", "k").await, b"one");
     let etag = v1.e_tag().unwrap().to_string();
-    let e = c.put_object().bucket("cond").key("k").if_match("\"deadbeef\"").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("cond")
+        .key("k")
+        .if_match("\"deadbeef\"")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "PreconditionFailed");
-    let v2 = c.put_object().bucket("cond").key("k").if_match(&etag).body(ByteStream::from_static(b"two")).send().await.unwrap();
+    let v2 = c
+        .put_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .body(ByteStream::from_static(b"two"))
+        .send()
+        .await
+        .unwrap();
     // GET conditions: a matching If-None-Match is 304, a failing If-Match is 412.
     let e = c.get_object().bucket("cond").key("k").if_none_match(v2.e_tag().unwrap()).send().await.unwrap_err();
     assert_eq!(status_of(&e), 304);
@@ -159,7 +196,14 @@ async fn listings_page_with_prefixes_delimiters_and_tokens() {
     let r = c.list_objects_v2().bucket("list").start_after("flat/20").prefix("flat/").send().await.unwrap();
     let objs: Vec<&str> = r.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(objs, vec!["flat/21", "flat/22"]);
-    let r = c.list_objects_v2().bucket("list").prefix("sp").encoding_type(aws_sdk_s3::types::EncodingType::Url).send().await.unwrap();
+    let r = c
+        .list_objects_v2()
+        .bucket("list")
+        .prefix("sp")
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.contents().len(), 1);
     // V1 with marker.
     let r = c.list_objects().bucket("list").marker("flat/21").max_keys(2).send().await.unwrap();
@@ -168,8 +212,11 @@ async fn listings_page_with_prefixes_delimiters_and_tokens() {
     assert_eq!(r.is_truncated(), Some(true));
     // Versions: every object once, version "null", latest.
     let r = c.list_object_versions().bucket("list").prefix("a/").send().await.unwrap();
-    let v: Vec<(&str, &str, bool)> =
-        r.versions().iter().map(|v| (v.key().unwrap_or(""), v.version_id().unwrap_or(""), v.is_latest().unwrap_or(false))).collect();
+    let v: Vec<(&str, &str, bool)> = r
+        .versions()
+        .iter()
+        .map(|v| (v.key().unwrap_or(""), v.version_id().unwrap_or(""), v.is_latest().unwrap_or(false)))
+        .collect();
     assert_eq!(v, vec![("a/1", "null", true), ("a/2", "null", true)]);
 }
 
@@ -209,7 +256,15 @@ async fn copies_keep_or_replace_metadata_and_honour_source_conditions() {
     let h = c.head_object().bucket("dst").key("replaced").send().await.unwrap();
     assert_eq!(h.content_type(), Some("text/new"));
     assert_eq!(h.metadata().and_then(|m| m.get("m")).map(String::as_str), Some("2"));
-    let e = c.copy_object().bucket("dst").key("x").copy_source("src/orig").copy_source_if_match("\"nope\"").send().await.unwrap_err();
+    let e = c
+        .copy_object()
+        .bucket("dst")
+        .key("x")
+        .copy_source("src/orig")
+        .copy_source_if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "PreconditionFailed");
     let e = c.copy_object().bucket("src").key("orig").copy_source("src/orig").send().await.unwrap_err();
     assert_eq!(code(&e), "InvalidRequest");
@@ -221,65 +276,124 @@ async fn copies_keep_or_replace_metadata_and_honour_source_conditions() {
 async fn multipart_uploads_complete_abort_list_and_copy_parts() {
     let srv = Server::start();
     let c = srv.client();
-    c.create_bucket().bucket("mp").send().await.unwrap();
+    c.create_bucket().bucket("mpu").send().await.unwrap();
     let src = data(42, 7 << 20);
-    c.put_object().bucket("mp").key("source").body(ByteStream::from(src.clone())).send().await.unwrap();
-    let up = c.create_multipart_upload().bucket("mp").key("big").content_type("video/x").send().await.unwrap();
+    c.put_object().bucket("mpu").key("source").body(ByteStream::from(src.clone())).send().await.unwrap();
+    let up = c.create_multipart_upload().bucket("mpu").key("big").content_type("video/x").send().await.unwrap();
     let id = up.upload_id().unwrap().to_string();
     let p1 = data(1, 5 << 20);
     let p3 = data(3, 1234);
-    let e1 = c.upload_part().bucket("mp").key("big").upload_id(&id).part_number(1).body(ByteStream::from(p1.clone())).send().await.unwrap();
+    let e1 = c
+        .upload_part()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from(p1.clone()))
+        .send()
+        .await
+        .unwrap();
     let e2 = c
         .upload_part_copy()
-        .bucket("mp")
+        .bucket("mpu")
         .key("big")
         .upload_id(&id)
         .part_number(2)
-        .copy_source("mp/source")
+        .copy_source("mpu/source")
         .copy_source_range(format!("bytes=1000-{}", 1000 + (5 << 20) - 1))
         .send()
         .await
         .unwrap();
-    let e3 = c.upload_part().bucket("mp").key("big").upload_id(&id).part_number(3).body(ByteStream::from(p3.clone())).send().await.unwrap();
-    let parts = c.list_parts().bucket("mp").key("big").upload_id(&id).send().await.unwrap();
+    let e3 = c
+        .upload_part()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .part_number(3)
+        .body(ByteStream::from(p3.clone()))
+        .send()
+        .await
+        .unwrap();
+    let parts = c.list_parts().bucket("mpu").key("big").upload_id(&id).send().await.unwrap();
     let nums: Vec<i32> = parts.parts().iter().filter_map(|p| p.part_number()).collect();
     assert_eq!(nums, vec![1, 2, 3]);
-    let ups = c.list_multipart_uploads().bucket("mp").send().await.unwrap();
+    let ups = c.list_multipart_uploads().bucket("mpu").send().await.unwrap();
     assert_eq!(ups.uploads().iter().filter_map(|u| u.upload_id()).collect::<Vec<_>>(), vec![id.as_str()]);
     let part = |n: i32, e: &str| CompletedPart::builder().part_number(n).e_tag(e).build();
     let etag2 = e2.copy_part_result().and_then(|r| r.e_tag()).unwrap().to_string();
     // A wrong ETag is InvalidPart; a small non-last part is EntityTooSmall.
     let bad = CompletedMultipartUpload::builder().parts(part(1, "\"00\"")).build();
-    let e = c.complete_multipart_upload().bucket("mp").key("big").upload_id(&id).multipart_upload(bad).send().await.unwrap_err();
+    let e = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(bad)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "InvalidPart");
     let small = CompletedMultipartUpload::builder().parts(part(3, e3.e_tag().unwrap())).parts(part(4, "\"x\"")).build();
-    let e = c.complete_multipart_upload().bucket("mp").key("big").upload_id(&id).multipart_upload(small).send().await.unwrap_err();
+    let e = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(small)
+        .send()
+        .await
+        .unwrap_err();
     assert!(["InvalidPart", "EntityTooSmall"].contains(&code(&e).as_str()), "{}", code(&e));
     let done = CompletedMultipartUpload::builder()
         .parts(part(1, e1.e_tag().unwrap()))
         .parts(part(2, &etag2))
         .parts(part(3, e3.e_tag().unwrap()))
         .build();
-    let r = c.complete_multipart_upload().bucket("mp").key("big").upload_id(&id).multipart_upload(done).send().await.unwrap();
+    let r = c
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(done)
+        .send()
+        .await
+        .unwrap();
     assert!(r.e_tag().unwrap().ends_with("-3\""), "{:?}", r.e_tag());
     let mut want = p1.clone();
     want.extend_from_slice(&src[1000..1000 + (5 << 20)]);
     want.extend_from_slice(&p3);
-    let got = get_bytes(&c, "mp", "big").await;
+    let got = get_bytes(&c, "mpu", "big").await;
     assert_eq!(got.len(), want.len());
     assert!(got == want, "multipart object bytes differ");
-    let h = c.head_object().bucket("mp").key("big").send().await.unwrap();
+    let h = c.head_object().bucket("mpu").key("big").send().await.unwrap();
     assert_eq!(h.content_type(), Some("video/x"));
-    let e = c.list_parts().bucket("mp").key("big").upload_id(&id).send().await.unwrap_err();
+    let e = c.list_parts().bucket("mpu").key("big").upload_id(&id).send().await.unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
     // Abort.
-    let up = c.create_multipart_upload().bucket("mp").key("gone").send().await.unwrap();
+    let up = c.create_multipart_upload().bucket("mpu").key("gone").send().await.unwrap();
     let id = up.upload_id().unwrap();
-    c.upload_part().bucket("mp").key("gone").upload_id(id).part_number(1).body(ByteStream::from(data(5, 1000))).send().await.unwrap();
-    c.abort_multipart_upload().bucket("mp").key("gone").upload_id(id).send().await.unwrap();
-    let e = c.upload_part().bucket("mp").key("gone").upload_id(id).part_number(2).body(ByteStream::from(data(5, 10))).send().await.unwrap_err();
+    c.upload_part()
+        .bucket("mpu")
+        .key("gone")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(data(5, 1000)))
+        .send()
+        .await
+        .unwrap();
+    c.abort_multipart_upload().bucket("mpu").key("gone").upload_id(id).send().await.unwrap();
+    let e = c
+        .upload_part()
+        .bucket("mpu")
+        .key("gone")
+        .upload_id(id)
+        .part_number(2)
+        .body(ByteStream::from(data(5, 10)))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
-    assert!(c.list_multipart_uploads().bucket("mp").send().await.unwrap().uploads().is_empty());
+    assert!(c.list_multipart_uploads().bucket("mpu").send().await.unwrap().uploads().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,8 +404,16 @@ async fn batch_delete_reports_each_key_and_quiet_mode_only_errors() {
     for i in 0..10 {
         c.put_object().bucket("del").key(format!("k{i}")).body(ByteStream::from_static(b"v")).send().await.unwrap();
     }
-    let ids = |r: std::ops::Range<i32>| r.map(|i| ObjectIdentifier::builder().key(format!("k{i}")).build().unwrap()).collect::<Vec<_>>();
-    let r = c.delete_objects().bucket("del").delete(Delete::builder().set_objects(Some(ids(0..5))).build().unwrap()).send().await.unwrap();
+    let ids = |r: std::ops::Range<i32>| {
+        r.map(|i| ObjectIdentifier::builder().key(format!("k{i}")).build().unwrap()).collect::<Vec<_>>()
+    };
+    let r = c
+        .delete_objects()
+        .bucket("del")
+        .delete(Delete::builder().set_objects(Some(ids(0..5))).build().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.deleted().len(), 5);
     let r = c
         .delete_objects()
@@ -310,9 +432,22 @@ async fn checksums_are_verified_stored_and_returned() {
     let c = srv.client();
     c.create_bucket().bucket("sums").send().await.unwrap();
     let d = data(77, 300_000);
-    for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32C, ChecksumAlgorithm::Sha256, ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Crc64Nvme] {
+    for alg in [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Crc64Nvme,
+    ] {
         let key = format!("k-{}", alg.as_str());
-        c.put_object().bucket("sums").key(&key).checksum_algorithm(alg.clone()).body(ByteStream::from(d.clone())).send().await.unwrap();
+        c.put_object()
+            .bucket("sums")
+            .key(&key)
+            .checksum_algorithm(alg.clone())
+            .body(ByteStream::from(d.clone()))
+            .send()
+            .await
+            .unwrap();
         let g = c.get_object().bucket("sums").key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
         let stored = match alg {
             ChecksumAlgorithm::Crc32 => g.checksum_crc32(),
@@ -336,7 +471,15 @@ async fn checksums_are_verified_stored_and_returned() {
         .await
         .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let e = c.put_object().bucket("sums").key("bad").content_md5("AAAAAAAAAAAAAAAAAAAAAA==").body(ByteStream::from(d.clone())).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("sums")
+        .key("bad")
+        .content_md5("AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(ByteStream::from(d.clone()))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
     assert_eq!(code(&c.head_object().bucket("sums").key("bad").send().await.unwrap_err()), "NotFound");
 }
@@ -361,9 +504,14 @@ async fn bad_credentials_signatures_and_bodies_are_refused_and_change_nothing() 
     let url = c.get_object().bucket("sec").key("keep").presigned(cfg).await.unwrap().uri().to_string();
     let r = http_get(&url).await;
     assert_eq!((r.status, r.body.as_slice()), (200, &b"original"[..]));
-    let tampered = url.replace("keep", "kee%70");
-    let r = http_get(&tampered.replacen("X-Amz-Signature=", "X-Amz-Signature=0", 1)).await;
-    assert_eq!(r.status, 403, "{}", r.text());
+    // Another key under the same signature, and a flipped signature digit: both refused.
+    let r = http_get(&url.replace("/keep?", "/kee%70x?")).await;
+    assert_eq!((r.status, r.s3_code()), (403, "SignatureDoesNotMatch".to_string()), "{}", r.text());
+    let i = url.find("X-Amz-Signature=").unwrap() + "X-Amz-Signature=".len();
+    let mut flipped = url.clone().into_bytes();
+    flipped[i] = if flipped[i] == b'0' { b'1' } else { b'0' };
+    let r = http_get(&String::from_utf8(flipped).unwrap()).await;
+    assert_eq!((r.status, r.s3_code()), (403, "SignatureDoesNotMatch".to_string()), "{}", r.text());
     let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(1)).unwrap();
     let url = c.get_object().bucket("sec").key("keep").presigned(cfg).await.unwrap().uri().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
@@ -373,7 +521,13 @@ async fn bad_credentials_signatures_and_bodies_are_refused_and_change_nothing() 
     let r = http_get(&format!("{}/sec/keep", srv.endpoint)).await;
     assert_eq!(r.status, 403);
     // Malformed XML.
-    let mut raw = Raw { method: "POST", path: "/sec".into(), query: "delete".into(), headers: vec![], body: b"<Delete><Object>".to_vec() };
+    let mut raw = Raw {
+        method: "POST",
+        path: "/sec".into(),
+        query: "delete".into(),
+        headers: vec![],
+        body: b"<Delete><Object>".to_vec(),
+    };
     sign(&mut raw, &srv.addr, "UNSIGNED-PAYLOAD", SECRET_KEY);
     let r = send(&srv.addr, &raw, None).await;
     assert_eq!((r.status, r.s3_code()), (400, "MalformedXML".to_string()), "{}", r.text());
@@ -389,7 +543,8 @@ async fn bad_credentials_signatures_and_bodies_are_refused_and_change_nothing() 
     let r = send(&srv.addr, &raw, Some(400)).await;
     assert!(r.status == 400 || r.status == 0, "short body answered {} {}", r.status, r.text());
     // A signed payload hash that does not match the body.
-    let mut raw = Raw { method: "PUT", path: "/sec/hash".into(), query: String::new(), headers: vec![], body: b"abc".to_vec() };
+    let mut raw =
+        Raw { method: "PUT", path: "/sec/hash".into(), query: String::new(), headers: vec![], body: b"abc".to_vec() };
     sign(&mut raw, &srv.addr, &"0".repeat(64), SECRET_KEY);
     let r = send(&srv.addr, &raw, None).await;
     assert_eq!(r.s3_code(), "XAmzContentSHA256Mismatch", "{}", r.text());
@@ -401,8 +556,16 @@ async fn bad_credentials_signatures_and_bodies_are_refused_and_change_nothing() 
     assert_eq!(get_bytes(&c, "sec", "chunked-ok").await, b"hello chunked world");
     // Nothing of the refused requests is visible.
     assert_eq!(get_bytes(&c, "sec", "keep").await, b"original");
-    let keys: Vec<String> =
-        c.list_objects_v2().bucket("sec").send().await.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_string)).collect();
+    let keys: Vec<String> = c
+        .list_objects_v2()
+        .bucket("sec")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
     assert_eq!(keys, vec!["chunked-ok", "keep"]);
     let buckets = c.list_buckets().send().await.unwrap();
     assert_eq!(buckets.buckets().len(), 1);
@@ -455,7 +618,13 @@ async fn a_restart_between_writes_and_reads_loses_nothing() {
     c.create_bucket().bucket("durable").send().await.unwrap();
     let sizes = [0usize, 100, 20_000, 2 << 20];
     for (i, n) in sizes.iter().enumerate() {
-        c.put_object().bucket("durable").key(format!("k{i}")).body(ByteStream::from(data(i as u64, *n))).send().await.unwrap();
+        c.put_object()
+            .bucket("durable")
+            .key(format!("k{i}"))
+            .body(ByteStream::from(data(i as u64, *n)))
+            .send()
+            .await
+            .unwrap();
     }
     c.delete_object().bucket("durable").key("k0").send().await.unwrap();
     srv.restart();

@@ -194,3 +194,11 @@ pub async fn head_object(
     set(&mut resp, "content-length", &len.to_string());
     Ok(resp)
 }
+
+/// Tags are not stored yet: every object has an empty tag set.
+pub async fn get_tagging(ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp, S3Error> {
+    ctx.engine.head_object(bucket, key).await.map_err(engine_err)?;
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                <Tagging xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><TagSet></TagSet></Tagging>";
+    Ok(super::xml(StatusCode::OK, body.to_string()))
+}

@@ -34,7 +34,7 @@ impl Server {
             .arg(data)
             .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
             .env("TESSERA_SECRET_KEY", SECRET_KEY)
-            .env("TESSERA_LOG", "warn")
+            .env("TESSERA_LOG", std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -66,9 +66,8 @@ impl Server {
     /// Stop and start again on the same data and the same address.
     pub fn restart(&mut self) {
         self.stop();
-        let next = Server::start_in(&self.data, &self.addr);
-        self.child = next.child;
-        std::mem::forget(next._dir);
+        let mut next = Server::start_in(&self.data, &self.addr);
+        self.child = next.child.take();
     }
 
     pub fn client(&self) -> Client {
@@ -125,7 +124,9 @@ pub fn hex_encode(b: &[u8]) -> String {
 }
 
 /// The S3 error code of an SDK error, if it got that far.
-pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String {
+pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    e: &aws_sdk_s3::error::SdkError<E, R>,
+) -> String {
     match e {
         aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code().unwrap_or("").to_string(),
         other => format!("{other:?}"),
