@@ -1,12 +1,21 @@
 //! `tessera-bench`: load generator for Tessera.
 //!
 //! Workloads are subcommands. `engine` drives the storage engine in-process against the raw
-//! disk rate; S3-over-HTTP workloads (put, get, mixed, list, multipart, with SigV4) belong
-//! beside it as further subcommands sharing `stats` for histograms, tables and JSON.
+//! disk rate; `put`, `get`, `mixed`, `list`, `multipart` and `delete` load any S3 server over
+//! HTTP/1.1 with SigV4 (`s3_mode`). All share `stats` for histograms, tables and JSON.
 
 mod engine_mode;
+mod http;
+mod payload;
+mod plot;
 mod raw;
+mod s3_mode;
+#[cfg(test)]
+mod s3_tests;
+mod sigv4;
 mod stats;
+
+use s3_mode::{Common, ListArgs, MixedArgs, MultipartArgs, Workload};
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +30,18 @@ struct Cli {
 enum Cmd {
     /// Engine-direct (no HTTP): raw O_DIRECT baseline, then large and small PUT/GET.
     Engine(engine_mode::EngineArgs),
+    /// S3 PutObject of --size objects, cycling over --objects keys (overwriting).
+    Put(Common),
+    /// S3 GetObject of random keys among --objects (PUT first).
+    Get(Common),
+    /// GET/HEAD/PUT/DELETE mix (45/30/15/10 by default) over --objects keys.
+    Mixed(MixedArgs),
+    /// ListObjectsV2 over a bucket of --objects keys; reports keys/s.
+    List(ListArgs),
+    /// Multipart uploads of --size objects in --part-size parts, parts in parallel.
+    Multipart(MultipartArgs),
+    /// DeleteObject of --objects keys (PUT first).
+    Delete(Common),
 }
 
 fn main() {
@@ -31,6 +52,22 @@ fn main() {
         .init();
     let r = match cli.cmd {
         Cmd::Engine(a) => engine_mode::run(a),
+        Cmd::Put(c) => s3_mode::main(c, Workload::Put),
+        Cmd::Get(c) => s3_mode::main(c, Workload::Get),
+        Cmd::Delete(c) => s3_mode::main(c, Workload::Delete),
+        Cmd::Mixed(a) => {
+            if a.get_pct + a.head_pct + a.put_pct + a.delete_pct != 100 {
+                eprintln!("tessera-bench: --get-pct, --head-pct, --put-pct and --delete-pct must add up to 100");
+                std::process::exit(2);
+            }
+            let w = Workload::Mixed { get: a.get_pct, head: a.head_pct, put: a.put_pct, delete: a.delete_pct };
+            s3_mode::main(a.common, w)
+        }
+        Cmd::List(a) => s3_mode::main(a.common, Workload::List { max_keys: a.max_keys }),
+        Cmd::Multipart(a) => s3_mode::main(
+            a.common,
+            Workload::Multipart { part_size: a.part_size, part_concurrency: a.part_concurrency },
+        ),
     };
     if let Err(e) = r {
         eprintln!("tessera-bench: {e}");
