@@ -196,6 +196,15 @@ pub struct CoreStats {
     pub repairs_queued: u64,
     pub pool_overflow_allocs: u64,
     pub log_bytes: u64,
+    /// Bytes the scrubber read and verified.
+    pub scrubbed_bytes: u64,
+    /// Bad or missing shards the scrubber found.
+    pub scrub_errors: u64,
+    /// Stripes rebuilt by repair.
+    pub repaired_stripes: u64,
+    /// Parts (runs of stripes) rewritten by repair.
+    pub repaired_parts: u64,
+    pub repair_failures: u64,
 }
 
 /// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and

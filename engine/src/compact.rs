@@ -116,6 +116,7 @@ impl Shard {
             }
             moved += old.size;
             YieldNow(false).await;
+            self.core.throttle(crate::sched::IoClass::Compaction, old.size).await;
             if let Err(e) = self.relocate(target, &old, rotate).await {
                 // Do not retry these segments on every commit; a restart or a repair clears it.
                 let mut skip = self.compact_skip.borrow_mut();
@@ -127,7 +128,7 @@ impl Shard {
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
+    pub(super) async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
         let (bucket, key) = match &target {
             RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),
             RelocTarget::Part { upload_id, number, .. } => (String::new(), format!("upload {upload_id} part {number}")),
@@ -141,7 +142,8 @@ impl Shard {
             data: DataLoc::Parts(vec![old.clone()]),
         };
         let r = ByteRange { start: 0, end: old.size };
-        let plan = self.read_plan(&meta, r);
+        // The layout was copied before an await: its segments may be gone (not a device fault).
+        let plan = self.read_plan_for(&meta, r, false);
         let (tx, rx) = flume::bounded(2);
         let (btx, body) = body_channel();
         let read = async {

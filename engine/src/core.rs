@@ -5,8 +5,10 @@
 use crate::api::CoreStats;
 use crate::buf::BufPool;
 use crate::error::{Error, Result};
+use crate::heal::HealConfig;
 use crate::index::ShardState;
 use crate::io::DevFile;
+use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
 use crate::segment::Segments;
 use crate::shard::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync, Shard, WalState};
 use crate::stripe::Codec;
@@ -38,6 +40,8 @@ pub struct Shared {
     pub senders: Vec<flume::Sender<CoreMsg>>,
     /// Serialises bucket creation and deletion (rare; never on the object data path).
     pub bucket_lock: futures::lock::Mutex<()>,
+    /// Self-healing settings (repair, scrub, health probes, I/O shares).
+    pub heal: HealConfig,
 }
 
 thread_local! {
@@ -100,6 +104,12 @@ pub struct Core {
     inflight: RefCell<HashMap<String, u32>>,
     pub shards: RefCell<HashMap<u32, Rc<Shard>>>,
     pub stats: RefCell<CoreStats>,
+    /// Consecutive I/O errors per device (reset by a success).
+    pub io_errors: RefCell<Vec<u32>>,
+    /// Total I/O errors per device since start.
+    pub io_errors_total: RefCell<Vec<u64>>,
+    pub sched: RefCell<IoSched>,
+    started: std::time::Instant,
 }
 
 pub struct InflightGuard {
@@ -120,6 +130,102 @@ impl Drop for InflightGuard {
 }
 
 impl Core {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Count foreground bytes for the I/O scheduler.
+    pub fn foreground_io(&self, bytes: u64) {
+        let now = self.now_ms();
+        self.sched.borrow_mut().foreground(bytes, now);
+    }
+
+    /// Wait until background class `class` may move `bytes` (see `sched`).
+    pub async fn throttle(&self, class: IoClass, bytes: u64) {
+        loop {
+            let now = self.now_ms();
+            if self.sched.borrow_mut().admit(class, bytes, now) {
+                return;
+            }
+            monoio::time::sleep(std::time::Duration::from_millis(SCHED_RETRY_MS)).await;
+        }
+    }
+
+    /// A device answered an I/O: its run of consecutive errors ends.
+    pub fn note_io_ok(&self, dev: u16) {
+        if let Some(n) = self.io_errors.borrow_mut().get_mut(dev as usize) {
+            *n = 0;
+        }
+    }
+
+    /// A device failed an I/O. EIO and ENOENT (a segment that vanished) and failed flushes
+    /// fail the device at once; other errors after `device_fail_after_errors` in a row.
+    pub fn note_io_error(self: &Rc<Self>, dev: u16, e: &Error, flush: bool) {
+        let i = dev as usize;
+        let n = {
+            let mut errs = self.io_errors.borrow_mut();
+            let Some(n) = errs.get_mut(i) else { return };
+            *n += 1;
+            *n
+        };
+        if let Some(t) = self.io_errors_total.borrow_mut().get_mut(i) {
+            *t += 1;
+        }
+        let fatal = flush || crate::heal::is_fatal_io(e) || n >= self.shared.heal.device_fail_after_errors.max(1);
+        if fatal && self.healthy.borrow().get(i).copied().unwrap_or(false) {
+            let why = format!("{} I/O error(s) in a row, last: {e}", n);
+            self.mark_device(dev, false, &why);
+        }
+    }
+
+    /// Change a device's health here at once, then on every other core (`Shared::on_all`).
+    pub fn mark_device(self: &Rc<Self>, dev: u16, up: bool, why: &str) {
+        if up {
+            tracing::warn!("device {dev} is back: {why}");
+        } else {
+            tracing::error!("device {dev} marked failed: {why}; its shards will be rebuilt elsewhere");
+        }
+        self.set_device_health(dev, up);
+        let shared = self.shared.clone();
+        monoio::spawn(async move {
+            let r = shared
+                .on_all(move |core| async move {
+                    core.set_device_health(dev, up);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!("could not tell every core about device {dev}: {e}");
+            }
+        });
+    }
+
+    /// Apply a device health change on this core (idempotent): placement and the log mirrors
+    /// avoid a failed device, and the objects with shards on it are queued for rebuild.
+    pub fn set_device_health(self: &Rc<Self>, dev: u16, up: bool) {
+        let i = dev as usize;
+        {
+            let mut h = self.healthy.borrow_mut();
+            if i >= h.len() || h[i] == up {
+                return;
+            }
+            h[i] = up;
+        }
+        if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
+            *n = 0;
+        }
+        let shards: Vec<Rc<Shard>> = self.shards.borrow().values().cloned().collect();
+        for sh in shards {
+            if up {
+                if let Some(p) = self.shared.set.path(dev) {
+                    sh.segs.borrow_mut().attach(dev, p);
+                }
+            } else {
+                sh.device_failed(dev);
+            }
+        }
+    }
+
     pub fn shard(&self, id: u32) -> Result<Rc<Shard>> {
         self.shards
             .borrow()
@@ -250,6 +356,10 @@ pub fn run_core(
             inflight: RefCell::new(HashMap::new()),
             shards: RefCell::new(HashMap::new()),
             stats: RefCell::new(CoreStats { core: id, io_driver: driver.clone(), ..Default::default() }),
+            io_errors: RefCell::new(vec![0; shared.set.device_count()]),
+            io_errors_total: RefCell::new(vec![0; shared.set.device_count()]),
+            sched: RefCell::new(IoSched::new(shared.heal.io_shares)),
+            started: std::time::Instant::now(),
         });
         for (sid, log) in init.logs {
             match start_shard(&core, sid, log) {
@@ -261,6 +371,12 @@ pub fn run_core(
                     return;
                 }
             }
+        }
+        for sh in core.shards.borrow().values() {
+            sh.start_background();
+        }
+        if id == 0 && shared.heal.health_probe_ms > 0 {
+            crate::heal::start_probe(&core);
         }
         let _ = ready.send(Ok(driver));
         while let Ok(msg) = rx.recv_async().await {

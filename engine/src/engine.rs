@@ -4,6 +4,7 @@
 use crate::api::*;
 use crate::core::{run_core, CoreInit, CoreMsg, Shared};
 use crate::error::{Error, Result};
+use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
 use crate::superblock::{self, DeviceSet};
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     pub pool_buffers: usize,
     /// Pin each core thread to its CPU.
     pub pin: bool,
+    /// Repair, scrub, device health and I/O shares.
+    pub heal: HealConfig,
 }
 
 impl EngineConfig {
@@ -39,6 +42,7 @@ impl EngineConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             pool_buffers: DEFAULT_POOL_BUFFERS,
             pin: true,
+            heal: HealConfig::default(),
         }
     }
 }
@@ -141,6 +145,7 @@ impl Engine {
             cores,
             senders,
             bucket_lock: futures::lock::Mutex::new(()),
+            heal: cfg.heal.clone(),
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
         for (s, l) in logs.into_iter().enumerate() {
@@ -566,6 +571,78 @@ impl Engine {
                 Ok(s)
             })
             .await
+    }
+}
+
+impl Engine {
+    /// The node's health: each device (healthy or failed, I/O errors), objects below full
+    /// redundancy, and repair and scrub progress. What `tessera status` shows.
+    pub async fn status(&self) -> Result<HealthStatus> {
+        let per_core = self
+            .shared()
+            .on_all(|core| async move {
+                let healthy = core.healthy.borrow().clone();
+                let errors = core.io_errors_total.borrow().clone();
+                let stats = core.stats.borrow().clone();
+                let (mut below, mut queued, mut passes) = (0u64, 0u64, u64::MAX);
+                for sh in core.shards.borrow().values() {
+                    below += sh.objects_below_redundancy();
+                    queued += sh.repair_queue.borrow().len() as u64;
+                    passes = passes.min(sh.scrub_passes());
+                }
+                Ok((healthy, errors, stats, below, queued, passes))
+            })
+            .await?;
+        let set = &self.shared().set;
+        let mut st = HealthStatus { scrub_passes: u64::MAX, ..Default::default() };
+        for (i, z) in set.zones.iter().enumerate() {
+            st.devices.push(DeviceHealth {
+                index: i as u16,
+                zone: set.zone_names.get(*z as usize).cloned().unwrap_or_default(),
+                path: set.paths[i].clone(),
+                // A device counts as healthy only if every core agrees.
+                healthy: per_core.iter().all(|c| c.0[i]),
+                io_errors: per_core.iter().map(|c| c.1[i]).sum(),
+            });
+        }
+        for (_, _, s, below, queued, passes) in per_core {
+            st.objects_below_redundancy += below;
+            st.repairs_queued += queued;
+            st.repaired_parts += s.repaired_parts;
+            st.repaired_stripes += s.repaired_stripes;
+            st.repair_failures += s.repair_failures;
+            st.scrubbed_bytes += s.scrubbed_bytes;
+            st.scrub_errors += s.scrub_errors;
+            st.scrub_passes = st.scrub_passes.min(passes);
+        }
+        if st.scrub_passes == u64::MAX {
+            st.scrub_passes = 0;
+        }
+        Ok(st)
+    }
+
+    /// Mark a device failed (or back in service) by hand, on every core: what an operator's
+    /// `tessera device fail|replace` calls. A failed device's objects are queued for rebuild
+    /// and the logs mirrored on it move to healthy devices.
+    pub async fn set_device_health(&self, dev: u16, healthy: bool) -> Result<()> {
+        if dev as usize >= self.shared().set.device_count() {
+            return Err(Error::Layout(format!("no device {dev} in this set")));
+        }
+        self.shared()
+            .on(0, move |core| async move {
+                let why = if healthy { "marked in service by the operator" } else { "marked failed by the operator" };
+                core.mark_device(dev, healthy, why);
+                Ok(())
+            })
+            .await?;
+        // mark_device broadcasts in the background: wait until every core has it.
+        self.shared()
+            .on_all(move |core| async move {
+                core.set_device_health(dev, healthy);
+                Ok(())
+            })
+            .await?;
+        Ok(())
     }
 }
 

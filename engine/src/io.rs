@@ -9,6 +9,97 @@ use monoio::buf::IoBufMut;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub use failpoints::{FailOp, Fault};
+
+/// Fault injection for tests: failpoints keyed by a path prefix (a device directory), compiled
+/// in always and off by default. When none is set, a check is one relaxed atomic load.
+pub mod failpoints {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    /// The I/O a failpoint applies to.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FailOp {
+        Read,
+        Write,
+        Sync,
+    }
+
+    /// What happens to a matching I/O.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fault {
+        /// The call fails with EIO and touches nothing.
+        Error,
+        /// Half of the buffer is written, then the call fails with EIO (writes only).
+        ShortWrite,
+        /// The call succeeds after this many milliseconds.
+        LatencyMs(u64),
+    }
+
+    struct Point {
+        prefix: PathBuf,
+        op: FailOp,
+        fault: Fault,
+        /// Matching calls left before the point turns itself off (`None`: forever).
+        remaining: Option<u64>,
+    }
+
+    static ANY: AtomicBool = AtomicBool::new(false);
+    static POINTS: Mutex<Vec<Point>> = Mutex::new(Vec::new());
+
+    /// Make every `op` on a file under `prefix` suffer `fault` (`times` calls, or forever).
+    pub fn set(prefix: &Path, op: FailOp, fault: Fault, times: Option<u64>) {
+        let mut p = POINTS.lock().unwrap_or_else(|e| e.into_inner());
+        p.push(Point { prefix: prefix.to_path_buf(), op, fault, remaining: times });
+        ANY.store(true, Ordering::Release);
+    }
+
+    /// Remove the failpoints under `prefix`.
+    pub fn clear(prefix: &Path) {
+        let mut p = POINTS.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|pt| !pt.prefix.starts_with(prefix) && !prefix.starts_with(&pt.prefix));
+        ANY.store(!p.is_empty(), Ordering::Release);
+    }
+
+    pub fn clear_all() {
+        POINTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        ANY.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn eio() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EIO)
+    }
+
+    fn find(path: &Path, op: FailOp) -> Option<Fault> {
+        if !ANY.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut p = POINTS.lock().unwrap_or_else(|e| e.into_inner());
+        let i = p.iter().position(|pt| pt.op == op && path.starts_with(&pt.prefix))?;
+        let fault = p[i].fault;
+        if let Some(n) = p[i].remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                p.remove(i);
+            }
+        }
+        Some(fault)
+    }
+
+    /// The fault for this call, if any. Latency is served here (the call then proceeds), so
+    /// callers only see `Error` and `ShortWrite`.
+    pub(crate) async fn hit(path: &Path, op: FailOp) -> Option<Fault> {
+        match find(path, op)? {
+            Fault::LatencyMs(ms) => {
+                monoio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                None
+            }
+            f => Some(f),
+        }
+    }
+}
+
 pub struct DevFile {
     file: monoio::fs::File,
     path: PathBuf,
@@ -49,6 +140,20 @@ impl DevFile {
             !self.direct || (pos.is_multiple_of(4096) && buf.len().is_multiple_of(4096)),
             "unaligned O_DIRECT write"
         );
+        match failpoints::hit(&self.path, FailOp::Write).await {
+            Some(Fault::Error) => return (Err(io_at(&self.path, failpoints::eio())), buf),
+            Some(Fault::ShortWrite) => {
+                // Half the buffer (4 KiB-aligned) reaches the file, then the write fails.
+                let half = (buf.len() / 2) & !4095;
+                if half > 0 {
+                    let mut part = AlignedBuf::alloc(half);
+                    part.extend_from(&buf.as_slice()[..half]);
+                    let _ = self.file.write_all_at(part, pos).await;
+                }
+                return (Err(io_at(&self.path, failpoints::eio())), buf);
+            }
+            _ => {}
+        }
         let (r, buf) = self.file.write_all_at(buf, pos).await;
         (r.map_err(|e| io_at(&self.path, e)), buf)
     }
@@ -59,6 +164,9 @@ impl DevFile {
             return (Err(Error::Io(format!("read of {len} bytes exceeds buffer"))), buf);
         }
         buf.clear();
+        if failpoints::hit(&self.path, FailOp::Read).await.is_some() {
+            return (Err(io_at(&self.path, failpoints::eio())), buf);
+        }
         let (r, slice) = self.file.read_exact_at(buf.slice_mut(0..len), pos).await;
         let mut buf = slice.into_inner();
         match r {
@@ -72,11 +180,23 @@ impl DevFile {
     }
 
     pub async fn write_vec_at(&self, v: Vec<u8>, pos: u64) -> Result<()> {
+        match failpoints::hit(&self.path, FailOp::Write).await {
+            Some(Fault::Error) => return Err(io_at(&self.path, failpoints::eio())),
+            Some(Fault::ShortWrite) => {
+                let half = v[..v.len() / 2].to_vec();
+                let _ = self.file.write_all_at(half, pos).await;
+                return Err(io_at(&self.path, failpoints::eio()));
+            }
+            _ => {}
+        }
         let (r, _) = self.file.write_all_at(v, pos).await;
         r.map_err(|e| io_at(&self.path, e))
     }
 
     pub async fn read_vec_at(&self, len: usize, pos: u64) -> Result<Vec<u8>> {
+        if failpoints::hit(&self.path, FailOp::Read).await.is_some() {
+            return Err(io_at(&self.path, failpoints::eio()));
+        }
         let v = Vec::with_capacity(len);
         let (r, v) = self.file.read_exact_at(v, pos).await;
         r.map_err(|e| io_at(&self.path, e))?;
@@ -84,6 +204,9 @@ impl DevFile {
     }
 
     pub async fn sync_data(&self) -> Result<()> {
+        if failpoints::hit(&self.path, FailOp::Sync).await.is_some() {
+            return Err(io_at(&self.path, failpoints::eio()));
+        }
         self.file.sync_data().await.map_err(|e| io_at(&self.path, e))
     }
 }

@@ -141,6 +141,16 @@ impl Segments {
         Ok(f)
     }
 
+    /// A device that was unavailable at open came back: use it from now on.
+    pub fn attach(&mut self, dev: u16, dir: &Path) {
+        if let Some(d) = self.devs.get_mut(dev as usize) {
+            if d.dir.is_none() {
+                d.direct = crate::io::probe_direct(dir);
+                d.dir = Some(dir.to_path_buf());
+            }
+        }
+    }
+
     /// The writes of one object are done (committed or abandoned): drop their pending marks.
     pub fn release_pending(&mut self, dev: u16, seg: u32) {
         let shard = self.shard;

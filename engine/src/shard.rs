@@ -35,6 +35,8 @@ pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
 #[path = "compact.rs"]
 mod compact;
 pub use compact::COMPACT_LIVE_PERCENT;
+#[path = "repair.rs"]
+mod repair;
 
 struct Pending {
     payload: Vec<u8>,
@@ -57,7 +59,11 @@ pub struct Shard {
     pub wal: RefCell<WalState>,
     queue: RefCell<Vec<Pending>>,
     flushing: Cell<bool>,
-    dirty: RefCell<Vec<Rc<DevFile>>>,
+    /// Segment files written since the last batch, with their device.
+    dirty: RefCell<Vec<(u16, Rc<DevFile>)>>,
+    /// A log mirror is on a failed device: rewrite the generation onto healthy mirrors
+    /// before the next batch.
+    wal_rewrite: Cell<bool>,
     /// Keys with a record submitted but not yet applied: conditional writes on them conflict.
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
@@ -66,6 +72,8 @@ pub struct Shard {
     compacting: Cell<bool>,
     /// Segments compaction failed to empty (unreadable data): not retried until a restart.
     compact_skip: RefCell<HashSet<(u16, u32)>>,
+    /// Self-healing progress of this shard (scrub position, passes).
+    heal: RefCell<repair::HealState>,
 }
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
@@ -116,6 +124,8 @@ impl Shard {
             repair_queue: RefCell::new(HashSet::new()),
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
+            wal_rewrite: Cell::new(false),
+            heal: RefCell::new(Default::default()),
         })
     }
 
@@ -144,6 +154,9 @@ impl Shard {
 
     async fn flush_batches(self: &Rc<Self>) {
         loop {
+            if self.wal_rewrite.get() {
+                self.rewrite_wal();
+            }
             let batch = std::mem::take(&mut *self.queue.borrow_mut());
             if batch.is_empty() {
                 break;
@@ -198,29 +211,50 @@ impl Shard {
         }
     }
 
-    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<Rc<DevFile>>) -> Result<u64> {
-        dirty.sort_by_key(|f| Rc::as_ptr(f) as usize);
-        dirty.dedup_by_key(|f| Rc::as_ptr(f) as usize);
-        for r in join_all(dirty.iter().map(|f| f.sync_data())).await {
-            r?;
+    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<(u16, Rc<DevFile>)>) -> Result<u64> {
+        dirty.sort_by_key(|(_, f)| Rc::as_ptr(f) as usize);
+        dirty.dedup_by_key(|(_, f)| Rc::as_ptr(f) as usize);
+        let mut first_err = None;
+        for ((dev, _), r) in dirty.iter().zip(join_all(dirty.iter().map(|(_, f)| f.sync_data())).await) {
+            if let Err(e) = r {
+                // A failed flush leaves the page cache in an unknown state: the device fails.
+                self.core.note_io_error(*dev, &e, true);
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         let mut buf = Vec::with_capacity(batch.iter().map(|p| p.payload.len() + FRAME_HEADER_BYTES).sum());
         for p in batch {
             frame_into(&mut buf, &p.payload);
         }
-        let (base, files): (u64, Vec<Rc<DevFile>>) = {
+        let (base, files): (u64, Vec<(u16, Rc<DevFile>)>) = {
             let w = self.wal.borrow();
-            (w.len, w.files.iter().map(|(_, f)| f.clone()).collect())
+            (w.len, w.files.clone())
         };
         let total = buf.len() as u64;
         let bufs: Vec<Vec<u8>> = (0..files.len()).map(|_| buf.clone()).collect();
-        for r in join_all(files.iter().zip(bufs).map(|(f, b)| f.write_vec_at(b, base))).await {
-            r?;
+        let writes = join_all(files.iter().zip(bufs).map(|((_, f), b)| f.write_vec_at(b, base))).await;
+        for ((dev, _), r) in files.iter().zip(writes) {
+            if let Err(e) = r {
+                self.core.note_io_error(*dev, &e, false);
+                first_err.get_or_insert(e);
+            }
         }
-        for r in join_all(files.iter().map(|f| f.sync_data())).await {
-            r?;
+        if let Some(e) = first_err {
+            return Err(e);
         }
-        Ok(total)
+        for ((dev, _), r) in files.iter().zip(join_all(files.iter().map(|(_, f)| f.sync_data())).await) {
+            if let Err(e) = r {
+                self.core.note_io_error(*dev, &e, true);
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     }
 
     fn maybe_checkpoint(&self) -> Result<()> {
@@ -386,6 +420,7 @@ impl Shard {
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
         let mut writes = Vec::with_capacity(k + m);
+        let devs = l.devices.clone();
         {
             let mut segs = self.segs.borrow_mut();
             for (i, b) in all.into_iter().enumerate() {
@@ -403,10 +438,14 @@ impl Shard {
         let mut out = Vec::with_capacity(k);
         let mut err = None;
         for (i, (r, mut b, f)) in results.into_iter().enumerate() {
-            if let Err(e) = r {
-                err.get_or_insert(e);
+            match r {
+                Ok(()) => self.core.note_io_ok(devs[i]),
+                Err(e) => {
+                    self.core.note_io_error(devs[i], &e, false);
+                    err.get_or_insert(e);
+                }
             }
-            self.dirty.borrow_mut().push(f);
+            self.dirty.borrow_mut().push((devs[i], f));
             if i < k {
                 b.clear();
                 out.push(b);
@@ -460,6 +499,7 @@ impl Shard {
         let _inflight = self.core.inflight(&bucket)?;
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         let w = self.write_body(body, true, rotate_for(&bucket, &key)).await?;
+        self.core.foreground_io(w.size);
         if let Some(want) = opts.content_md5 {
             if want != w.md5 {
                 return Err(Error::BadDigest);
@@ -518,6 +558,7 @@ impl Shard {
             Some(r) => r.resolve(meta.size)?,
             None => ByteRange { start: 0, end: meta.size },
         };
+        self.core.foreground_io(r.end - r.start);
         let (tx, rx) = flume::bounded(2);
         // Open every file the read needs now, so a concurrent overwrite that deletes a
         // segment cannot pull it away mid-stream.
@@ -532,7 +573,15 @@ impl Shard {
     }
 
     fn read_plan(&self, meta: &ObjectMeta, r: ByteRange) -> HashMap<(u16, u32), Rc<DevFile>> {
+        self.read_plan_for(meta, r, true)
+    }
+
+    /// `report`: a segment that cannot be opened counts against its device. Background tasks
+    /// read from a copy of the metadata taken earlier, whose segments may have been deleted
+    /// since (the object was overwritten): they pass false.
+    fn read_plan_for(&self, meta: &ObjectMeta, r: ByteRange, report: bool) -> HashMap<(u16, u32), Rc<DevFile>> {
         let mut plan = HashMap::new();
+        let mut failed = Vec::new();
         if let DataLoc::Parts(parts) = &meta.data {
             let mut segs = self.segs.borrow_mut();
             let mut base = 0u64;
@@ -550,12 +599,22 @@ impl Shard {
                         let loc = p.loc(s as usize, i);
                         let dev = p.devices[i];
                         if let std::collections::hash_map::Entry::Vacant(v) = plan.entry((dev, loc.seg)) {
-                            if let Ok(f) = segs.file(dev, loc.seg) {
-                                v.insert(f);
+                            match segs.file(dev, loc.seg) {
+                                Ok(f) => {
+                                    v.insert(f);
+                                }
+                                Err(e) => failed.push((dev, e)),
                             }
                         }
                     }
                 }
+            }
+        }
+        for (dev, e) in failed.into_iter().filter(|_| report) {
+            // A segment the index points to cannot be opened (ENOENT fails the device).
+            if self.core.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
+                tracing::warn!("shard {}: cannot open a segment on device {dev}: {e}", self.id);
+                self.core.note_io_error(dev, &e, false);
             }
         }
         plan
@@ -686,13 +745,21 @@ impl Shard {
         plan: &HashMap<(u16, u32), Rc<DevFile>>,
         out: &mut [Option<AlignedBuf>],
     ) -> bool {
+        let healthy = self.core.healthy.borrow().clone();
         let reads = idx.clone().map(|i| {
             let loc = p.loc(s, i);
-            let f = plan.get(&(p.devices[i], loc.seg)).cloned();
+            let dev = p.devices[i];
+            // A failed device is not read (it may hang or return garbage): rebuild instead.
+            let f = plan.get(&(dev, loc.seg)).cloned().filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
             let buf = self.core.pool.get();
             async move {
                 let f = f?;
                 let (r, b) = f.read_at(buf, loc.block as u64 * 4096, sl).await;
+                if let Err(e) = &r {
+                    self.core.note_io_error(dev, e, false);
+                } else {
+                    self.core.note_io_ok(dev);
+                }
                 match r {
                     Ok(()) if crc(b.as_slice()) == loc.crc => Some(b),
                     Ok(()) => {

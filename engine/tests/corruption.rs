@@ -49,7 +49,7 @@ fn get_checked(e: &Engine, key: &str, range: Option<RangeSpec>, truth: &[u8]) ->
 fn flipped_shard_bytes_are_rebuilt_from_parity_and_never_returned() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let e = open(root);
+    let e = open_no_heal(root);
     block_on(e.create_bucket("rot")).unwrap();
     // Four stripes: three full (1 MiB of data each) and a 5-byte tail stripe.
     let truth = data(77, (3 << 20) + 5);
@@ -65,7 +65,7 @@ fn flipped_shard_bytes_are_rebuilt_from_parity_and_never_returned() {
             flip(&seg, s * CHUNK + 17 + dev as u64);
         }
     }
-    let e = open(root);
+    let e = open_no_heal(root);
     assert_eq!(get_checked(&e, "obj", None, &truth).unwrap(), truth.as_ref());
     assert!(degraded_reads(&e) > 0, "corrupt shards were read without a rebuild being counted");
     let r = RangeSpec::FromTo(CHUNK - 3, Some((2 << 20) + 9));
@@ -75,7 +75,7 @@ fn flipped_shard_bytes_are_rebuilt_from_parity_and_never_returned() {
 
     // A third bad shard in stripe 2 only: that stripe is beyond repair.
     flip(&seg_of_device(root, 5), 2 * CHUNK + 4000);
-    let e = open(root);
+    let e = open_no_heal(root);
     let err = get_checked(&e, "obj", None, &truth).unwrap_err();
     assert!(matches!(err, Error::Unreadable(_)), "expected Unreadable, got {err}");
     let in_stripe_2 = RangeSpec::FromTo((2 << 20) + 100, Some((2 << 20) + 200));
@@ -117,7 +117,7 @@ fn wal_mirrors(root: &Path) -> std::collections::BTreeMap<String, Vec<PathBuf>> 
 fn damaged_log_mirrors_are_outvoted_by_the_longest_valid_one() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let e = open(root);
+    let e = open_no_heal(root);
     block_on(e.create_bucket("rot")).unwrap();
     let mut objects = Vec::new();
     for i in 0..40u64 {
@@ -143,7 +143,7 @@ fn damaged_log_mirrors_are_outvoted_by_the_longest_valid_one() {
         flip(&files[1], 5);
     }
     for round in 0..2 {
-        let e = open(root);
+        let e = open_no_heal(root);
         for (k, d) in &objects {
             assert_eq!(get(&e, "rot", k), d.as_ref(), "round {round}: {k}");
         }

@@ -14,7 +14,20 @@ pub fn open(root: &Path) -> Engine {
     open_with(root, 2)
 }
 
+/// Like `open`, without background repair or scrub: for tests that plant damage and check how
+/// reads alone deal with it.
+pub fn open_no_heal(root: &Path) -> Engine {
+    open_cfg(root, 2, |cfg| {
+        cfg.heal.repair = false;
+        cfg.heal.scrub = false;
+    })
+}
+
 pub fn open_with(root: &Path, cores: usize) -> Engine {
+    open_cfg(root, cores, |_| {})
+}
+
+pub fn open_cfg(root: &Path, cores: usize, tune: impl FnOnce(&mut EngineConfig)) -> Engine {
     let l = layout(root);
     // Format only a fresh root: a test may have taken some devices away on purpose.
     if !l.devices.iter().any(|d| d.path.join("tessera.sb").exists()) {
@@ -25,6 +38,7 @@ pub fn open_with(root: &Path, cores: usize) -> Engine {
     cfg.segment_bytes = 8 << 20;
     cfg.pool_buffers = 64;
     cfg.pin = false;
+    tune(&mut cfg);
     Engine::open(cfg).expect("open")
 }
 

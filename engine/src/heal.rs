@@ -1,0 +1,160 @@
+//! Self-healing: settings, device health probes and the node's health report. The per-shard
+//! tasks (repair and scrub) live in `shard/repair.rs`; the I/O shares in `sched.rs`.
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::sched::IoShares;
+use crate::superblock::{Superblock, SUPERBLOCK_FILE};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// The scrubber visits the whole data set once per this period by default.
+pub const SCRUB_PERIOD_SECS_DEFAULT: u64 = 7 * 24 * 3600;
+/// The scrubber never goes slower than this (so a small data set is still checked often).
+pub const SCRUB_MIN_BYTES_PER_SEC: u64 = 1 << 20;
+/// A device is failed after this many I/O errors in a row (EIO, ENOENT and failed flushes
+/// fail it at once).
+pub const DEVICE_FAIL_AFTER_ERRORS_DEFAULT: u32 = 3;
+pub const HEALTH_PROBE_MS_DEFAULT: u64 = 5_000;
+/// How often an idle repair task looks at its queue.
+pub const REPAIR_POLL_MS_DEFAULT: u64 = 200;
+
+#[derive(Debug, Clone)]
+pub struct HealConfig {
+    /// Run the per-shard repair task (rebuilds what reads, the scrubber and failed devices
+    /// queue).
+    pub repair: bool,
+    /// Run the per-shard scrubber.
+    pub scrub: bool,
+    /// Scrub rate per shard in bytes/s read from the devices; 0 = adapt to the data size so a
+    /// pass takes `scrub_period_secs` (never below `SCRUB_MIN_BYTES_PER_SEC`).
+    pub scrub_bytes_per_sec: u64,
+    pub scrub_period_secs: u64,
+    /// Period of the device health probe (stat + superblock read); 0 = no probe.
+    pub health_probe_ms: u64,
+    pub repair_poll_ms: u64,
+    pub device_fail_after_errors: u32,
+    pub io_shares: IoShares,
+}
+
+impl Default for HealConfig {
+    fn default() -> Self {
+        HealConfig {
+            repair: true,
+            scrub: true,
+            scrub_bytes_per_sec: 0,
+            scrub_period_secs: SCRUB_PERIOD_SECS_DEFAULT,
+            health_probe_ms: HEALTH_PROBE_MS_DEFAULT,
+            repair_poll_ms: REPAIR_POLL_MS_DEFAULT,
+            device_fail_after_errors: DEVICE_FAIL_AFTER_ERRORS_DEFAULT,
+            io_shares: IoShares::default(),
+        }
+    }
+}
+
+/// EIO (the device failed the I/O) and ENOENT (a segment file vanished) fail a device at
+/// once. The engine's I/O errors carry the OS error in their text (`io_at`).
+pub fn is_fatal_io(e: &Error) -> bool {
+    match e {
+        Error::Io(s) => {
+            s.contains(&format!("(os error {})", libc::EIO)) || s.contains(&format!("(os error {})", libc::ENOENT))
+        }
+        _ => false,
+    }
+}
+
+/// One device as the engine sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceHealth {
+    pub index: u16,
+    pub zone: String,
+    pub path: Option<std::path::PathBuf>,
+    pub healthy: bool,
+    /// I/O errors seen on this device since start (all cores).
+    pub io_errors: u64,
+}
+
+/// The node's health: devices, redundancy and the progress of self-healing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthStatus {
+    pub devices: Vec<DeviceHealth>,
+    /// Erasure-coded objects with at least one shard on a failed device.
+    pub objects_below_redundancy: u64,
+    /// Objects waiting in the repair queues.
+    pub repairs_queued: u64,
+    /// Parts rebuilt (in place or re-placed) since start.
+    pub repaired_parts: u64,
+    pub repaired_stripes: u64,
+    pub repair_failures: u64,
+    pub scrubbed_bytes: u64,
+    pub scrub_errors: u64,
+    /// Completed scrub passes (minimum over shards).
+    pub scrub_passes: u64,
+}
+
+/// What the probe finds at a device's path.
+fn probe_device(core: &Core, dev: u16) -> std::result::Result<(), String> {
+    let set = &core.shared.set;
+    let Some(path) = set.path(dev) else { return Err("no path is known for this device".into()) };
+    let md = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !md.is_dir() {
+        return Err(format!("{} is not a directory", path.display()));
+    }
+    let sbp = path.join(SUPERBLOCK_FILE);
+    let bytes = std::fs::read(&sbp).map_err(|e| format!("{}: {e}", sbp.display()))?;
+    let sb = Superblock::decode(&bytes).map_err(|e| format!("{}: {e}", sbp.display()))?;
+    if sb.set_id != set.set_id || sb.device_index as usize != dev as usize {
+        return Err(format!(
+            "{} belongs to another set or slot (set {:032x} index {}, expected {:032x} index {dev})",
+            sbp.display(),
+            sb.set_id,
+            sb.device_index,
+            set.set_id
+        ));
+    }
+    Ok(())
+}
+
+async fn probe_io(core: &Core, dev: u16) -> std::result::Result<(), String> {
+    let Some(path) = core.shared.set.path(dev) else { return Err("no path".into()) };
+    let p = path.join(format!(".health-probe-{}", core.id));
+    let f = crate::io::DevFile::open(&p, true, false).map_err(|e| e.to_string())?;
+    let stamp = vec![0xa5u8; 4096];
+    f.write_vec_at(stamp.clone(), 0).await.map_err(|e| e.to_string())?;
+    f.sync_data().await.map_err(|e| e.to_string())?;
+    let back = f.read_vec_at(4096, 0).await.map_err(|e| e.to_string())?;
+    if back != stamp {
+        return Err(format!("{}: read back differs from what was written", p.display()));
+    }
+    Ok(())
+}
+
+/// Probe every device periodically (on core 0 only) and broadcast changes. Blocking stat and
+/// a 4 KiB read per device per period: small enough for the event loop.
+pub fn start_probe(core: &Rc<Core>) {
+    let weak: Weak<Core> = Rc::downgrade(core);
+    let period = Duration::from_millis(core.shared.heal.health_probe_ms);
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(period).await;
+            let Some(core) = weak.upgrade() else { return };
+            if core.shards.borrow().is_empty() {
+                return; // stopping
+            }
+            for dev in 0..core.shared.set.device_count() as u16 {
+                let up = core.healthy.borrow()[dev as usize];
+                let mut r = probe_device(&core, dev);
+                if r.is_ok() && !up {
+                    // Coming back needs a working write, flush and read, not just a readable
+                    // superblock: a device failed for I/O errors would otherwise flap.
+                    r = probe_io(&core, dev).await;
+                }
+                match r {
+                    Ok(()) if !up => core.mark_device(dev, true, "the health probe read its superblock"),
+                    Err(why) if up => core.mark_device(dev, false, &format!("health probe: {why}")),
+                    _ => {}
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,416 @@
+//! Self-healing of a shard's data: the repair task and the scrubber.
+//!
+//! **Repair** takes objects from `repair_queue` (filled by reads that had to reconstruct, by
+//! the scrubber, and by a device failure) and checks every stripe of every part by reading all
+//! k+m shards and their CRC32Cs. A part whose devices are all healthy is mended in place: each
+//! bad stripe's data is reconstructed from the survivors, its parity re-encoded, and only the
+//! bad shards are written again, to new extents on their own devices. The rebuilt shard must
+//! match the CRC32C recorded when it was first written, so a rebuild can never bless wrong
+//! bytes. A part with shards on a failed device is re-placed whole through the normal write
+//! path (zone-safe placement over the healthy devices). Either way a `Relocate` record commits
+//! the new layout; it applies only if the object is unchanged since it was read.
+//!
+//! **Scrub** walks every object's every stripe at a bounded rate, reads all k+m shards,
+//! verifies them, and queues anything bad for repair.
+//!
+//! Both yield to foreground work through the core's I/O scheduler (`sched.rs`).
+
+use super::{PendingExtents, Shard};
+use crate::buf::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
+use crate::sched::IoClass;
+use crate::stripe::crc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+/// Objects repaired per wake of the repair task before it yields a full poll period.
+pub const REPAIR_OBJECTS_PER_ROUND: usize = 64;
+/// The scrubber sleeps off its rate debt in steps of at least this long.
+pub const SCRUB_SLEEP_MIN_MS: u64 = 10;
+/// Pause between two scrub passes when the data set is empty or tiny.
+pub const SCRUB_IDLE_MS: u64 = 1_000;
+
+#[derive(Default)]
+pub struct HealState {
+    /// The scrubber's position: the last (bucket, key) it finished.
+    pub scrub_cursor: Option<(String, String)>,
+    pub scrub_passes: u64,
+}
+
+/// How one part looked when all its shards were read.
+enum PartCheck {
+    Clean,
+    /// Stripes with bad shards (indices), all on healthy devices.
+    Bad(Vec<(usize, Vec<usize>)>),
+}
+
+impl Shard {
+    /// Start this shard's background tasks (called once the core is up).
+    pub fn start_background(self: &Rc<Self>) {
+        let cfg = &self.core.shared.heal;
+        if cfg.repair {
+            let weak = Rc::downgrade(self);
+            let poll = Duration::from_millis(cfg.repair_poll_ms.max(1));
+            monoio::spawn(repair_loop(weak, poll));
+        }
+        if cfg.scrub {
+            monoio::spawn(scrub_loop(Rc::downgrade(self)));
+        }
+    }
+
+    /// Device `dev` failed: move the log off it and queue every object with a shard there.
+    pub fn device_failed(&self, dev: u16) {
+        if self.wal.borrow().files.iter().any(|(d, _)| *d == dev) {
+            if self.flushing.get() {
+                self.wal_rewrite.set(true);
+            } else {
+                self.rewrite_wal();
+            }
+        }
+        let st = self.state.borrow();
+        let mut q = self.repair_queue.borrow_mut();
+        for (b, objects) in &st.objects {
+            for (k, m) in objects {
+                if let DataLoc::Parts(parts) = &m.data {
+                    if parts.iter().any(|p| p.devices.contains(&dev)) {
+                        q.insert((b.clone(), k.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rewrite the log generation (a checkpoint) onto healthy, zone-safe mirrors. Only called
+    /// when no batch is in flight.
+    pub(super) fn rewrite_wal(&self) {
+        self.wal_rewrite.set(false);
+        let healthy = self.core.healthy.borrow().clone();
+        if self.wal.borrow().files.iter().all(|(d, _)| healthy[*d as usize]) {
+            return;
+        }
+        match self.checkpoint() {
+            Ok(()) => tracing::warn!("shard {}: log moved to healthy mirrors", self.id),
+            Err(e) => tracing::error!("shard {}: cannot move the log off a failed device: {e}", self.id),
+        }
+    }
+
+    /// Erasure-coded objects of this shard with a shard on a failed device.
+    pub fn objects_below_redundancy(&self) -> u64 {
+        let healthy = self.core.healthy.borrow();
+        let st = self.state.borrow();
+        let mut n = 0;
+        for objects in st.objects.values() {
+            for m in objects.values() {
+                if let DataLoc::Parts(parts) = &m.data {
+                    if parts.iter().any(|p| p.devices.iter().any(|d| !healthy[*d as usize])) {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    pub fn scrub_passes(&self) -> u64 {
+        self.heal.borrow().scrub_passes
+    }
+
+    /// Open every segment a part refers to.
+    fn part_plan(&self, p: &PartLayout) -> HashMap<(u16, u32), Rc<crate::io::DevFile>> {
+        let meta = ObjectMeta {
+            size: p.size,
+            md5: p.md5,
+            parts_count: 0,
+            mtime_ms: 0,
+            headers: Default::default(),
+            data: DataLoc::Parts(vec![p.clone()]),
+        };
+        if p.size == 0 {
+            return HashMap::new();
+        }
+        self.read_plan_for(&meta, crate::api::ByteRange { start: 0, end: p.size }, false)
+    }
+
+    /// Read all k+m shards of stripe `s`; returns them and the indices that are bad.
+    async fn check_stripe(
+        &self,
+        p: &PartLayout,
+        s: usize,
+        plan: &HashMap<(u16, u32), Rc<crate::io::DevFile>>,
+    ) -> (Vec<Option<AlignedBuf>>, Vec<usize>) {
+        let w = p.width();
+        let sl = p.shard_len(s);
+        let mut shards: Vec<Option<AlignedBuf>> = (0..w).map(|_| None).collect();
+        self.read_shards(p, s, sl, 0..=w - 1, plan, &mut shards).await;
+        let bad = (0..w).filter(|i| shards[*i].is_none()).collect();
+        (shards, bad)
+    }
+
+    /// Check every stripe of a part (bytes read are counted against `class`).
+    async fn check_part(&self, p: &PartLayout, class: IoClass) -> PartCheck {
+        let plan = self.part_plan(p);
+        let mut bad = Vec::new();
+        for s in 0..p.stripe_count() {
+            let bytes = (p.shard_len(s) * p.width()) as u64;
+            self.core.throttle(class, bytes).await;
+            let (_, b) = self.check_stripe(p, s, &plan).await;
+            let mut st = self.core.stats.borrow_mut();
+            if class == IoClass::Scrub {
+                st.scrubbed_bytes += bytes;
+            }
+            if !b.is_empty() {
+                bad.push((s, b));
+            }
+        }
+        if bad.is_empty() {
+            PartCheck::Clean
+        } else {
+            PartCheck::Bad(bad)
+        }
+    }
+
+    /// Check and, where needed, rebuild one object. Returns the parts rewritten.
+    pub(super) async fn repair_object(self: &Rc<Self>, bucket: &str, key: &str) -> Result<u32> {
+        let Some(meta) = self.state.borrow().get(bucket, key).cloned() else { return Ok(0) };
+        let DataLoc::Parts(parts) = &meta.data else { return Ok(0) }; // inline: in the log
+        let mut fixed = 0;
+        for (index, p) in parts.iter().enumerate() {
+            let target = RelocTarget::Object {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                md5: meta.md5,
+                parts_count: meta.parts_count,
+                mtime_ms: meta.mtime_ms,
+                index: index as u32,
+            };
+            let healthy = self.core.healthy.borrow().clone();
+            if p.devices.iter().any(|d| !healthy[*d as usize]) {
+                // Re-place the whole part on healthy devices through the write path.
+                self.core.throttle(IoClass::Repair, p.size).await;
+                let rotate = super::rotate_for(bucket, key).wrapping_add(index);
+                self.relocate(target, p, rotate).await?;
+                self.core.stats.borrow_mut().repaired_stripes += p.stripe_count() as u64;
+                fixed += 1;
+                continue;
+            }
+            let PartCheck::Bad(stripes) = self.check_part(p, IoClass::Repair).await else { continue };
+            let n = stripes.len() as u64;
+            self.mend_in_place(target, p, stripes).await?;
+            self.core.stats.borrow_mut().repaired_stripes += n;
+            fixed += 1;
+        }
+        Ok(fixed)
+    }
+
+    /// Rebuild the bad shards of `stripes` onto new extents of their own devices and commit
+    /// the new layout.
+    async fn mend_in_place(
+        self: &Rc<Self>,
+        target: RelocTarget,
+        p: &PartLayout,
+        stripes: Vec<(usize, Vec<usize>)>,
+    ) -> Result<()> {
+        let (k, m, w) = (p.k as usize, p.m as usize, p.width());
+        let plan = self.part_plan(p);
+        let mut new = p.clone();
+        let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
+        for (s, _) in stripes {
+            // Read again: the bad set may have changed since the check.
+            let (mut shards, bad) = self.check_stripe(p, s, &plan).await;
+            if bad.is_empty() {
+                continue;
+            }
+            let sl = p.shard_len(s);
+            let pool = self.core.pool.clone();
+            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get()).map_err(|e| {
+                Error::Unreadable(format!("shard {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
+            })?;
+            let data: Vec<AlignedBuf> = shards[..k]
+                .iter_mut()
+                .map(|b| b.take().ok_or_else(|| Error::Unreadable("data shard missing after rebuild".into())))
+                .collect::<Result<_>>()?;
+            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.core.pool.get()).collect();
+            self.core.codec.borrow_mut().encode(&data, &mut parity)?;
+            let mut writes = Vec::new();
+            for &i in &bad {
+                let b = if i < k { &data[i] } else { &parity[i - k] };
+                let old = p.loc(s, i);
+                let c = crc(b.as_slice());
+                if c != old.crc {
+                    return Err(Error::Corrupt(format!(
+                        "shard {}: rebuilt shard {i} of stripe {s} has crc {c:08x}, the record says {:08x}",
+                        self.id, old.crc
+                    )));
+                }
+                let dev = p.devices[i];
+                let ext = self.segs.borrow_mut().alloc(dev, sl)?;
+                pending.extents.push((dev, ext.seg));
+                new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
+                let mut copy = self.core.pool.get();
+                copy.clear();
+                copy.extend_from(b.as_slice());
+                writes.push((dev, ext.file, copy, ext.block as u64 * 4096));
+            }
+            let results = futures::future::join_all(writes.into_iter().map(|(dev, f, b, pos)| async move {
+                let (r, _) = f.write_at(b, pos).await;
+                (dev, f, r)
+            }))
+            .await;
+            for (dev, f, r) in results {
+                if let Err(e) = r {
+                    self.core.note_io_error(dev, &e, false);
+                    return Err(e);
+                }
+                self.dirty.borrow_mut().push((dev, f));
+            }
+        }
+        new.check()?;
+        self.commit(Record::Relocate { target, layout: new }, None).await?;
+        drop(pending);
+        Ok(())
+    }
+}
+
+async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
+    loop {
+        monoio::time::sleep(poll).await;
+        let Some(sh) = weak.upgrade() else { return };
+        if sh.core.shards.borrow().is_empty() {
+            return; // the core is stopping
+        }
+        for _ in 0..REPAIR_OBJECTS_PER_ROUND {
+            // The object stays queued while it is repaired, so the scrubber skips it.
+            let next = sh.repair_queue.borrow().iter().next().cloned();
+            let Some((bucket, key)) = next else { break };
+            match sh.repair_object(&bucket, &key).await {
+                Ok(n) => {
+                    // Reads done by the repair itself may have queued the object again.
+                    sh.repair_queue.borrow_mut().remove(&(bucket.clone(), key.clone()));
+                    sh.core.stats.borrow_mut().repaired_parts += n as u64;
+                    if n > 0 {
+                        tracing::info!("shard {}: repaired {n} part(s) of {bucket}/{key}", sh.id);
+                    }
+                }
+                Err(e) => {
+                    sh.repair_queue.borrow_mut().remove(&(bucket.clone(), key.clone()));
+                    sh.core.stats.borrow_mut().repair_failures += 1;
+                    tracing::error!("shard {}: repair of {bucket}/{key} failed: {e}", sh.id);
+                }
+            }
+        }
+    }
+}
+
+/// The next object after `cursor` in (bucket, key) order, with its metadata.
+fn next_object(sh: &Shard, cursor: &Option<(String, String)>) -> Option<(String, String, ObjectMeta)> {
+    let st = sh.state.borrow();
+    let mut buckets: Vec<&String> = st.objects.keys().collect();
+    buckets.sort();
+    for b in buckets {
+        if cursor.as_ref().is_some_and(|(cb, _)| b < cb) {
+            continue;
+        }
+        let map = &st.objects[b];
+        let it: Box<dyn Iterator<Item = (&String, &ObjectMeta)>> = match cursor {
+            Some((cb, ck)) if cb == b => {
+                Box::new(map.range::<String, _>((std::ops::Bound::Excluded(ck.clone()), std::ops::Bound::Unbounded)))
+            }
+            _ => Box::new(map.iter()),
+        };
+        for (k, m) in it {
+            if matches!(m.data, DataLoc::Parts(_)) {
+                return Some((b.clone(), k.clone(), m.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Bytes/s this shard's scrubber may read.
+fn scrub_rate(sh: &Shard) -> u64 {
+    let cfg = &sh.core.shared.heal;
+    if cfg.scrub_bytes_per_sec > 0 {
+        return cfg.scrub_bytes_per_sec;
+    }
+    let (k, m) = (sh.core.shared.set.k as u64, sh.core.shared.set.m as u64);
+    let data: u64 = sh.state.borrow().objects.values().flat_map(|o| o.values()).map(|m| m.size).sum();
+    let stored = data / k.max(1) * (k + m);
+    (stored / cfg.scrub_period_secs.max(1)).max(crate::heal::SCRUB_MIN_BYTES_PER_SEC)
+}
+
+async fn scrub_loop(weak: Weak<Shard>) {
+    let mut rate = 0u64;
+    let mut window = Instant::now();
+    let mut read_in_window = 0u64;
+    loop {
+        let Some(sh) = weak.upgrade() else { return };
+        if sh.core.shards.borrow().is_empty() {
+            return;
+        }
+        let cursor = sh.heal.borrow().scrub_cursor.clone();
+        if cursor.is_none() {
+            rate = scrub_rate(&sh);
+        }
+        let Some((bucket, key, meta)) = next_object(&sh, &cursor) else {
+            let restart = cursor.is_some();
+            {
+                let mut h = sh.heal.borrow_mut();
+                h.scrub_cursor = None;
+                if restart {
+                    h.scrub_passes += 1;
+                }
+            }
+            drop(sh);
+            if !restart {
+                // Nothing to scrub yet.
+                sh_sleep(SCRUB_IDLE_MS).await;
+            }
+            continue;
+        };
+        let DataLoc::Parts(parts) = &meta.data else { continue };
+        if sh.repair_queue.borrow().contains(&(bucket.clone(), key.clone())) {
+            // Already known bad and about to be repaired: do not count it twice.
+            sh.heal.borrow_mut().scrub_cursor = Some((bucket, key));
+            continue;
+        }
+        let mut bad_shards = 0u64;
+        let mut bytes = 0u64;
+        for p in parts {
+            bytes += p.stripe_count() as u64 * p.width() as u64 * p.shard_len(0) as u64;
+            if let PartCheck::Bad(stripes) = sh.check_part(p, IoClass::Scrub).await {
+                bad_shards += stripes.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            }
+        }
+        let mut bad = bad_shards > 0;
+        // An object overwritten or deleted meanwhile may have lost its old segments: not rot.
+        let same =
+            sh.state.borrow().get(&bucket, &key).is_some_and(|m| m.md5 == meta.md5 && m.mtime_ms == meta.mtime_ms);
+        if bad && !same {
+            bad = false;
+        }
+        if bad {
+            sh.core.stats.borrow_mut().scrub_errors += bad_shards;
+            tracing::warn!("shard {}: scrub found bad shards in {bucket}/{key}; queued for repair", sh.id);
+            sh.repair_queue.borrow_mut().insert((bucket.clone(), key.clone()));
+        }
+        sh.heal.borrow_mut().scrub_cursor = Some((bucket, key));
+        drop(sh);
+        // Pace to `rate`: sleep off what was read beyond it in this window.
+        read_in_window += bytes;
+        let due_ms = read_in_window.saturating_mul(1000) / rate.max(1);
+        let spent_ms = window.elapsed().as_millis() as u64;
+        if due_ms > spent_ms + SCRUB_SLEEP_MIN_MS {
+            sh_sleep(due_ms - spent_ms).await;
+        }
+        if window.elapsed() > Duration::from_secs(10) {
+            window = Instant::now();
+            read_in_window = 0;
+        }
+    }
+}
+
+async fn sh_sleep(ms: u64) {
+    monoio::time::sleep(Duration::from_millis(ms)).await;
+}
