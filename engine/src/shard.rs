@@ -31,6 +31,8 @@ use std::rc::Rc;
 pub const INLINE_MAX_BYTES: u64 = 16 << 10;
 /// The log is rewritten (checkpointed) once it is this large and mostly dead.
 pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
+/// Stripes of one object being written at once (each holds k+m pool buffers).
+pub const MAX_STRIPES_IN_FLIGHT: usize = 4;
 
 #[path = "compact.rs"]
 mod compact;
@@ -311,6 +313,8 @@ impl Shard {
         let mut size = 0u64;
         let mut layout: Option<PartLayout> = None;
         let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
+        let mut inflight: std::collections::VecDeque<monoio::task::JoinHandle<Result<()>>> =
+            std::collections::VecDeque::new();
         let checksum;
         loop {
             match body.recv_async().await {
@@ -337,7 +341,15 @@ impl Shard {
                                 if l.devices.is_empty() {
                                     l.devices = self.place(rotate)?;
                                 }
-                                bufs = self.write_stripe(l, bufs, chunk * k, &mut pending).await?;
+                                let full = std::mem::replace(&mut bufs, (0..k).map(|_| core.pool.get()).collect());
+                                // Keep a few stripes of this object in flight: the body keeps
+                                // streaming in while earlier stripes are on their way to disk.
+                                if inflight.len() >= MAX_STRIPES_IN_FLIGHT {
+                                    if let Some(h) = inflight.pop_front() {
+                                        h.await?;
+                                    }
+                                }
+                                inflight.push_back(self.start_stripe(l, full, chunk * k, &mut pending)?);
                                 cur = 0;
                             }
                         }
@@ -381,7 +393,12 @@ impl Shard {
             }
             drop(flat);
             drop(bufs);
-            self.write_stripe(&mut l, even, tail, &mut pending).await?;
+            inflight.push_back(self.start_stripe(&mut l, even, tail, &mut pending)?);
+        }
+        // Every stripe must be on disk (and its files marked for the group commit's flush)
+        // before the record can be committed.
+        while let Some(h) = inflight.pop_front() {
+            h.await?;
         }
         l.size = size;
         l.md5 = md5;
@@ -400,15 +417,16 @@ impl Shard {
         })
     }
 
-    /// Encode and write one stripe of `data_len` bytes held in `data` (k buffers). Returns the
-    /// data buffers, cleared, for the next stripe.
-    async fn write_stripe(
+    /// Encode one stripe of `data_len` bytes held in `data` (k buffers), place its k+m shards
+    /// (recording their locations and CRCs in `l`) and start writing them all at once. The
+    /// returned task finishes when every shard write has completed.
+    fn start_stripe(
         self: &Rc<Self>,
         l: &mut PartLayout,
         mut data: Vec<AlignedBuf>,
         data_len: usize,
         pending: &mut PendingExtents,
-    ) -> Result<Vec<AlignedBuf>> {
+    ) -> Result<monoio::task::JoinHandle<Result<()>>> {
         let core = &self.core;
         let (k, m) = (l.k as usize, l.m as usize);
         let sl = shard_len_for(data_len, k, l.chunk_bytes as usize);
@@ -430,31 +448,29 @@ impl Shard {
                 writes.push((ext.file, b, ext.block as u64 * 4096));
             }
         }
-        let results = join_all(writes.into_iter().map(|(f, b, pos)| async move {
-            let (r, b) = f.write_at(b, pos).await;
-            (r, b, f)
-        }))
-        .await;
-        let mut out = Vec::with_capacity(k);
-        let mut err = None;
-        for (i, (r, mut b, f)) in results.into_iter().enumerate() {
-            match r {
-                Ok(()) => self.core.note_io_ok(devs[i]),
-                Err(e) => {
-                    self.core.note_io_error(devs[i], &e, false);
-                    err.get_or_insert(e);
+        let me = self.clone();
+        Ok(monoio::spawn(async move {
+            let results = join_all(writes.into_iter().map(|(f, b, pos)| async move {
+                let (r, _b) = f.write_at(b, pos).await;
+                (r, f)
+            }))
+            .await;
+            let mut err = None;
+            for (i, (r, f)) in results.into_iter().enumerate() {
+                match r {
+                    Ok(()) => me.core.note_io_ok(devs[i]),
+                    Err(e) => {
+                        me.core.note_io_error(devs[i], &e, false);
+                        err.get_or_insert(e);
+                    }
                 }
+                me.dirty.borrow_mut().push((devs[i], f));
             }
-            self.dirty.borrow_mut().push((devs[i], f));
-            if i < k {
-                b.clear();
-                out.push(b);
+            match err {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        }))
     }
 
     // ---------------------------------------------------------------- operations

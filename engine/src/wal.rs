@@ -11,6 +11,8 @@ use crate::segment::shard_dir;
 use std::path::{Path, PathBuf};
 
 pub const FRAME_HEADER_BYTES: usize = 8;
+/// Each log generation is zero-filled to this size when written (see `write_generation`).
+pub const WAL_PREALLOC_BYTES: u64 = 32 << 20;
 /// A frame larger than this is treated as corruption (inline objects and multipart records
 /// of 10,000 parts stay well below it).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
@@ -147,6 +149,16 @@ pub fn write_generation(mirrors: &[(u16, PathBuf)], shard: u32, gen: u64, bytes:
         let mut f =
             std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| io_at(&p, e))?;
         f.write_all(bytes).map_err(|e| io_at(&p, e))?;
+        // Zero-fill the space appends will use: overwriting written blocks lets fdatasync skip
+        // the journal commit that growing a file (or converting unwritten extents) needs. The
+        // zeros read back as an invalid frame, so recovery stops there.
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = WAL_PREALLOC_BYTES.saturating_sub(bytes.len() as u64);
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n]).map_err(|e| io_at(&p, e))?;
+            left -= n as u64;
+        }
         f.sync_all().map_err(|e| io_at(&p, e))?;
         crate::superblock::sync_dir(&sd)?;
         out.push((*dev, p));
