@@ -76,7 +76,7 @@ async fn objects_round_trip_with_metadata_ranges_and_etags() {
         if n > 10 {
             for (range, a, b) in [
                 (format!("bytes=3-{}", n / 2), 3, n / 2 + 1),
-                (format!("bytes=-7"), n - 7, n),
+                ("bytes=-7".to_string(), n - 7, n),
                 (format!("bytes={}-", n - 5), n - 5, n),
             ] {
                 let r = c.get_object().bucket("objs").key(&key).range(&range).send().await.unwrap();
