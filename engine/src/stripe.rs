@@ -144,6 +144,27 @@ mod tests {
     }
 
     #[test]
+    fn md5_many_matches_md5_over_arbitrary_splits() {
+        use md5::Digest;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [0usize, 1, 55, 56, 63, 64, 65, 1000, 4096, 100_003, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ (len as u8)).collect();
+            let want: [u8; 16] = md5::Md5::digest(&data).into();
+            let mut st = md5_many::Md5State::new();
+            let mut off = 0;
+            while off < len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let n = ((x % 70_000) as usize + 1).min(len - off);
+                st.update(&data[off..off + n]);
+                off += n;
+            }
+            assert_eq!(st.finalize(), want, "length {len}");
+        }
+    }
+
+    #[test]
     fn shard_len_is_aligned_and_bounded() {
         assert_eq!(shard_len_for(1, 4, 262144), 4096);
         assert_eq!(shard_len_for(4 * 4096 + 1, 4, 262144), 8192);

@@ -635,3 +635,27 @@ async fn a_restart_between_writes_and_reads_loses_nothing() {
     assert_eq!(code(&c.head_object().bucket("durable").key("k0").send().await.unwrap_err()), "NotFound");
     srv.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosted_style_requests_address_the_bucket_by_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with(dir.path(), "127.0.0.1:0", &["--domain", "s3.tessera.test"]);
+    let c = srv.client();
+    c.create_bucket().bucket("vhost").send().await.unwrap();
+    let port = srv.addr.rsplit(':').next().unwrap();
+    let host = format!("vhost.s3.tessera.test:{port}");
+    // PUT /key with the bucket in the Host header.
+    let mut put = Raw { method: "PUT", path: "/dir/obj".into(), query: String::new(), headers: vec![], body: b"virtual".to_vec() };
+    sign_for_host(&mut put, &host, "UNSIGNED-PAYLOAD", SECRET_KEY);
+    let r = send(&srv.addr, &put, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get_bytes(&c, "vhost", "dir/obj").await, b"virtual");
+    // GET / on the bucket's host lists it.
+    let mut list = Raw { method: "GET", path: "/".into(), query: "list-type=2".into(), headers: vec![], body: vec![] };
+    sign_for_host(&mut list, &host, &tessera::auth::sigv4::sha256_hex(b""), SECRET_KEY);
+    let r = send(&srv.addr, &list, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("<Key>dir/obj</Key>"), "{}", r.text());
+    // Path style keeps working on the same server.
+    assert_eq!(get_bytes(&c, "vhost", "dir/obj").await, b"virtual");
+}

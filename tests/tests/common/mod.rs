@@ -29,9 +29,15 @@ impl Server {
     }
 
     pub fn start_in(data: &Path, listen: &str) -> Server {
+        Server::start_with(data, listen, &[])
+    }
+
+    /// Start with extra command-line arguments (e.g. `--domain`).
+    pub fn start_with(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
             .args(["server", "--listen", listen, "--cores", "2", "--data"])
             .arg(data)
+            .args(extra)
             .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
             .env("TESSERA_SECRET_KEY", SECRET_KEY)
             .env("TESSERA_LOG", std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -184,9 +190,14 @@ pub fn amz_now() -> (String, String) {
 
 /// Sign `r` (header auth) with `payload_hash` as x-amz-content-sha256, using `secret`.
 pub fn sign(r: &mut Raw, addr: &str, payload_hash: &str, secret: &str) -> (String, [u8; 32], String) {
+    sign_for_host(r, addr, payload_hash, secret)
+}
+
+/// Like `sign`, with an explicit Host header (virtual-hosted-style requests).
+pub fn sign_for_host(r: &mut Raw, host: &str, payload_hash: &str, secret: &str) -> (String, [u8; 32], String) {
     use tessera::auth::sigv4;
     let (date, day) = amz_now();
-    r.headers.push(("host".into(), addr.to_string()));
+    r.headers.push(("host".into(), host.to_string()));
     r.headers.push(("x-amz-date".into(), date.clone()));
     r.headers.push(("x-amz-content-sha256".into(), payload_hash.to_string()));
     let mut hm = http::HeaderMap::new();
