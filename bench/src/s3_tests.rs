@@ -294,7 +294,7 @@ fn start_tessera() -> Option<Server> {
     let dir = tempfile::tempdir().expect("temporary data directory");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
     let mut child = std::process::Command::new(bin)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--segment-mib", "16", "--data"])
         .arg(dir.path())
         .env("TESSERA_ACCESS_KEY", "AKBENCH")
         .env("TESSERA_SECRET_KEY", "secret-bench")

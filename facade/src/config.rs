@@ -16,6 +16,8 @@ pub struct ServerConfig {
     pub cores: usize,
     pub domain: Option<String>,
     pub region: String,
+    /// Size of each preallocated segment file, in MiB (tests use small ones).
+    pub segment_mib: u64,
 }
 
 /// Parse `K+M`.

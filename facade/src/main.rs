@@ -48,6 +48,9 @@ enum Cmd {
         /// Region reported to clients (any region is accepted in signatures).
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Size of each preallocated segment file in MiB (space is reserved per shard and device).
+        #[arg(long, default_value_t = 256)]
+        segment_mib: u64,
     },
     /// Check this machine against the bare-metal playbook (tuning/README.md); exit 1 on any FAIL.
     Doctor {
@@ -70,13 +73,13 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Server { listen, data, devices, ec, cores, domain, region } => (|| {
+        Cmd::Server { listen, data, devices, ec, cores, domain, region, segment_mib } => (|| {
             let (k, m) = parse_ec(&ec)?;
             let devices = devices
                 .iter()
                 .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
-            tessera::server::run(ServerConfig { listen, data, devices, k, m, cores, domain, region })
+            tessera::server::run(ServerConfig { listen, data, devices, k, m, cores, domain, region, segment_mib })
         })(),
         Cmd::Doctor { data, devices } => (|| {
             let devices = devices

@@ -147,7 +147,7 @@ class TesseraServer:
             env["TESSERA_ACCESS_KEY"] = ACCESS_KEY
             env["TESSERA_SECRET_KEY"] = SECRET_KEY
         env.setdefault("RUST_BACKTRACE", "1")
-        cmd = [str(tessera_bin()), "server", "--listen", self.address, "--data", str(self.data_dir)]
+        cmd = [str(tessera_bin()), "server", "--listen", self.address, "--data", str(self.data_dir), "--segment-mib", "16"]
         cmd += self.extra_args
         stderr = open(self._stderr_path, "wb")
         try:

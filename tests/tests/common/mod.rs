@@ -35,7 +35,7 @@ impl Server {
     /// Start with extra command-line arguments (e.g. `--domain`).
     pub fn start_with(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
-            .args(["server", "--listen", listen, "--cores", "2", "--data"])
+            .args(["server", "--listen", listen, "--cores", "2", "--segment-mib", "8", "--data"])
             .arg(data)
             .args(extra)
             .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
