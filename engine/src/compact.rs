@@ -117,6 +117,12 @@ impl Shard {
             moved += old.size;
             YieldNow(false).await;
             self.core.throttle(crate::sched::IoClass::Compaction, old.size).await;
+            let _relocating = self.relocating.lock().await;
+            // The work list was built at the start of the pass: a run repaired or moved since
+            // has other extents (a later pass picks it up if it still needs moving).
+            if self.state.borrow().run(&target) != Some(&old) {
+                continue;
+            }
             if let Err(e) = self.relocate(target, &old, rotate).await {
                 // Do not retry these segments on every commit; a restart or a repair clears it.
                 let mut skip = self.compact_skip.borrow_mut();

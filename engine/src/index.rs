@@ -67,6 +67,25 @@ impl ShardState {
         self.objects.get(bucket).and_then(|m| m.get(key))
     }
 
+    /// The run a `Relocate` with `target` would replace now (`None` if the target changed).
+    pub fn run(&self, target: &RelocTarget) -> Option<&PartLayout> {
+        match target {
+            RelocTarget::Object { bucket, key, md5, parts_count, mtime_ms, index } => match self.get(bucket, key) {
+                Some(m) if m.md5 == *md5 && m.parts_count == *parts_count && m.mtime_ms == *mtime_ms => match &m.data {
+                    DataLoc::Parts(parts) => parts.get(*index as usize),
+                    DataLoc::Inline { .. } => None,
+                },
+                _ => None,
+            },
+            RelocTarget::Part { upload_id, number, mtime_ms } => self
+                .uploads
+                .get(upload_id)
+                .and_then(|u| u.parts.get(number))
+                .filter(|p| p.mtime_ms == *mtime_ms)
+                .map(|p| &p.layout),
+        }
+    }
+
     pub fn object_count(&self) -> usize {
         self.objects.values().map(|m| m.len()).sum()
     }

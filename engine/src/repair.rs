@@ -173,6 +173,9 @@ impl Shard {
 
     /// Check and, where needed, rebuild one object. Returns the parts rewritten.
     pub(super) async fn repair_object(self: &Rc<Self>, bucket: &str, key: &str) -> Result<u32> {
+        // The copy of the metadata is taken under the relocation lock and the lock is held until
+        // every `Relocate` of this object is applied, so no compaction moves a part meanwhile.
+        let _relocating = self.relocating.lock().await;
         let Some(meta) = self.state.borrow().get(bucket, key).cloned() else { return Ok(0) };
         let DataLoc::Parts(parts) = &meta.data else { return Ok(0) }; // inline: in the log
         let mut fixed = 0;
@@ -384,9 +387,13 @@ async fn scrub_loop(weak: Weak<Shard>) {
             }
         }
         let mut bad = bad_shards > 0;
-        // An object overwritten or deleted meanwhile may have lost its old segments: not rot.
-        let same =
-            sh.state.borrow().get(&bucket, &key).is_some_and(|m| m.md5 == meta.md5 && m.mtime_ms == meta.mtime_ms);
+        // An object overwritten, deleted or relocated (repaired, compacted) meanwhile may have
+        // lost its old segments, and its new extents are checked next pass: not rot.
+        let same = sh
+            .state
+            .borrow()
+            .get(&bucket, &key)
+            .is_some_and(|m| m.md5 == meta.md5 && m.mtime_ms == meta.mtime_ms && m.data == meta.data);
         if bad && !same {
             bad = false;
         }

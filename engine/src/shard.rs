@@ -70,6 +70,12 @@ pub struct Shard {
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
     pub repair_queue: RefCell<HashSet<(String, String)>>,
+    /// Held by whoever moves data to new extents (the repair of one object, the compaction of
+    /// one run) from the moment it copies the layout until its `Relocate` is applied. A
+    /// `Relocate` only checks that the object is the same, not that the run still has the
+    /// layout the copy was made from: without this, a repair and a compaction of the same run
+    /// overwrite each other's layouts, or read one that the other has already replaced.
+    relocating: futures::lock::Mutex<()>,
     /// A compaction pass is running (one at a time per shard).
     compacting: Cell<bool>,
     /// Segments compaction failed to empty (unreadable data): not retried until a restart.
@@ -124,6 +130,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             pending_keys: RefCell::new(HashMap::new()),
             repair_queue: RefCell::new(HashSet::new()),
+            relocating: futures::lock::Mutex::new(()),
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
             wal_rewrite: Cell::new(false),

@@ -76,7 +76,6 @@ fn wait_for(what: &str, e: &Engine, mut done: impl FnMut(&engine::HealthStatus) 
 }
 
 #[test]
-#[ignore = "intermittent: a read after repair sometimes still rebuilds (open bug, docs/SELF_HEALING.md)"]
 fn repair_rewrites_bad_shards_so_the_next_read_needs_no_rebuild() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -123,7 +122,6 @@ fn repair_rewrites_bad_shards_so_the_next_read_needs_no_rebuild() {
 }
 
 #[test]
-#[ignore = "intermittent: a read after repair sometimes still rebuilds (open bug, docs/SELF_HEALING.md)"]
 fn scrubber_finds_every_flipped_shard_and_repair_fixes_it() {
     let seed = seed();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
