@@ -85,6 +85,12 @@ impl BodyPump {
     }
 
     async fn next_frame(&mut self) -> Result<Option<Bytes>, S3Error> {
+        // A declared-empty body is never polled: polling it makes hyper answer a client's
+        // `Expect: 100-continue` with a 100 that can arrive after the final response, and a
+        // client that reuses the connection then reads that stray 100 as the next answer.
+        if self.decoder.is_none() && self.content_length == Some(0) {
+            return Ok(None);
+        }
         loop {
             match self.body.frame().await {
                 None => return Ok(None),

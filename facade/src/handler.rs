@@ -29,6 +29,7 @@ fn request_id() -> String {
 
 pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> {
     let rid = request_id();
+    let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
@@ -62,6 +63,7 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
         resp.headers_mut().insert("x-amz-id-2", v);
     }
     resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+    tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), started.elapsed());
     resp
 }
 
