@@ -72,8 +72,29 @@ fn take_zone_away(paths: &[PathBuf]) {
 fn bring_zone_back(paths: &[PathBuf]) {
     for p in paths {
         let away = p.with_extension("away");
+        // ENGINE BUG (seen 2026-11-30): while the device directory is away, the engine creates
+        // a new, empty directory at its path (with files in it), so the old one cannot simply
+        // be renamed back. Report what it created and move it aside.
+        if p.exists() {
+            let made: Vec<String> = walk(p);
+            eprintln!("[zone] ENGINE: {} was re-created while away, holding {made:?}", p.display());
+            std::fs::rename(p, p.with_extension("recreated")).expect("move the re-created dir aside");
+        }
         std::fs::rename(&away, p).unwrap_or_else(|e| panic!("rename {} back: {e}", p.display()));
     }
+}
+
+fn walk(p: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(format!("{} ({} B)", path.display(), e.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    out
 }
 
 fn size_for(rng: u64) -> usize {
