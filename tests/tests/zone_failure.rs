@@ -97,6 +97,10 @@ fn walk(p: &std::path::Path) -> Vec<String> {
     out
 }
 
+fn snapshot(model: &Mutex<HashMap<String, Allowed>>) -> HashMap<String, Allowed> {
+    model.lock().unwrap().clone()
+}
+
 fn size_for(rng: u64) -> usize {
     // Inline (≤ 16 KiB), one short stripe, and multi-stripe (1 MiB of data per stripe at 4+2).
     match rng % 5 {
@@ -330,14 +334,16 @@ async fn a_zone_fails_under_load_comes_back_and_another_zone_fails() {
     // Load, and a third of the way in, zone z1 disappears.
     run_load(&srv, &model, seed, 6, || take_zone_away(&z1)).await;
     let c = srv.client();
-    verify_all(&c, &model.lock().unwrap().clone(), "z1 out").await;
+    let snap = snapshot(&model);
+    verify_all(&c, &snap, "z1 out").await;
     let st = wait_status(&srv, "z1's devices reported failed", Duration::from_secs(20), |st| {
         devices(st).iter().all(|d| d.3 != (d.1 == "z1"))
     })
     .await;
     eprintln!("{}", admin::render_status(&st));
     // Objects written while z1 was away were refused or placed on what was left: readable.
-    verify_all(&c, &model.lock().unwrap().clone(), "z1 out, failure known").await;
+    let snap = snapshot(&model);
+    verify_all(&c, &snap, "z1 out, failure known").await;
 
     // Back it comes.
     bring_zone_back(&z1);
@@ -346,19 +352,22 @@ async fn a_zone_fails_under_load_comes_back_and_another_zone_fails() {
     })
     .await;
     eprintln!("{}", admin::render_status(&st));
-    verify_all(&c, &model.lock().unwrap().clone(), "z1 back").await;
+    let snap = snapshot(&model);
+    verify_all(&c, &snap, "z1 back").await;
     // Writes are accepted again.
     c.put_object().bucket(BUCKET).key("after-z1").body(ByteStream::from(data(seed, 3 << 20))).send().await.unwrap();
     model.lock().unwrap().insert("after-z1".into(), vec![Some((seed, 3 << 20))]);
 
     // A different zone now.
     take_zone_away(&z2);
-    verify_all(&c, &model.lock().unwrap().clone(), "z2 out").await;
+    let snap = snapshot(&model);
+    verify_all(&c, &snap, "z2 out").await;
     wait_status(&srv, "z2's devices reported failed", Duration::from_secs(20), |st| {
         devices(st).iter().all(|d| d.3 != (d.1 == "z2"))
     })
     .await;
-    verify_all(&c, &model.lock().unwrap().clone(), "z2 out, failure known").await;
+    let snap = snapshot(&model);
+    verify_all(&c, &snap, "z2 out, failure known").await;
     bring_zone_back(&z2);
     eprintln!("[zone] done in {:?}", t0.elapsed());
 }
