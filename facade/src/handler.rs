@@ -76,6 +76,14 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     let auth = sigv4::authenticate(&signed, SystemTime::now(), |ak| {
         (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone())
     })?;
+    // The admin endpoint, before the S3 router (bucket names cannot contain `_`, so it
+    // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
+    if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
+        let mut r = Response::new(full(crate::admin::status_json(&st)));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return Ok(r);
+    }
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);

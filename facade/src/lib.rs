@@ -1,6 +1,7 @@
 //! Tessera's S3 protocol layer: routing, authentication, checksums, XML and errors.
 //! Pure and runtime-free; the server wires these to hyper and the engine.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod checksum;

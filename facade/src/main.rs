@@ -52,6 +52,19 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
     },
+    /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
+    /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+    Status {
+        /// The server's endpoint (http://HOST:PORT).
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        endpoint: String,
+        /// Region to sign for (the server accepts any).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check this machine against the bare-metal playbook (tuning/README.md); exit 1 on any FAIL.
     Doctor {
         /// Also check the embedded device directories under DIR (O_DIRECT, filesystem type).
@@ -81,6 +94,7 @@ fn main() {
                 .collect::<Result<Vec<_>, _>>()?;
             tessera::server::run(ServerConfig { listen, data, devices, k, m, cores, domain, region, segment_mib })
         })(),
+        Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Doctor { data, devices } => (|| {
             let devices = devices
                 .iter()
