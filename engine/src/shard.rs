@@ -532,7 +532,14 @@ impl Shard {
             Written::Inline(v) => (DataLoc::Inline { gen: 0, offset: 0, len: 0 }, v),
             Written::Part(p) => (DataLoc::Parts(vec![p]), Vec::new()),
         };
-        let meta = ObjectMeta { size: w.size, md5: w.md5, parts_count: 0, mtime_ms: unix_ms(), headers, data };
+        let meta = ObjectMeta {
+            size: w.size,
+            md5: w.md5,
+            parts_count: 0,
+            mtime_ms: unix_ms(),
+            headers: ObjectMeta::pack_headers(headers),
+            data,
+        };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         let rec = Record::ObjectPut { bucket: bucket.clone(), key: key.clone(), meta, inline, completes: None };
         self.commit(rec, Some((bucket, key))).await?;
@@ -951,7 +958,7 @@ impl Shard {
             md5,
             parts_count: parts.len() as u32,
             mtime_ms: unix_ms(),
-            headers,
+            headers: ObjectMeta::pack_headers(headers),
             data: DataLoc::Parts(layouts),
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
