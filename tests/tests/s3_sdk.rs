@@ -645,7 +645,13 @@ async fn virtual_hosted_style_requests_address_the_bucket_by_host() {
     let port = srv.addr.rsplit(':').next().unwrap();
     let host = format!("vhost.s3.tessera.test:{port}");
     // PUT /key with the bucket in the Host header.
-    let mut put = Raw { method: "PUT", path: "/dir/obj".into(), query: String::new(), headers: vec![], body: b"virtual".to_vec() };
+    let mut put = Raw {
+        method: "PUT",
+        path: "/dir/obj".into(),
+        query: String::new(),
+        headers: vec![],
+        body: b"virtual".to_vec(),
+    };
     sign_for_host(&mut put, &host, "UNSIGNED-PAYLOAD", SECRET_KEY);
     let r = send(&srv.addr, &put, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
