@@ -154,6 +154,15 @@ pub struct ObjectMeta {
     pub data: DataLoc,
 }
 
+/// The S3 ETag, quoted, of an object with this MD5 and parts count (0 = single PUT).
+pub fn etag_of(md5: &[u8; 16], parts_count: u32) -> String {
+    if parts_count == 0 {
+        format!("\"{}\"", hex::encode(md5))
+    } else {
+        format!("\"{}-{}\"", hex::encode(md5), parts_count)
+    }
+}
+
 static EMPTY_HEADERS: ObjectHeaders = ObjectHeaders::EMPTY;
 
 impl ObjectMeta {
@@ -169,11 +178,7 @@ impl ObjectMeta {
 
     /// The S3 ETag, quoted.
     pub fn etag(&self) -> String {
-        if self.parts_count == 0 {
-            format!("\"{}\"", hex::encode(self.md5))
-        } else {
-            format!("\"{}-{}\"", hex::encode(self.md5), self.parts_count)
-        }
+        etag_of(&self.md5, self.parts_count)
     }
 }
 

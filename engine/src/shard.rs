@@ -812,7 +812,10 @@ impl Shard {
 
     // ---------------------------------------------------------------- listing
 
-    pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<ListItem> {
+    /// Up to `max_keys + 1` items in key order, each object with its MD5 and parts count; the
+    /// ETag string is left empty for the caller to format only for the items it keeps (a merge
+    /// over n shards drops most of them).
+    pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<(ListItem, [u8; 16], u32)> {
         use std::ops::Bound;
         let st = self.state.borrow();
         let Some(map) = st.objects.get(bucket) else { return Vec::new() };
@@ -833,19 +836,23 @@ impl Shard {
                         let cp = &k[..q.prefix.len() + pos + d.len()];
                         let skip = q.start_after.as_deref().is_some_and(|sa| sa.starts_with(cp) || sa >= cp);
                         if !skip {
-                            out.push(ListItem::CommonPrefix(cp.to_string()));
+                            out.push((ListItem::CommonPrefix(cp.to_string()), [0; 16], 0));
                         }
                         // Jump past every key under this common prefix.
                         next_lower = Some(format!("{cp}{}", char::MAX));
                         break;
                     }
                 }
-                out.push(ListItem::Object(ListEntry {
-                    key: k.clone(),
-                    size: meta.size,
-                    etag: meta.etag(),
-                    mtime_ms: meta.mtime_ms,
-                }));
+                out.push((
+                    ListItem::Object(ListEntry {
+                        key: k.clone(),
+                        size: meta.size,
+                        etag: String::new(),
+                        mtime_ms: meta.mtime_ms,
+                    }),
+                    meta.md5,
+                    meta.parts_count,
+                ));
                 if out.len() >= limit {
                     break 'outer;
                 }
