@@ -63,6 +63,10 @@ pub struct EngineArgs {
     /// Files written/read at once per device in the raw baseline.
     #[arg(long, default_value_t = 2)]
     pub raw_streams: usize,
+    /// After the other phases: PUT this many 0-byte objects under `list/` (untimed), then time
+    /// complete paged listings of them (1000 keys a page, one at a time) for --duration-secs.
+    #[arg(long, default_value_t = 0)]
+    pub list_keys: u64,
     /// Skip the raw baseline.
     #[arg(long)]
     pub skip_raw: bool,
@@ -202,6 +206,46 @@ fn payload(len: usize, seed: u64) -> Bytes {
     }
     v.truncate(len);
     Bytes::from(v)
+}
+
+/// `--list-keys N`: N empty objects, then full listings 1000 keys at a time; prints keys/s.
+fn list_phase(e: &Engine, args: &EngineArgs) -> Result<(), String> {
+    let n = args.list_keys;
+    let empty = Bytes::new();
+    let width = n.to_string().len();
+    let r = run_phase("list-prepare", 0, args, Limit::Ops(n), |i| put(e, format!("list/{i:0width$}"), &empty));
+    if r.errors > 0 {
+        return Err(format!("list: {} of {n} PUTs failed", r.errors));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.duration_secs.max(1));
+    let (mut keys, mut pages, mut passes) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    while passes == 0 || Instant::now() < deadline {
+        let mut after = None;
+        let mut seen = 0u64;
+        loop {
+            let q = engine::ListQuery { prefix: "list/".into(), delimiter: None, start_after: after, max_keys: 1000 };
+            let page = futures::executor::block_on(e.list_objects(BUCKET, q)).map_err(|e| format!("list: {e}"))?;
+            seen += page.items.len() as u64;
+            pages += 1;
+            if !page.truncated {
+                break;
+            }
+            after = page.next_marker;
+        }
+        if seen != n {
+            return Err(format!("list: a full listing returned {seen} keys, expected {n}"));
+        }
+        keys += seen;
+        passes += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "list: {n} keys, {passes} full listing(s), {pages} pages of 1000 in {secs:.2} s = {:.0} keys/s ({:.0} us/page)",
+        keys as f64 / secs,
+        secs * 1e6 / pages as f64
+    );
+    Ok(())
 }
 
 async fn put(e: &Engine, key: String, data: &Bytes) -> Result<u64, String> {
@@ -353,6 +397,9 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
         ops.push(run_phase("get-small", args.small_size, &args, limit(&args), |i| {
             get(e, format!("small-{}", i % written), b, v)
         }));
+    }
+    if args.list_keys > 0 {
+        list_phase(e, &args)?;
     }
 
     let core_stats = futures::executor::block_on(eng.stats()).map_err(|e| format!("engine stats: {e}"))?;

@@ -6,6 +6,7 @@
 
 mod engine_mode;
 mod http;
+mod index_mem;
 mod payload;
 mod plot;
 mod raw;
@@ -18,6 +19,9 @@ mod stats;
 use s3_mode::{Common, ListArgs, MixedArgs, MultipartArgs, Workload};
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: index_mem::CountingAlloc = index_mem::CountingAlloc;
 
 #[derive(Parser, Debug)]
 #[command(name = "tessera-bench", version, about = "Tessera load generator")]
@@ -40,6 +44,8 @@ enum Cmd {
     List(ListArgs),
     /// Multipart uploads of --size objects in --part-size parts, parts in parallel.
     Multipart(MultipartArgs),
+    /// Heap bytes per object of a shard's in-memory index (no I/O).
+    IndexMemory(index_mem::IndexMemArgs),
     /// DeleteObject of --objects keys (PUT first).
     Delete(Common),
 }
@@ -52,6 +58,7 @@ fn main() {
         .init();
     let r = match cli.cmd {
         Cmd::Engine(a) => engine_mode::run(a),
+        Cmd::IndexMemory(a) => index_mem::run(a),
         Cmd::Put(c) => s3_mode::main(c, Workload::Put),
         Cmd::Get(c) => s3_mode::main(c, Workload::Get),
         Cmd::Delete(c) => s3_mode::main(c, Workload::Delete),

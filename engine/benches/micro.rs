@@ -131,7 +131,7 @@ fn put_record(bucket: &str, key: String, i: u32) -> Record {
         md5: [i as u8; 16],
         parts_count: 0,
         mtime_ms: 1_700_000_000_000 + i as u64,
-        headers: headers(),
+        headers: ObjectMeta::pack_headers(headers()),
         data: DataLoc::Parts(vec![layout_16mib(i)]),
     };
     Record::ObjectPut { bucket: bucket.into(), key, meta, inline: Vec::new(), completes: None }
@@ -186,7 +186,7 @@ fn records(c: &mut Criterion) {
             md5: [1; 16],
             parts_count: 0,
             mtime_ms: 1_700_000_000_000,
-            headers: headers(),
+            headers: ObjectMeta::pack_headers(headers()),
             data: DataLoc::Inline { gen: 1, offset: 4096, len: 4096 },
         },
         inline: vec![0x5a; 4096],

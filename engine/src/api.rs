@@ -69,7 +69,7 @@ impl ObjectInfo {
             etag: m.etag(),
             mtime_ms: m.mtime_ms,
             parts_count: m.parts_count,
-            headers: m.headers.clone(),
+            headers: m.headers().clone(),
         }
     }
 }

@@ -470,11 +470,22 @@ impl Engine {
                 }
             })
             .await?;
-        let mut all: Vec<ListItem> = per_core.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
-        all.dedup_by(|a, b| matches!((&*a, &*b), (ListItem::CommonPrefix(x), ListItem::CommonPrefix(y)) if x == y));
+        // Each shard's run is already sorted: the stable sort finds the runs and merges them.
+        let mut all: Vec<(ListItem, [u8; 16], u32)> = per_core.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.0.sort_key().cmp(b.0.sort_key()));
+        all.dedup_by(|a, b| matches!((&a.0, &b.0), (ListItem::CommonPrefix(x), ListItem::CommonPrefix(y)) if x == y));
         let truncated = all.len() > max;
         all.truncate(max);
+        // ETags only for the items kept.
+        let all: Vec<ListItem> = all
+            .into_iter()
+            .map(|(mut item, md5, parts_count)| {
+                if let ListItem::Object(e) = &mut item {
+                    e.etag = crate::record::etag_of(&md5, parts_count);
+                }
+                item
+            })
+            .collect();
         let next_marker = if truncated { all.last().map(|i| i.sort_key().to_string()) } else { None };
         Ok(ListPage { items: all, truncated, next_marker })
     }

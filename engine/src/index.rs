@@ -59,7 +59,7 @@ fn approx_len(meta: &ObjectMeta, key: &str) -> u64 {
         DataLoc::Inline { len, .. } => *len as u64,
         DataLoc::Parts(p) => p.iter().map(|p| 40 + p.shards.len() as u64 * 12).sum(),
     };
-    64 + key.len() as u64 + meta.headers.encoded_len() as u64 + data
+    64 + key.len() as u64 + meta.headers().encoded_len() as u64 + data
 }
 
 impl ShardState {

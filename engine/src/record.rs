@@ -112,6 +112,22 @@ pub struct ObjectHeaders {
 }
 
 impl ObjectHeaders {
+    /// No header set (most objects): stored as `None` in `ObjectMeta`.
+    pub const EMPTY: ObjectHeaders = ObjectHeaders {
+        content_type: None,
+        content_encoding: None,
+        content_disposition: None,
+        content_language: None,
+        cache_control: None,
+        expires: None,
+        user: Vec::new(),
+        checksum: None,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::EMPTY
+    }
+
     pub fn encoded_len(&self) -> usize {
         let o = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
         o(&self.content_type)
@@ -131,18 +147,38 @@ pub struct ObjectMeta {
     /// 0 for a single PUT; the number of parts for a multipart object (ETag gets `-N`).
     pub parts_count: u32,
     pub mtime_ms: u64,
-    pub headers: ObjectHeaders,
+    /// Boxed, and `None` when empty: an inline `ObjectHeaders` is about 200 bytes, which
+    /// would double the index's memory per object. Read with `headers()`, build with
+    /// `pack_headers`.
+    pub headers: Option<Box<ObjectHeaders>>,
     pub data: DataLoc,
 }
 
+/// The S3 ETag, quoted, of an object with this MD5 and parts count (0 = single PUT).
+pub fn etag_of(md5: &[u8; 16], parts_count: u32) -> String {
+    if parts_count == 0 {
+        format!("\"{}\"", hex::encode(md5))
+    } else {
+        format!("\"{}-{}\"", hex::encode(md5), parts_count)
+    }
+}
+
+static EMPTY_HEADERS: ObjectHeaders = ObjectHeaders::EMPTY;
+
 impl ObjectMeta {
+    /// The object's headers (`ObjectHeaders::EMPTY` when none were stored).
+    pub fn headers(&self) -> &ObjectHeaders {
+        self.headers.as_deref().unwrap_or(&EMPTY_HEADERS)
+    }
+
+    /// The stored form of `h`: `None` when empty.
+    pub fn pack_headers(h: ObjectHeaders) -> Option<Box<ObjectHeaders>> {
+        (!h.is_empty()).then(|| Box::new(h))
+    }
+
     /// The S3 ETag, quoted.
     pub fn etag(&self) -> String {
-        if self.parts_count == 0 {
-            format!("\"{}\"", hex::encode(self.md5))
-        } else {
-            format!("\"{}-{}\"", hex::encode(self.md5), self.parts_count)
-        }
+        etag_of(&self.md5, self.parts_count)
     }
 }
 
@@ -361,7 +397,7 @@ impl Record {
                 e.fixed(&meta.md5);
                 e.u32(meta.parts_count);
                 e.u64(meta.mtime_ms);
-                enc_headers(&mut e, &meta.headers);
+                enc_headers(&mut e, meta.headers());
                 match &meta.data {
                     DataLoc::Inline { .. } => {
                         e.u8(0);
@@ -466,7 +502,14 @@ impl Record {
                 Record::ObjectPut {
                     bucket,
                     key,
-                    meta: ObjectMeta { size, md5, parts_count, mtime_ms, headers, data },
+                    meta: ObjectMeta {
+                        size,
+                        md5,
+                        parts_count,
+                        mtime_ms,
+                        headers: ObjectMeta::pack_headers(headers),
+                        data,
+                    },
                     inline,
                     completes,
                 }
@@ -541,7 +584,7 @@ mod tests {
                     md5: [1; 16],
                     parts_count: 0,
                     mtime_ms: 4,
-                    headers: headers.clone(),
+                    headers: ObjectMeta::pack_headers(headers.clone()),
                     data: DataLoc::Inline { gen: 7, offset: 100, len: 3 },
                 },
                 inline: b"abc".to_vec(),
@@ -555,7 +598,7 @@ mod tests {
                     md5: [1; 16],
                     parts_count: 1,
                     mtime_ms: 4,
-                    headers: headers.clone(),
+                    headers: ObjectMeta::pack_headers(headers.clone()),
                     data: DataLoc::Parts(vec![layout()]),
                 },
                 inline: vec![],

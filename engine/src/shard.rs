@@ -539,7 +539,14 @@ impl Shard {
             Written::Inline(v) => (DataLoc::Inline { gen: 0, offset: 0, len: 0 }, v),
             Written::Part(p) => (DataLoc::Parts(vec![p]), Vec::new()),
         };
-        let meta = ObjectMeta { size: w.size, md5: w.md5, parts_count: 0, mtime_ms: unix_ms(), headers, data };
+        let meta = ObjectMeta {
+            size: w.size,
+            md5: w.md5,
+            parts_count: 0,
+            mtime_ms: unix_ms(),
+            headers: ObjectMeta::pack_headers(headers),
+            data,
+        };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         let rec = Record::ObjectPut { bucket: bucket.clone(), key: key.clone(), meta, inline, completes: None };
         self.commit(rec, Some((bucket, key))).await?;
@@ -812,7 +819,10 @@ impl Shard {
 
     // ---------------------------------------------------------------- listing
 
-    pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<ListItem> {
+    /// Up to `max_keys + 1` items in key order, each object with its MD5 and parts count; the
+    /// ETag string is left empty for the caller to format only for the items it keeps (a merge
+    /// over n shards drops most of them).
+    pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<(ListItem, [u8; 16], u32)> {
         use std::ops::Bound;
         let st = self.state.borrow();
         let Some(map) = st.objects.get(bucket) else { return Vec::new() };
@@ -833,19 +843,23 @@ impl Shard {
                         let cp = &k[..q.prefix.len() + pos + d.len()];
                         let skip = q.start_after.as_deref().is_some_and(|sa| sa.starts_with(cp) || sa >= cp);
                         if !skip {
-                            out.push(ListItem::CommonPrefix(cp.to_string()));
+                            out.push((ListItem::CommonPrefix(cp.to_string()), [0; 16], 0));
                         }
                         // Jump past every key under this common prefix.
                         next_lower = Some(format!("{cp}{}", char::MAX));
                         break;
                     }
                 }
-                out.push(ListItem::Object(ListEntry {
-                    key: k.clone(),
-                    size: meta.size,
-                    etag: meta.etag(),
-                    mtime_ms: meta.mtime_ms,
-                }));
+                out.push((
+                    ListItem::Object(ListEntry {
+                        key: k.clone(),
+                        size: meta.size,
+                        etag: String::new(),
+                        mtime_ms: meta.mtime_ms,
+                    }),
+                    meta.md5,
+                    meta.parts_count,
+                ));
                 if out.len() >= limit {
                     break 'outer;
                 }
@@ -958,7 +972,7 @@ impl Shard {
             md5,
             parts_count: parts.len() as u32,
             mtime_ms: unix_ms(),
-            headers,
+            headers: ObjectMeta::pack_headers(headers),
             data: DataLoc::Parts(layouts),
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
