@@ -180,10 +180,15 @@ impl DevFile {
     }
 
     pub async fn write_vec_at(&self, v: Vec<u8>, pos: u64) -> Result<()> {
+        self.write_buf_at(v, pos).await
+    }
+
+    /// Write a whole buffered (non-O_DIRECT) buffer at `pos`.
+    pub async fn write_buf_at<B: monoio::buf::IoBuf + AsRef<[u8]>>(&self, v: B, pos: u64) -> Result<()> {
         match failpoints::hit(&self.path, FailOp::Write).await {
             Some(Fault::Error) => return Err(io_at(&self.path, failpoints::eio())),
             Some(Fault::ShortWrite) => {
-                let half = v[..v.len() / 2].to_vec();
+                let half = v.as_ref()[..v.as_ref().len() / 2].to_vec();
                 let _ = self.file.write_all_at(half, pos).await;
                 return Err(io_at(&self.path, failpoints::eio()));
             }

@@ -243,8 +243,9 @@ impl Shard {
             (w.len, w.files.clone())
         };
         let total = buf.len() as u64;
-        let bufs: Vec<Vec<u8>> = (0..files.len()).map(|_| buf.clone()).collect();
-        let writes = join_all(files.iter().zip(bufs).map(|((_, f), b)| f.write_vec_at(b, base))).await;
+        // One buffer shared by every mirror's write (a refcount, not a copy per mirror).
+        let buf = Bytes::from(buf);
+        let writes = join_all(files.iter().map(|(_, f)| f.write_buf_at(buf.clone(), base))).await;
         for ((dev, _), r) in files.iter().zip(writes) {
             if let Err(e) = r {
                 self.core.note_io_error(*dev, &e, false);
@@ -615,17 +616,9 @@ impl Shard {
         let mut failed = Vec::new();
         if let DataLoc::Parts(parts) = &meta.data {
             let mut segs = self.segs.borrow_mut();
-            let mut base = 0u64;
-            for p in parts {
-                let (ps, pe) = (base, base + p.size);
-                base = pe;
-                if pe <= r.start || ps >= r.end {
-                    continue;
-                }
+            for (p, lo, hi) in parts_in_range(parts, r) {
                 let sdb = p.stripe_data_bytes();
-                let first = (r.start.max(ps) - ps) / sdb;
-                let last = (r.end.min(pe) - ps - 1) / sdb;
-                for s in first..=last {
+                for s in (lo / sdb)..=((hi - 1) / sdb) {
                     for i in 0..p.width() {
                         let loc = p.loc(s as usize, i);
                         let dev = p.devices[i];
@@ -668,15 +661,8 @@ impl Shard {
                 Ok(())
             }
             DataLoc::Parts(parts) => {
-                let mut base = 0u64;
-                for p in parts {
-                    let (ps, pe) = (base, base + p.size);
-                    base = pe;
-                    if pe <= r.start || ps >= r.end {
-                        continue;
-                    }
+                for (p, lo, hi) in parts_in_range(parts, r) {
                     let sdb = p.stripe_data_bytes();
-                    let (lo, hi) = (r.start.max(ps) - ps, r.end.min(pe) - ps);
                     for s in (lo / sdb)..=((hi - 1) / sdb) {
                         let s0 = s * sdb;
                         let a = lo.max(s0) - s0;
@@ -1030,6 +1016,17 @@ impl Shard {
         v.truncate(q.max_uploads.saturating_add(1));
         v
     }
+}
+
+/// The parts of an object that overlap `r`, each with the overlapping byte range inside the
+/// part (`lo..hi`, never empty).
+fn parts_in_range(parts: &[PartLayout], r: ByteRange) -> impl Iterator<Item = (&PartLayout, u64, u64)> {
+    let mut base = 0u64;
+    parts.iter().filter_map(move |p| {
+        let (ps, pe) = (base, base + p.size);
+        base = pe;
+        (pe > r.start && ps < r.end).then(|| (p, r.start.max(ps) - ps, r.end.min(pe) - ps))
+    })
 }
 
 pub fn upload_after(u: &UploadInfo, q: &UploadListQuery) -> bool {
