@@ -23,9 +23,6 @@ use std::sync::Arc;
 
 pub type Job = Box<dyn FnOnce(Rc<Core>) + Send>;
 
-/// Longest a core's event loop sleeps without looking at remotely woken tasks.
-pub const CORE_TICK_MS: u64 = 5;
-
 pub enum CoreMsg {
     Job(Job),
     Stop,
@@ -381,16 +378,6 @@ pub fn run_core(
         if id == 0 && shared.heal.health_probe_ms > 0 {
             crate::heal::start_probe(&core);
         }
-        // Wake this thread at least every CORE_TICK_MS. A wake sent from another thread (a
-        // reply or body chunk crossing cores) was seen to be lost now and then under the io_uring
-        // driver, leaving its task asleep until an unrelated event (a 60 s connection timer);
-        // each wake-up drains the runtime's queue of remotely woken tasks, so the tick bounds
-        // that delay to a few milliseconds.
-        monoio::spawn(async {
-            loop {
-                monoio::time::sleep(std::time::Duration::from_millis(CORE_TICK_MS)).await;
-            }
-        });
         let _ = ready.send(Ok(driver));
         while let Ok(msg) = rx.recv_async().await {
             match msg {

@@ -34,6 +34,8 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
     let path = req.uri().path().to_string();
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    let expects_continue =
+        req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut resp = match dispatch(srv, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -61,6 +63,14 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-amz-request-id", v.clone());
         resp.headers_mut().insert("x-amz-id-2", v);
+    }
+    // `Expect: 100-continue` on an empty body: hyper answers with the final status and no
+    // interim 100 (allowed by RFC 9110). botocore (the AWS CLI, boto3) then keeps that final
+    // status line on the connection object and, if its next request on the same connection
+    // also expects 100-continue, takes the next response's real status line for a header and
+    // waits for its read timeout (60 s). Closing the connection resets botocore's state.
+    if expects_continue && !has_body {
+        resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
     tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), started.elapsed());

@@ -21,8 +21,6 @@ use std::time::Duration;
 /// How long graceful shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 const LISTEN_BACKLOG: i32 = 1024;
-/// Longest a connection waits before it is polled again without a wake (see `serve_core`).
-const CONN_REPOLL_MS: u64 = 20;
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
@@ -81,28 +79,13 @@ async fn serve_core(
                         .header_read_timeout(Duration::from_secs(60))
                         .serve_connection(MonoioIo::new(io), svc);
                     let mut conn = std::pin::pin!(conn);
-                    let mut stop = Some(rx);
-                    // The connection is polled again every CONN_REPOLL_MS even without a wake:
-                    // a readiness or cross-core wake was seen to be lost now and then (leaving a
-                    // finished response unflushed until hyper's 60 s timer), and a spurious
-                    // poll is always allowed.
-                    loop {
-                        let tick = std::pin::pin!(monoio::time::sleep(Duration::from_millis(CONN_REPOLL_MS)));
-                        match stop.as_mut() {
-                            Some(rx) => match select(conn.as_mut(), select(rx, tick)).await {
-                                Either::Left(_) => break,
-                                Either::Right((Either::Left(_), _)) => {
-                                    conn.as_mut().graceful_shutdown();
-                                    stop = None;
-                                }
-                                Either::Right((Either::Right(_), _)) => {}
-                            },
-                            None => {
-                                if let Either::Left(_) = select(conn.as_mut(), tick).await {
-                                    break;
-                                }
-                            }
+                    // Serve until the connection ends; on a stop request, let hyper finish the
+                    // request in flight and close.
+                    if let Either::Right((stopping, _)) = select(conn.as_mut(), rx).await {
+                        if stopping.is_ok() {
+                            conn.as_mut().graceful_shutdown();
                         }
+                        let _ = conn.await;
                     }
                     conns.stop.borrow_mut().remove(&id);
                 });
