@@ -46,6 +46,13 @@ pub struct Shared {
 
 thread_local! {
     static CURRENT_CORE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// This thread's core, while its event loop runs (for hops to the core itself).
+    static THIS_CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// The calling thread's core if it is core `id`.
+fn this_core(id: usize) -> Option<Rc<Core>> {
+    THIS_CORE.with(|c| c.borrow().as_ref().filter(|core| core.id == id).cloned())
 }
 
 /// The core the calling thread is, if it is one.
@@ -66,13 +73,24 @@ impl Shared {
         Fut: Future<Output = Result<T>> + 'static,
     {
         let (tx, rx) = futures::channel::oneshot::channel();
-        let job: Job = Box::new(move |c: Rc<Core>| {
+        let job = move |c: Rc<Core>| {
             monoio::spawn(async move {
                 let r = f(c).await;
                 let _ = tx.send(r);
             });
-        });
-        self.senders[core].send_async(CoreMsg::Job(job)).await.map_err(|_| Error::ShuttingDown)?;
+        };
+        // Already on that core: spawn the task here (a task of its own, so dropping the caller
+        // never cancels an operation half way), without the channel and the thread wake.
+        let remote: Option<Job> = match this_core(core) {
+            Some(me) => {
+                job(me);
+                None
+            }
+            None => Some(Box::new(job)),
+        };
+        if let Some(job) = remote {
+            self.senders[core].send_async(CoreMsg::Job(job)).await.map_err(|_| Error::ShuttingDown)?;
+        }
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -361,6 +379,7 @@ pub fn run_core(
             sched: RefCell::new(IoSched::new(shared.heal.io_shares)),
             started: std::time::Instant::now(),
         });
+        THIS_CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
         for (sid, log) in init.logs {
             match start_shard(&core, sid, log) {
                 Ok(s) => {
@@ -387,5 +406,6 @@ pub fn run_core(
         }
         // Break the Core <-> Shard cycle so buffers and files are released.
         core.shards.borrow_mut().clear();
+        THIS_CORE.with(|c| c.borrow_mut().take());
     });
 }
