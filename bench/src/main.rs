@@ -7,6 +7,7 @@
 mod engine_mode;
 mod http;
 mod index_mem;
+mod null_server;
 mod payload;
 mod plot;
 mod raw;
@@ -48,6 +49,8 @@ enum Cmd {
     IndexMemory(index_mem::IndexMemArgs),
     /// DeleteObject of --objects keys (PUT first).
     Delete(Common),
+    /// An HTTP server that stores nothing: the request-rate ceiling to compare a server with.
+    NullServer(null_server::NullArgs),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Engine(a) => engine_mode::run(a),
         Cmd::IndexMemory(a) => index_mem::run(a),
+        Cmd::NullServer(a) => null_server::run(a),
         Cmd::Put(c) => s3_mode::main(c, Workload::Put),
         Cmd::Get(c) => s3_mode::main(c, Workload::Get),
         Cmd::Delete(c) => s3_mode::main(c, Workload::Delete),

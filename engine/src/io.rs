@@ -6,6 +6,7 @@
 use crate::buf::AlignedBuf;
 use crate::error::{io_at, Error, Result};
 use monoio::buf::IoBufMut;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -202,10 +203,34 @@ impl DevFile {
         if failpoints::hit(&self.path, FailOp::Read).await.is_some() {
             return Err(io_at(&self.path, failpoints::eio()));
         }
+        if !self.direct {
+            if let Some(v) = self.read_cached(len, pos) {
+                return Ok(v);
+            }
+        }
         let v = Vec::with_capacity(len);
         let (r, v) = self.file.read_exact_at(v, pos).await;
         r.map_err(|e| io_at(&self.path, e))?;
         Ok(v)
+    }
+
+    /// The bytes at `pos` if the page cache holds all of them: a `preadv2(RWF_NOWAIT)` that
+    /// copies without blocking, or `None` (not cached, a short read, an old kernel) so the
+    /// caller submits the read to the ring. A cached read through io_uring would cost a loop
+    /// turn and often a hand-off to a kernel worker thread; this is a memcpy.
+    fn read_cached(&self, len: usize, pos: u64) -> Option<Vec<u8>> {
+        let mut v: Vec<u8> = Vec::with_capacity(len);
+        let iov = libc::iovec { iov_base: v.as_mut_ptr().cast(), iov_len: len };
+        let off = libc::off_t::try_from(pos).ok()?;
+        // SAFETY: the iovec points at `len` bytes of `v`'s spare capacity, which outlives the
+        // call; the fd is this file's, open for reading.
+        let n = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+        if n < 0 || n as usize != len {
+            return None;
+        }
+        // SAFETY: the kernel initialised exactly `len` bytes.
+        unsafe { v.set_len(len) };
+        Some(v)
     }
 
     pub async fn sync_data(&self) -> Result<()> {

@@ -14,6 +14,8 @@ pub struct ServerConfig {
     pub k: usize,
     pub m: usize,
     pub cores: usize,
+    /// Pin each core's thread to its CPU (the default).
+    pub pin: bool,
     pub domain: Option<String>,
     pub region: String,
     /// Size of each preallocated segment file, in MiB (tests use small ones).

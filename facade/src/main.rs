@@ -42,6 +42,10 @@ enum Cmd {
         /// Cores to run (one pinned thread each); 0 means every CPU.
         #[arg(long, default_value_t = 0)]
         cores: usize,
+        /// Do not pin core threads to CPUs (for machines shared with other work, where a pinned
+        /// thread waits for its CPU instead of moving to an idle one).
+        #[arg(long)]
+        no_pin: bool,
         /// Domain for virtual-hosted-style requests (BUCKET.DOMAIN).
         #[arg(long)]
         domain: Option<String>,
@@ -86,13 +90,24 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Server { listen, data, devices, ec, cores, domain, region, segment_mib } => (|| {
+        Cmd::Server { listen, data, devices, ec, cores, no_pin, domain, region, segment_mib } => (|| {
             let (k, m) = parse_ec(&ec)?;
             let devices = devices
                 .iter()
                 .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
-            tessera::server::run(ServerConfig { listen, data, devices, k, m, cores, domain, region, segment_mib })
+            tessera::server::run(ServerConfig {
+                listen,
+                data,
+                devices,
+                k,
+                m,
+                cores,
+                pin: !no_pin,
+                domain,
+                region,
+                segment_mib,
+            })
         })(),
         Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Doctor { data, devices } => (|| {

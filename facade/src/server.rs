@@ -121,6 +121,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let (creds, source) = credentials(&cfg.data).map_err(|e| format!("credentials: {e}"))?;
     let mut ecfg = EngineConfig::new(layout.devices.clone());
     ecfg.cores = cores;
+    ecfg.pin = cfg.pin;
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
     let engine = Engine::open(ecfg).map_err(|e| format!("cannot open the device set: {e}"))?;
     for (i, d) in engine.io_drivers().iter().enumerate() {

@@ -222,12 +222,30 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// The SigV4 signing key. Depends only on (secret, date, region, service): cache it per day.
+/// The SigV4 signing key. Depends only on (secret, date, region, service), so each thread
+/// keeps the last few it derived (four HMACs saved on nearly every request).
 pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    const CACHED_KEYS: usize = 8;
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<(String, [u8; 32])>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // The secret is part of the cache key, so a changed secret never finds an old key.
+    let id = format!("{secret}\n{date}\n{region}\n{service}");
+    if let Some(k) = KEYS.with(|c| c.borrow().iter().find(|(i, _)| *i == id).map(|(_, k)| *k)) {
+        return k;
+    }
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
-    hmac(&k_service, b"aws4_request")
+    let key = hmac(&k_service, b"aws4_request");
+    KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() == CACHED_KEYS {
+            c.remove(0);
+        }
+        c.push((id, key));
+    });
+    key
 }
 
 /// HMAC-SHA256 of a string to sign, hex.
@@ -255,20 +273,29 @@ fn uri_decode(s: &str) -> Result<String, S3Error> {
         .map_err(|_| S3Error::invalid_argument("URL-decoded text is not valid UTF-8"))
 }
 
+/// Whether `c` stands for itself in a SigV4 URI encoding (unreserved characters).
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~')
+}
+
 /// S3's canonical URI: each segment decoded once and re-encoded (no double encoding).
 pub fn canonical_uri(raw_path: &str) -> Result<String, S3Error> {
     if raw_path.is_empty() {
         return Ok("/".to_string());
     }
     let mut out = String::with_capacity(raw_path.len() + 8);
+    if !raw_path.starts_with('/') {
+        out.push('/');
+    }
     for (i, segment) in raw_path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(&uri_encode(&uri_decode(segment)?));
-    }
-    if !out.starts_with('/') {
-        out.insert(0, '/');
+        if segment.bytes().all(is_unreserved) {
+            out.push_str(segment); // decoding and encoding both leave it as it is
+        } else {
+            out.push_str(&uri_encode(&uri_decode(segment)?));
+        }
     }
     Ok(out)
 }
@@ -290,24 +317,36 @@ pub fn canonical_query(raw_query: Option<&str>) -> Result<String, S3Error> {
     Ok(joined.join("&"))
 }
 
-/// A header value trimmed, with runs of spaces collapsed to one.
-fn normalize_value(value: &[u8]) -> String {
+/// Appends a header value trimmed, with runs of whitespace collapsed to one space.
+fn push_normalized(out: &mut String, value: &[u8]) {
     let text = String::from_utf8_lossy(value);
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 /// `name:value\n` for each signed header (multiple values joined with `,`).
 pub fn canonical_headers(headers: &HeaderMap, signed_headers: &[String]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(64 * signed_headers.len());
+    push_canonical_headers(&mut out, headers, signed_headers);
+    out
+}
+
+fn push_canonical_headers(out: &mut String, headers: &HeaderMap, signed_headers: &[String]) {
     for name in signed_headers {
-        let values: Vec<String> =
-            headers.get_all(name.as_str()).iter().map(|v| normalize_value(v.as_bytes())).collect();
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        for (i, v) in headers.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_normalized(out, v.as_bytes());
+        }
         out.push('\n');
     }
-    out
 }
 
 /// The canonical request, exactly as AWS builds it for S3.
@@ -316,15 +355,26 @@ pub fn canonical_request(
     signed_headers: &[String],
     payload_hash: &str,
 ) -> Result<String, S3Error> {
-    Ok(format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method.as_str(),
-        canonical_uri(req.path)?,
-        canonical_query(req.query)?,
-        canonical_headers(req.headers, signed_headers),
-        signed_headers.join(";"),
-        payload_hash
-    ))
+    let uri = canonical_uri(req.path)?;
+    let query = canonical_query(req.query)?;
+    let mut out = String::with_capacity(256 + uri.len() + query.len() + 64 * signed_headers.len());
+    out.push_str(req.method.as_str());
+    out.push('\n');
+    out.push_str(&uri);
+    out.push('\n');
+    out.push_str(&query);
+    out.push('\n');
+    push_canonical_headers(&mut out, req.headers, signed_headers);
+    out.push('\n');
+    for (i, h) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(h);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    Ok(out)
 }
 
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
