@@ -63,6 +63,11 @@ pub mod failpoints {
         ANY.store(!p.is_empty(), Ordering::Release);
     }
 
+    /// Whether any failpoint is set (then every I/O goes through `hit`).
+    pub(crate) fn armed() -> bool {
+        ANY.load(Ordering::Acquire)
+    }
+
     pub fn clear_all() {
         POINTS.lock().unwrap_or_else(|e| e.into_inner()).clear();
         ANY.store(false, Ordering::Release);
@@ -203,10 +208,8 @@ impl DevFile {
         if failpoints::hit(&self.path, FailOp::Read).await.is_some() {
             return Err(io_at(&self.path, failpoints::eio()));
         }
-        if !self.direct {
-            if let Some(v) = self.read_cached(len, pos) {
-                return Ok(v);
-            }
+        if let Some(v) = self.read_cached_at(len, pos) {
+            return Ok(v);
         }
         let v = Vec::with_capacity(len);
         let (r, v) = self.file.read_exact_at(v, pos).await;
@@ -218,7 +221,11 @@ impl DevFile {
     /// copies without blocking, or `None` (not cached, a short read, an old kernel) so the
     /// caller submits the read to the ring. A cached read through io_uring would cost a loop
     /// turn and often a hand-off to a kernel worker thread; this is a memcpy.
-    fn read_cached(&self, len: usize, pos: u64) -> Option<Vec<u8>> {
+    /// Failpoints and O_DIRECT files always take the ring.
+    pub fn read_cached_at(&self, len: usize, pos: u64) -> Option<Vec<u8>> {
+        if self.direct || failpoints::armed() {
+            return None;
+        }
         let mut v: Vec<u8> = Vec::with_capacity(len);
         let iov = libc::iovec { iov_base: v.as_mut_ptr().cast(), iov_len: len };
         let off = libc::off_t::try_from(pos).ok()?;

@@ -592,6 +592,15 @@ impl Shard {
         };
         self.core.foreground_io(r.end - r.start);
         let (tx, rx) = flume::bounded(2);
+        // A small object whose log pages are cached is answered at once, with no read task.
+        if matches!(meta.data, DataLoc::Inline { .. }) {
+            if let Some(data) = self.read_inline_cached(&meta) {
+                let b = Bytes::from(data).slice(r.start as usize..r.end as usize);
+                if tx.try_send(Ok(b)).is_ok() {
+                    return Ok((info, r, rx));
+                }
+            }
+        }
         // Open every file the read needs now, so a concurrent overwrite that deletes a
         // segment cannot pull it away mid-stream.
         let plan = self.read_plan(&meta, r);
@@ -678,20 +687,30 @@ impl Shard {
         }
     }
 
-    async fn read_inline(&self, meta: &ObjectMeta) -> Result<Vec<u8>> {
+    /// The log mirrors holding an inline object, and where in them it is.
+    fn inline_files(&self, meta: &ObjectMeta) -> Result<(Vec<Rc<DevFile>>, u64, u32)> {
         let DataLoc::Inline { gen, offset, len } = meta.data else {
             return Err(Error::Corrupt("not an inline object".into()));
         };
-        let files: Vec<Rc<DevFile>> = {
-            let w = self.wal.borrow();
-            if w.gen != gen {
-                return Err(Error::Corrupt(format!(
-                    "inline object points to log generation {gen}, current is {}",
-                    w.gen
-                )));
-            }
-            w.files.iter().map(|(_, f)| f.clone()).collect()
-        };
+        let w = self.wal.borrow();
+        if w.gen != gen {
+            return Err(Error::Corrupt(format!("inline object points to log generation {gen}, current is {}", w.gen)));
+        }
+        Ok((w.files.iter().map(|(_, f)| f.clone()).collect(), offset, len))
+    }
+
+    /// An inline object's bytes from the first mirror whose pages are cached, checked; `None`
+    /// when none is cached or the bytes do not check (the async path then reads and reports).
+    fn read_inline_cached(&self, meta: &ObjectMeta) -> Option<Vec<u8>> {
+        let (files, offset, len) = self.inline_files(meta).ok()?;
+        files.iter().find_map(|f| {
+            let frame = f.read_cached_at(len as usize, offset)?;
+            wal::inline_bytes(&frame, meta.size).ok()
+        })
+    }
+
+    async fn read_inline(&self, meta: &ObjectMeta) -> Result<Vec<u8>> {
+        let (files, offset, len) = self.inline_files(meta)?;
         let mut last = Error::Unreadable("no log mirror is readable".into());
         for f in files {
             match f.read_vec_at(len as usize, offset).await.and_then(|fr| wal::inline_bytes(&fr, meta.size)) {
