@@ -51,6 +51,10 @@ impl Shard {
     pub fn start_background(self: &Rc<Self>) {
         let cfg = &self.core.shared.heal;
         if cfg.repair {
+            // What is below redundancy already at start (a device missing at open, shards lost
+            // with a replaced device whose rebuild a restart interrupted) is queued now, not
+            // left for the scrubber to find.
+            self.queue_below_redundancy();
             let weak = Rc::downgrade(self);
             let poll = Duration::from_millis(cfg.repair_poll_ms.max(1));
             monoio::spawn(repair_loop(weak, poll));
@@ -97,6 +101,24 @@ impl Shard {
         }
     }
 
+    /// Queue every object with a shard on a failed device or in a segment lost with a
+    /// replaced device.
+    pub fn queue_below_redundancy(&self) {
+        let healthy = self.core.healthy.borrow();
+        let segs = self.segs.borrow();
+        let st = self.state.borrow();
+        let mut q = self.repair_queue.borrow_mut();
+        for (b, objects) in &st.objects {
+            for (k, m) in objects {
+                if let DataLoc::Parts(parts) = &m.data {
+                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs)) {
+                        q.insert((b.clone(), k.clone()));
+                    }
+                }
+            }
+        }
+    }
+
     /// A device came back or was replaced: the objects waiting for room are tried again.
     pub fn retry_waiting(&self) {
         let waiting = std::mem::take(&mut *self.repair_waiting.borrow_mut());
@@ -134,12 +156,7 @@ impl Shard {
         for objects in st.objects.values() {
             for m in objects.values() {
                 if let DataLoc::Parts(parts) = &m.data {
-                    let below = parts.iter().any(|p| {
-                        p.devices.iter().any(|d| !healthy.get(*d as usize).copied().unwrap_or(false))
-                            || (0..p.stripe_count())
-                                .any(|s| (0..p.width()).any(|i| segs.is_lost(p.devices[i], p.loc(s, i).seg)))
-                    });
-                    if below {
+                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs)) {
                         n += 1;
                     }
                 }
@@ -311,6 +328,12 @@ impl Shard {
     }
 }
 
+/// Whether a part has a shard on a failed device or in a segment lost with a replaced one.
+fn part_below_redundancy(p: &PartLayout, healthy: &[bool], segs: &crate::segment::Segments) -> bool {
+    p.devices.iter().any(|d| !healthy.get(*d as usize).copied().unwrap_or(false))
+        || (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.is_lost(p.devices[i], p.loc(s, i).seg)))
+}
+
 async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
     loop {
         monoio::time::sleep(poll).await;
@@ -428,7 +451,12 @@ async fn scrub_loop(weak: Weak<Shard>) {
                 }
             }
             drop(sh);
-            if !restart {
+            if restart {
+                // Always give the event loop a turn between passes: a pass that only skipped
+                // objects (all queued for repair) awaited nothing, and looping straight into
+                // the next one would starve the repair task that drains that queue.
+                sh_sleep(SCRUB_SLEEP_MIN_MS).await;
+            } else {
                 // Nothing to scrub yet.
                 sh_sleep(SCRUB_IDLE_MS).await;
             }
