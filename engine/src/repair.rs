@@ -300,7 +300,16 @@ impl Shard {
                     )));
                 }
                 let dev = p.devices[i];
-                let ext = self.segs.borrow_mut().alloc(dev, sl)?;
+                let alloc = self.segs.borrow_mut().alloc(dev, sl);
+                let ext = match alloc {
+                    Ok(ext) => ext,
+                    Err(e) => {
+                        if matches!(e, Error::Io(_)) {
+                            self.core.note_io_error(dev, &e, false);
+                        }
+                        return Err(e);
+                    }
+                };
                 pending.extents.push((dev, ext.seg));
                 new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
                 let mut copy = self.core.pool.get();

@@ -482,14 +482,30 @@ impl Shard {
         all.extend(parity);
         let mut writes = Vec::with_capacity(k + m);
         let devs = l.devices.clone();
-        {
+        let failed = {
             let mut segs = self.segs.borrow_mut();
+            let mut failed = None;
             for (i, b) in all.into_iter().enumerate() {
-                let ext = segs.alloc(l.devices[i], sl)?;
+                let ext = match segs.alloc(l.devices[i], sl) {
+                    Ok(ext) => ext,
+                    Err(e) => {
+                        failed = Some((l.devices[i], e));
+                        break;
+                    }
+                };
                 pending.extents.push((l.devices[i], ext.seg));
                 l.shards.push(ShardLoc { seg: ext.seg, block: ext.block, crc: crc(b.as_slice()) });
                 writes.push((ext.file, b, ext.block as u64 * 4096));
             }
+            failed
+        };
+        if let Some((dev, e)) = failed {
+            // A new segment file that cannot be created (its device directory is gone: ENOENT)
+            // counts against the device like any I/O error, so the next write avoids it.
+            if matches!(e, Error::Io(_)) {
+                self.core.note_io_error(dev, &e, false);
+            }
+            return Err(e);
         }
         let me = self.clone();
         Ok(monoio::spawn(async move {
