@@ -51,7 +51,9 @@ impl Superblock {
             e.str(z);
         }
         e.u64(self.created_unix_ms);
-        e.u32(self.seg_base);
+        if self.format_version >= 2 {
+            e.u32(self.seg_base);
+        }
         let crc = crc32c::crc32c(&e.buf);
         e.u32(crc);
         e.buf
@@ -474,6 +476,45 @@ mod tests {
             assert!(Superblock::decode(&c).is_err(), "flip at {i} not detected");
         }
         assert!(Superblock::decode(&b[..b.len() - 1]).is_err());
+        // A version 1 superblock (before `seg_base`) still reads, with no lost segments.
+        let v1 = Superblock { format_version: 1, seg_base: 0, ..sb.clone() };
+        let b1 = v1.encode();
+        assert_eq!(b1.len() + 4, b.len());
+        assert_eq!(Superblock::decode(&b1).unwrap(), v1);
+    }
+
+    #[test]
+    fn format_replacement_refuses_tessera_data_unless_forced_and_keeps_other_files() {
+        let t1 = tempfile::tempdir().unwrap();
+        let t2 = tempfile::tempdir().unwrap();
+        let l1 = Layout::embedded(t1.path(), 2);
+        let l2 = Layout::embedded(t2.path(), 2);
+        format(&l1).unwrap();
+        format(&l2).unwrap();
+        let set = open(&l1.devices).unwrap();
+        // A device of another set, with an operator's file next to it.
+        let foreign = &l2.devices[0].path;
+        std::fs::write(foreign.join("notes.txt"), b"keep me").unwrap();
+        let e = format_replacement(&set, &set.paths, 2, foreign, 7, false).unwrap_err();
+        assert!(e.to_string().contains("another set"), "{e}");
+        // Another slot's path is never accepted, even forced.
+        let e = format_replacement(&set, &set.paths, 2, &l1.devices[3].path, 7, true).unwrap_err();
+        assert!(e.to_string().contains("path of device 3"), "{e}");
+        // A missing parent is not created.
+        let e = format_replacement(&set, &set.paths, 2, &t1.path().join("no/such"), 7, true).unwrap_err();
+        assert!(e.to_string().contains("No such file"), "{e}");
+        format_replacement(&set, &set.paths, 2, foreign, 7, true).unwrap();
+        assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"keep me");
+        let sb = Superblock::decode(&std::fs::read(foreign.join(SUPERBLOCK_FILE)).unwrap()).unwrap();
+        assert_eq!((sb.set_id, sb.device_index, sb.seg_base), (set.set_id, 2, 7));
+        assert_eq!(sb.zones, vec!["z1", "z1", "z2", "z2", "z3", "z3"]);
+        assert!(crate::segment::shard_dir(foreign, 1).is_dir());
+        // The set opens with the replacement in slot 2.
+        let mut devs = l1.devices.clone();
+        devs[2].path = foreign.clone();
+        let again = open(&devs).unwrap();
+        assert_eq!(again.seg_base[2], 7);
+        assert_eq!(again.healthy, vec![true; 6]);
     }
 
     #[test]
