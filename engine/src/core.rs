@@ -108,6 +108,9 @@ pub struct Core {
     /// Devices being replaced: the health probe leaves them alone until the replacement is
     /// done.
     pub replacing: RefCell<Vec<bool>>,
+    /// Bumped by every change of device health or attachment on this core: a repair that ran
+    /// across a change judged the object by a stale state and is tried again.
+    pub health_epoch: Cell<u64>,
     /// This core's replica of the bucket table (shard 0's log is authoritative).
     pub buckets: RefCell<BTreeMap<String, u64>>,
     /// Buckets being deleted: new writes to them are refused.
@@ -222,6 +225,7 @@ impl Core {
             }
             h[i] = up;
         }
+        self.health_epoch.set(self.health_epoch.get() + 1);
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
@@ -261,6 +265,7 @@ impl Core {
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
+        self.health_epoch.set(self.health_epoch.get() + 1);
         for sh in self.shards.borrow().values() {
             sh.segs.borrow_mut().attach_replacement(dev, path, direct, base);
             sh.queue_objects_on(dev);
@@ -411,6 +416,7 @@ pub fn run_core(
             healthy: RefCell::new(healthy),
             paths: RefCell::new(shared.set.paths.clone()),
             replacing: RefCell::new(vec![false; shared.set.device_count()]),
+            health_epoch: Cell::new(0),
             buckets: RefCell::new(init.buckets),
             deleting: RefCell::new(HashSet::new()),
             inflight: RefCell::new(HashMap::new()),

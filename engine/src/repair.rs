@@ -361,12 +361,24 @@ async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
                 continue;
             }
             let (bucket, key) = &obj;
+            let epoch = sh.core.health_epoch.get();
             let r = sh.repair_object(bucket, key).await;
+            if let Ok(n) = &r {
+                sh.core.stats.borrow_mut().repaired_parts += *n as u64;
+            }
+            if sh.core.health_epoch.get() != epoch {
+                // A device failed, came back or was replaced meanwhile: whatever the repair
+                // concluded came from the state before. The object stays queued (a failure
+                // queued it again, and that must not be lost) and is judged afresh.
+                if let Err(e) = &r {
+                    tracing::debug!("shard {}: {bucket}/{key}: {e}; device health changed, retrying", sh.id);
+                }
+                continue;
+            }
             // Reads done by the repair itself may have queued the object again.
             sh.repair_queue.borrow_mut().remove(&obj);
             match r {
                 Ok(n) => {
-                    sh.core.stats.borrow_mut().repaired_parts += n as u64;
                     if n > 0 {
                         tracing::info!("shard {}: repaired {n} part(s) of {bucket}/{key}", sh.id);
                     }
