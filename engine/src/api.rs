@@ -205,6 +205,8 @@ pub struct CoreStats {
     /// Parts (runs of stripes) rewritten by repair.
     pub repaired_parts: u64,
     pub repair_failures: u64,
+    /// Data bytes compaction moved out of mostly-dead segments.
+    pub compacted_bytes: u64,
 }
 
 /// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and

@@ -129,6 +129,7 @@ impl Shard {
                 skip.extend(victims.iter().copied());
                 return Err(e);
             }
+            self.core.stats.borrow_mut().compacted_bytes += old.size;
         }
         Ok(())
     }

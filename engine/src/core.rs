@@ -40,6 +40,8 @@ pub struct Shared {
     pub senders: Vec<flume::Sender<CoreMsg>>,
     /// Serialises bucket creation and deletion (rare; never on the object data path).
     pub bucket_lock: futures::lock::Mutex<()>,
+    /// Serialises device replacements (rare, operator-driven).
+    pub replace_lock: futures::lock::Mutex<()>,
     /// Self-healing settings (repair, scrub, health probes, I/O shares).
     pub heal: HealConfig,
 }
@@ -115,6 +117,15 @@ pub struct Core {
     pub pool: BufPool,
     pub codec: RefCell<Codec>,
     pub healthy: RefCell<Vec<bool>>,
+    /// Each device's path as this core knows it (`DeviceSet::paths` at open; a device
+    /// replacement changes it on every core).
+    pub paths: RefCell<Vec<Option<PathBuf>>>,
+    /// Devices being replaced: the health probe leaves them alone until the replacement is
+    /// done.
+    pub replacing: RefCell<Vec<bool>>,
+    /// Bumped by every change of device health or attachment on this core: a repair that ran
+    /// across a change judged the object by a stale state and is tried again.
+    pub health_epoch: Cell<u64>,
     /// This core's replica of the bucket table (shard 0's log is authoritative).
     pub buckets: RefCell<BTreeMap<String, u64>>,
     /// Buckets being deleted: new writes to them are refused.
@@ -229,18 +240,60 @@ impl Core {
             }
             h[i] = up;
         }
+        self.health_epoch.set(self.health_epoch.get() + 1);
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
         let shards: Vec<Rc<Shard>> = self.shards.borrow().values().cloned().collect();
+        let path = self.paths.borrow().get(i).cloned().flatten();
         for sh in shards {
             if up {
-                if let Some(p) = self.shared.set.path(dev) {
+                if let Some(p) = &path {
                     sh.segs.borrow_mut().attach(dev, p);
                 }
+                // Room to restore redundancy may exist now.
+                sh.retry_waiting();
             } else {
                 sh.device_failed(dev);
             }
+        }
+    }
+
+    /// Take part in replacing device `dev` (step one, on every core): stop using it in every
+    /// shard here. Returns the highest next segment id any of them would have used there.
+    pub fn detach_device(&self, dev: u16) -> u32 {
+        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
+            *r = true;
+        }
+        self.shards.borrow().values().map(|sh| sh.segs.borrow_mut().detach(dev)).max().unwrap_or(0)
+    }
+
+    /// Step two of a replacement, on every core: `path` is device `dev` from now on, a fresh
+    /// device whose segment ids start at `base`. Every object that pointed at the old device is
+    /// queued to have its shards rebuilt there (or re-placed). The device is not back in
+    /// service until `set_device_health(dev, true)`.
+    pub fn attach_replacement(&self, dev: u16, path: &std::path::Path, direct: bool, base: u32) {
+        let i = dev as usize;
+        if let Some(p) = self.paths.borrow_mut().get_mut(i) {
+            *p = Some(path.to_path_buf());
+        }
+        if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
+            *n = 0;
+        }
+        self.health_epoch.set(self.health_epoch.get() + 1);
+        for sh in self.shards.borrow().values() {
+            sh.segs.borrow_mut().attach_replacement(dev, path, direct, base);
+            sh.queue_objects_on(dev);
+        }
+        if let Some(r) = self.replacing.borrow_mut().get_mut(i) {
+            *r = false;
+        }
+    }
+
+    /// A replacement that failed after `detach_device`: let the probe look at the device again.
+    pub fn end_replacing(&self, dev: u16) {
+        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
+            *r = false;
         }
     }
 
@@ -308,6 +361,11 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
     let devs: Vec<(Option<PathBuf>, bool)> =
         sh.set.paths.iter().enumerate().map(|(i, p)| (p.clone().filter(|_| healthy[i]), sh.direct[i])).collect();
     let mut segs = Segments::open(id, sh.segment_bytes, &devs)?;
+    for (dev, base) in sh.set.seg_base.iter().enumerate() {
+        if *base > 0 {
+            segs.set_seg_base(dev as u16, *base);
+        }
+    }
     let mut state = ShardState::default();
     let (old_gen, old_files) = match log {
         Some(l) => {
@@ -322,8 +380,10 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
     let new_gen = old_gen + 1;
     let old = open_mirrors(&old_files);
     let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, m))?;
-    let mirrors = choose_mirrors(&sh.set, &healthy, id)?;
-    let written = wal::write_generation(&mirrors, id, new_gen, &bytes)?;
+    let mirrors = choose_mirrors(&sh.set, &sh.set.paths, &healthy, id)?;
+    let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
+        Error::Io(format!("shard {id}: cannot write its log on device {dev}: {e} (start without that device)"))
+    })?;
     for (b, k, off, len) in moved {
         if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
             m.data = crate::record::DataLoc::Inline { gen: new_gen, offset: off, len };
@@ -369,6 +429,9 @@ pub fn run_core(
             shared: shared.clone(),
             codec: RefCell::new(Codec::new()),
             healthy: RefCell::new(healthy),
+            paths: RefCell::new(shared.set.paths.clone()),
+            replacing: RefCell::new(vec![false; shared.set.device_count()]),
+            health_epoch: Cell::new(0),
             buckets: RefCell::new(init.buckets),
             deleting: RefCell::new(HashSet::new()),
             inflight: RefCell::new(HashMap::new()),

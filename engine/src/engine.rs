@@ -145,6 +145,7 @@ impl Engine {
             cores,
             senders,
             bucket_lock: futures::lock::Mutex::new(()),
+            replace_lock: futures::lock::Mutex::new(()),
             heal: cfg.heal.clone(),
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
@@ -595,13 +596,15 @@ impl Engine {
                 let healthy = core.healthy.borrow().clone();
                 let errors = core.io_errors_total.borrow().clone();
                 let stats = core.stats.borrow().clone();
-                let (mut below, mut queued, mut passes) = (0u64, 0u64, u64::MAX);
+                let paths = core.paths.borrow().clone();
+                let (mut below, mut queued, mut waiting, mut passes) = (0u64, 0u64, 0u64, u64::MAX);
                 for sh in core.shards.borrow().values() {
                     below += sh.objects_below_redundancy();
                     queued += sh.repair_queue.borrow().len() as u64;
+                    waiting += sh.repair_waiting.borrow().len() as u64;
                     passes = passes.min(sh.scrub_passes());
                 }
-                Ok((healthy, errors, stats, below, queued, passes))
+                Ok((healthy, errors, stats, below, queued, waiting, passes, paths))
             })
             .await?;
         let set = &self.shared().set;
@@ -610,15 +613,16 @@ impl Engine {
             st.devices.push(DeviceHealth {
                 index: i as u16,
                 zone: set.zone_names.get(*z as usize).cloned().unwrap_or_default(),
-                path: set.paths[i].clone(),
+                path: per_core.first().and_then(|c| c.7.get(i).cloned().flatten()),
                 // A device counts as healthy only if every core agrees.
                 healthy: per_core.iter().all(|c| c.0[i]),
                 io_errors: per_core.iter().map(|c| c.1[i]).sum(),
             });
         }
-        for (_, _, s, below, queued, passes) in per_core {
+        for (_, _, s, below, queued, waiting, passes, _) in per_core {
             st.objects_below_redundancy += below;
             st.repairs_queued += queued;
+            st.repairs_waiting += waiting;
             st.repaired_parts += s.repaired_parts;
             st.repaired_stripes += s.repaired_stripes;
             st.repair_failures += s.repair_failures;
@@ -655,6 +659,132 @@ impl Engine {
             .await?;
         Ok(())
     }
+}
+
+/// What `Engine::replace_device` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaceReport {
+    pub device: u16,
+    pub zone: String,
+    /// The device's path before (`None` if none was known).
+    pub old_path: Option<std::path::PathBuf>,
+    pub new_path: std::path::PathBuf,
+    /// Segment ids below this on the device were lost with the old one.
+    pub seg_base: u32,
+    /// Objects queued to have shards rebuilt onto the new device (or re-placed).
+    pub queued: u64,
+    /// Whether O_DIRECT works on the new device.
+    pub direct_io: bool,
+}
+
+impl Engine {
+    /// Replace device `dev` with the new, empty device at `path`, on the running engine:
+    /// 1. take the old device out of service on every core (logs move off it, its objects
+    ///    are queued), and stop every shard from using it;
+    /// 2. format `path` into the same slot (`superblock::format_replacement`: same set and
+    ///    index, and a `seg_base` above every segment id used on the old device, so what the
+    ///    index still points at there is known to be lost rather than a fault of the new one);
+    /// 3. attach it on every core at its new path, queue every object that had a shard on the
+    ///    old device, and bring it back in service.
+    ///
+    /// The repair task then rebuilds the missing shards onto it (or re-places parts); progress
+    /// shows in `status()` (`objects_below_redundancy` falls to 0). `force` allows a `path`
+    /// that holds tessera data (see `format_replacement`). A restart must list the device at
+    /// `path` (the superblock there says which slot it is).
+    pub async fn replace_device(&self, dev: u16, path: &std::path::Path, force: bool) -> Result<ReplaceReport> {
+        let sh = self.shared().clone();
+        let set = &sh.set;
+        if dev as usize >= set.device_count() {
+            return Err(Error::Layout(format!(
+                "no device {dev} in this set: devices are numbered 0 to {}",
+                set.device_count().saturating_sub(1)
+            )));
+        }
+        let _one_at_a_time = sh.replace_lock.lock().await;
+        let paths = sh.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
+        let old_path = paths.get(dev as usize).cloned().flatten();
+        // Refuse what can be refused before anything changes.
+        check_replacement_path(&paths, dev, path)?;
+        self.set_device_health(dev, false).await?;
+        let next = sh.on_all(move |core| async move { Ok(core.detach_device(dev)) }).await?;
+        let seg_base = next.into_iter().max().unwrap_or(0).max(1);
+        let formatted = {
+            let (set, paths, path) = (set.clone(), paths.clone(), path.to_path_buf());
+            // Blocking file system work (fsyncs, maybe removals): on a thread of its own, not on
+            // the event loop of whoever called (the admin endpoint runs on a core).
+            let (tx, rx) = futures::channel::oneshot::channel();
+            std::thread::Builder::new()
+                .name("tessera-format".into())
+                .spawn(move || {
+                    let _ = tx.send(superblock::format_replacement(&set, &paths, dev, &path, seg_base, force));
+                })
+                .map_err(|e| Error::Io(format!("cannot start the format thread: {e}")))?;
+            rx.await
+                .map_err(|_| Error::Io("formatting the replacement stopped without an answer".into()))
+                .and_then(|r| r)
+        };
+        if let Err(e) = formatted {
+            // The old device stays failed (and detached): nothing points the set at `path`.
+            let _ = sh
+                .on_all(move |core| async move {
+                    core.end_replacing(dev);
+                    Ok(())
+                })
+                .await;
+            return Err(e);
+        }
+        let direct = crate::io::probe_direct(path);
+        if !direct {
+            tracing::warn!(
+                "O_DIRECT is refused on {} (tmpfs or overlay?): using buffered I/O with fdatasync there",
+                path.display()
+            );
+        }
+        let p = path.to_path_buf();
+        let queued: u64 = sh
+            .on_all(move |core| {
+                let p = p.clone();
+                async move {
+                    core.attach_replacement(dev, &p, direct, seg_base);
+                    Ok(core.shards.borrow().values().map(|s| s.repair_queue.borrow().len() as u64).sum::<u64>())
+                }
+            })
+            .await?
+            .into_iter()
+            .sum();
+        self.set_device_health(dev, true).await?;
+        let zone = set.zone_names.get(set.zones[dev as usize] as usize).cloned().unwrap_or_default();
+        tracing::warn!(
+            "device {dev} (zone {zone}) replaced: {} -> {} (segments below {seg_base} lost); {queued} object(s) queued for rebuild",
+            old_path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            path.display()
+        );
+        Ok(ReplaceReport {
+            device: dev,
+            zone,
+            old_path,
+            new_path: path.to_path_buf(),
+            seg_base,
+            queued,
+            direct_io: direct,
+        })
+    }
+}
+
+/// A replacement may not take the path of another device of the set.
+fn check_replacement_path(paths: &[Option<std::path::PathBuf>], dev: u16, path: &std::path::Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::Layout("the replacement device's path is empty".into()));
+    }
+    for (j, p) in paths.iter().enumerate() {
+        if j != dev as usize && p.as_deref() == Some(path) {
+            return Err(Error::Layout(format!(
+                "{} is the path of device {j} of this set: a replacement needs its own empty device",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Check a layout and format its devices (see `Layout::check` for the zone rule).

@@ -82,6 +82,9 @@ pub struct HealthStatus {
     pub objects_below_redundancy: u64,
     /// Objects waiting in the repair queues.
     pub repairs_queued: u64,
+    /// Objects whose repair waits for room: no zone-safe placement on the healthy devices
+    /// (retried when a device comes back or is replaced). Counted below redundancy too.
+    pub repairs_waiting: u64,
     /// Parts rebuilt (in place or re-placed) since start.
     pub repaired_parts: u64,
     pub repaired_stripes: u64,
@@ -95,8 +98,10 @@ pub struct HealthStatus {
 /// What the probe finds at a device's path.
 fn probe_device(core: &Core, dev: u16) -> std::result::Result<(), String> {
     let set = &core.shared.set;
-    let Some(path) = set.path(dev) else { return Err("no path is known for this device".into()) };
-    let md = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let Some(path) = core.paths.borrow().get(dev as usize).cloned().flatten() else {
+        return Err("no path is known for this device".into());
+    };
+    let md = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !md.is_dir() {
         return Err(format!("{} is not a directory", path.display()));
     }
@@ -116,7 +121,7 @@ fn probe_device(core: &Core, dev: u16) -> std::result::Result<(), String> {
 }
 
 async fn probe_io(core: &Core, dev: u16) -> std::result::Result<(), String> {
-    let Some(path) = core.shared.set.path(dev) else { return Err("no path".into()) };
+    let Some(path) = core.paths.borrow().get(dev as usize).cloned().flatten() else { return Err("no path".into()) };
     let p = path.join(format!(".health-probe-{}", core.id));
     let f = crate::io::DevFile::open(&p, true, false).map_err(|e| e.to_string())?;
     let stamp = vec![0xa5u8; 4096];
@@ -142,12 +147,18 @@ pub fn start_probe(core: &Rc<Core>) {
                 return; // stopping
             }
             for dev in 0..core.shared.set.device_count() as u16 {
+                if core.replacing.borrow()[dev as usize] {
+                    continue; // `Engine::replace_device` decides this one
+                }
                 let up = core.healthy.borrow()[dev as usize];
                 let mut r = probe_device(&core, dev);
                 if r.is_ok() && !up {
                     // Coming back needs a working write, flush and read, not just a readable
                     // superblock: a device failed for I/O errors would otherwise flap.
                     r = probe_io(&core, dev).await;
+                }
+                if core.replacing.borrow()[dev as usize] {
+                    continue; // a replacement started while the probe waited on the device
                 }
                 match r {
                     Ok(()) if !up => core.mark_device(dev, true, "the health probe read its superblock"),

@@ -24,7 +24,9 @@ pub mod util;
 pub mod wal;
 
 pub use api::*;
-pub use engine::{format, Engine, EngineConfig, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES};
+pub use engine::{
+    format, Engine, EngineConfig, ReplaceReport, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES,
+};
 pub use error::{Error, Result};
 pub use heal::{DeviceHealth, HealConfig, HealthStatus};
 pub use layout::{DeviceSpec, Layout};

@@ -51,6 +51,10 @@ impl Shard {
     pub fn start_background(self: &Rc<Self>) {
         let cfg = &self.core.shared.heal;
         if cfg.repair {
+            // What is below redundancy already at start (a device missing at open, shards lost
+            // with a replaced device whose rebuild a restart interrupted) is queued now, not
+            // left for the scrubber to find.
+            self.queue_below_redundancy();
             let weak = Rc::downgrade(self);
             let poll = Duration::from_millis(cfg.repair_poll_ms.max(1));
             monoio::spawn(repair_loop(weak, poll));
@@ -82,6 +86,52 @@ impl Shard {
         }
     }
 
+    /// Queue every object with a shard on `dev` (a replaced device: its shards are rebuilt).
+    pub fn queue_objects_on(&self, dev: u16) {
+        let st = self.state.borrow();
+        let mut q = self.repair_queue.borrow_mut();
+        for (b, objects) in &st.objects {
+            for (k, m) in objects {
+                if let DataLoc::Parts(parts) = &m.data {
+                    if parts.iter().any(|p| p.devices.contains(&dev)) {
+                        q.insert((b.clone(), k.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queue every object with a shard on a failed device or in a segment lost with a
+    /// replaced device.
+    pub fn queue_below_redundancy(&self) {
+        let healthy = self.core.healthy.borrow();
+        let segs = self.segs.borrow();
+        let st = self.state.borrow();
+        let mut q = self.repair_queue.borrow_mut();
+        for (b, objects) in &st.objects {
+            for (k, m) in objects {
+                if let DataLoc::Parts(parts) = &m.data {
+                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs)) {
+                        q.insert((b.clone(), k.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A device came back or was replaced: the objects waiting for room are tried again.
+    pub fn retry_waiting(&self) {
+        let waiting = std::mem::take(&mut *self.repair_waiting.borrow_mut());
+        if !waiting.is_empty() {
+            tracing::info!(
+                "shard {}: retrying the repair of {} object(s) that were waiting for room",
+                self.id,
+                waiting.len()
+            );
+            self.repair_queue.borrow_mut().extend(waiting);
+        }
+    }
+
     /// Rewrite the log generation (a checkpoint) onto healthy, zone-safe mirrors. Only called
     /// when no batch is in flight.
     pub(super) fn rewrite_wal(&self) {
@@ -96,15 +146,17 @@ impl Shard {
         }
     }
 
-    /// Erasure-coded objects of this shard with a shard on a failed device.
+    /// Erasure-coded objects of this shard with a shard on a failed device, or in a segment
+    /// lost with a replaced device (not yet rebuilt).
     pub fn objects_below_redundancy(&self) -> u64 {
         let healthy = self.core.healthy.borrow();
+        let segs = self.segs.borrow();
         let st = self.state.borrow();
         let mut n = 0;
         for objects in st.objects.values() {
             for m in objects.values() {
                 if let DataLoc::Parts(parts) = &m.data {
-                    if parts.iter().any(|p| p.devices.iter().any(|d| !healthy[*d as usize])) {
+                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs)) {
                         n += 1;
                     }
                 }
@@ -248,7 +300,16 @@ impl Shard {
                     )));
                 }
                 let dev = p.devices[i];
-                let ext = self.segs.borrow_mut().alloc(dev, sl)?;
+                let alloc = self.segs.borrow_mut().alloc(dev, sl);
+                let ext = match alloc {
+                    Ok(ext) => ext,
+                    Err(e) => {
+                        if matches!(e, Error::Io(_)) {
+                            self.core.note_io_error(dev, &e, false);
+                        }
+                        return Err(e);
+                    }
+                };
                 pending.extents.push((dev, ext.seg));
                 new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
                 let mut copy = self.core.pool.get();
@@ -276,6 +337,12 @@ impl Shard {
     }
 }
 
+/// Whether a part has a shard on a failed device or in a segment lost with a replaced one.
+fn part_below_redundancy(p: &PartLayout, healthy: &[bool], segs: &crate::segment::Segments) -> bool {
+    p.devices.iter().any(|d| !healthy.get(*d as usize).copied().unwrap_or(false))
+        || (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.is_lost(p.devices[i], p.loc(s, i).seg)))
+}
+
 async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
     loop {
         monoio::time::sleep(poll).await;
@@ -286,18 +353,57 @@ async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
         for _ in 0..REPAIR_OBJECTS_PER_ROUND {
             // The object stays queued while it is repaired, so the scrubber skips it.
             let next = sh.repair_queue.borrow().iter().next().cloned();
-            let Some((bucket, key)) = next else { break };
-            match sh.repair_object(&bucket, &key).await {
+            let Some(obj) = next else { break };
+            if sh.repair_waiting.borrow().contains(&obj) {
+                // Known to need room that does not exist yet: a read or the scrubber found it
+                // again. It is retried when a device comes back or is replaced.
+                sh.repair_queue.borrow_mut().remove(&obj);
+                continue;
+            }
+            let (bucket, key) = &obj;
+            let epoch = sh.core.health_epoch.get();
+            let r = sh.repair_object(bucket, key).await;
+            if let Ok(n) = &r {
+                sh.core.stats.borrow_mut().repaired_parts += *n as u64;
+            }
+            if sh.core.health_epoch.get() != epoch {
+                // A device failed, came back or was replaced meanwhile: whatever the repair
+                // concluded came from the state before. The object stays queued (a failure
+                // queued it again, and that must not be lost) and is judged afresh.
+                if let Err(e) = &r {
+                    tracing::debug!("shard {}: {bucket}/{key}: {e}; device health changed, retrying", sh.id);
+                }
+                continue;
+            }
+            // Reads done by the repair itself may have queued the object again.
+            sh.repair_queue.borrow_mut().remove(&obj);
+            match r {
                 Ok(n) => {
-                    // Reads done by the repair itself may have queued the object again.
-                    sh.repair_queue.borrow_mut().remove(&(bucket.clone(), key.clone()));
-                    sh.core.stats.borrow_mut().repaired_parts += n as u64;
                     if n > 0 {
                         tracing::info!("shard {}: repaired {n} part(s) of {bucket}/{key}", sh.id);
                     }
                 }
+                Err(Error::InsufficientDevices(why)) => {
+                    // No zone-safe room: the object stays below redundancy (the status counts
+                    // it) and waits. Said once per change from "none waiting" to "some
+                    // waiting", not once per object or per retry.
+                    let first = {
+                        let mut w = sh.repair_waiting.borrow_mut();
+                        let first = w.is_empty();
+                        w.insert(obj.clone());
+                        first
+                    };
+                    if first {
+                        tracing::error!(
+                            "shard {}: cannot restore full redundancy ({why}); objects stay readable below full \
+                             redundancy and wait until a device comes back or is replaced ('tessera device replace')",
+                            sh.id
+                        );
+                    } else {
+                        tracing::debug!("shard {}: {bucket}/{key} waits for room to be repaired", sh.id);
+                    }
+                }
                 Err(e) => {
-                    sh.repair_queue.borrow_mut().remove(&(bucket.clone(), key.clone()));
                     sh.core.stats.borrow_mut().repair_failures += 1;
                     tracing::error!("shard {}: repair of {bucket}/{key} failed: {e}", sh.id);
                 }
@@ -366,7 +472,12 @@ async fn scrub_loop(weak: Weak<Shard>) {
                 }
             }
             drop(sh);
-            if !restart {
+            if restart {
+                // Always give the event loop a turn between passes: a pass that only skipped
+                // objects (all queued for repair) awaited nothing, and looping straight into
+                // the next one would starve the repair task that drains that queue.
+                sh_sleep(SCRUB_SLEEP_MIN_MS).await;
+            } else {
                 // Nothing to scrub yet.
                 sh_sleep(SCRUB_IDLE_MS).await;
             }

@@ -18,6 +18,34 @@ pub fn seg_path(dev: &Path, shard: u32, seg: u32) -> PathBuf {
     shard_dir(dev, shard).join(format!("seg-{seg:010}.dat"))
 }
 
+/// The shard's directory on a device, created if missing, but only inside a formatted device:
+/// a device directory that is gone (or an empty mount point) is a failed device, and creating
+/// it again would hide the failure. Only `format` and `format_replacement` create devices.
+pub fn ensure_shard_dir(dev: &Path, shard: u32) -> Result<PathBuf> {
+    let sd = shard_dir(dev, shard);
+    if sd.is_dir() {
+        return Ok(sd);
+    }
+    let sb = dev.join(crate::superblock::SUPERBLOCK_FILE);
+    if !sb.is_file() {
+        return Err(io_at(
+            &sb,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("device has no superblock (missing or unmounted; not re-created) (os error {})", libc::ENOENT),
+            ),
+        ));
+    }
+    match std::fs::create_dir(&sd) {
+        Ok(()) => {
+            sync_dir(dev)?;
+            Ok(sd)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(sd),
+        Err(e) => Err(io_at(&sd, e)),
+    }
+}
+
 #[derive(Default)]
 pub struct SegInfo {
     /// Bytes referenced by committed records.
@@ -35,6 +63,10 @@ struct DevSegs {
     direct: bool,
     active: Option<u32>,
     next_id: u32,
+    /// Segment ids below this were lost with a replaced device (see `Superblock::seg_base`):
+    /// the index may still point at them; reads treat their shards as missing (rebuilt from
+    /// parity, queued for repair) without counting an error against the device.
+    lost_below: u32,
     segs: HashMap<u32, SegInfo>,
 }
 
@@ -65,10 +97,16 @@ impl Segments {
         );
         let mut out = Vec::new();
         for (dir, direct) in devs {
-            let mut d = DevSegs { dir: dir.clone(), direct: *direct, active: None, next_id: 1, segs: HashMap::new() };
+            let mut d = DevSegs {
+                dir: dir.clone(),
+                direct: *direct,
+                active: None,
+                next_id: 1,
+                lost_below: 0,
+                segs: HashMap::new(),
+            };
             if let Some(dir) = dir {
-                let sd = shard_dir(dir, shard);
-                std::fs::create_dir_all(&sd).map_err(|e| io_at(&sd, e))?;
+                let sd = ensure_shard_dir(dir, shard)?;
                 for e in std::fs::read_dir(&sd).map_err(|e| io_at(&sd, e))?.flatten() {
                     let name = e.file_name();
                     let name = name.to_string_lossy();
@@ -89,6 +127,60 @@ impl Segments {
 
     pub fn seg_bytes(&self) -> u64 {
         self.seg_bytes
+    }
+
+    /// Segment ids below `base` on `dev` were lost with the device it replaced (call right
+    /// after `open`, before replay, with the device's `Superblock::seg_base`).
+    pub fn set_seg_base(&mut self, dev: u16, base: u32) {
+        if let Some(d) = self.devs.get_mut(dev as usize) {
+            d.lost_below = d.lost_below.max(base);
+            d.next_id = d.next_id.max(base);
+            // Files below the base cannot belong here; never read them.
+            d.segs.retain(|id, _| *id >= base);
+        }
+    }
+
+    /// Whether `seg` on `dev` was lost with a replaced device.
+    pub fn is_lost(&self, dev: u16, seg: u32) -> bool {
+        self.devs.get(dev as usize).is_some_and(|d| seg < d.lost_below)
+    }
+
+    /// The next segment id `dev` would use (a replacement's `seg_base` must not be below it).
+    pub fn next_id(&self, dev: u16) -> u32 {
+        self.devs.get(dev as usize).map_or(0, |d| d.next_id)
+    }
+
+    /// Stop using `dev` (it is being replaced): no new extents there and its files are closed
+    /// (readers holding a handle finish with it). Returns the next segment id it would use.
+    pub fn detach(&mut self, dev: u16) -> u32 {
+        let Some(d) = self.devs.get_mut(dev as usize) else { return 0 };
+        d.dir = None;
+        if let Some(a) = d.active.take() {
+            if let Some(s) = d.segs.get_mut(&a) {
+                s.sealed = true;
+            }
+        }
+        for s in d.segs.values_mut() {
+            s.file = None;
+        }
+        d.next_id
+    }
+
+    /// Use `dir` as device `dev` from now on: a freshly formatted replacement whose segment
+    /// ids start at `base`; every segment below it is lost. The live-byte accounting of the
+    /// lost segments stays until the objects pointing there are rebuilt.
+    pub fn attach_replacement(&mut self, dev: u16, dir: &Path, direct: bool, base: u32) {
+        let Some(d) = self.devs.get_mut(dev as usize) else { return };
+        assert!(base >= d.next_id, "replacement seg_base {base} below the next segment id {}", d.next_id);
+        d.dir = Some(dir.to_path_buf());
+        d.direct = direct;
+        d.active = None;
+        d.next_id = base;
+        d.lost_below = base;
+        for s in d.segs.values_mut() {
+            s.file = None;
+            s.sealed = true;
+        }
     }
 
     /// Reserve `len` bytes (4 KiB multiple) on device `dev`. The extent is pending until
@@ -132,6 +224,11 @@ impl Segments {
         let shard = self.shard;
         let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
         let dir = d.dir.clone().ok_or_else(|| Error::Io(format!("device {dev} is unavailable")))?;
+        if seg < d.lost_below {
+            return Err(Error::Unreadable(format!(
+                "segment {seg} on device {dev} was lost with the device it replaced"
+            )));
+        }
         let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
         if let Some(f) = &s.file {
             return Ok(f.clone());
@@ -167,6 +264,9 @@ impl Segments {
 
     pub fn add_live(&mut self, dev: u16, seg: u32, bytes: u64) {
         if let Some(d) = self.devs.get_mut(dev as usize) {
+            // A device absent at open has no files to scan: what the index points at there
+            // still decides which ids are taken (a replacement's `seg_base` builds on it).
+            d.next_id = d.next_id.max(seg.saturating_add(1));
             d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() }).live += bytes;
         }
     }

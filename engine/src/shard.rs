@@ -70,6 +70,10 @@ pub struct Shard {
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
     pub repair_queue: RefCell<HashSet<(String, String)>>,
+    /// Objects whose repair needs room the healthy devices do not have (no zone-safe
+    /// placement): they stay below redundancy and are retried when a device comes back or is
+    /// replaced, not on every read or scrub that finds them.
+    pub repair_waiting: RefCell<HashSet<(String, String)>>,
     /// Held by whoever moves data to new extents (the repair of one object, the compaction of
     /// one run) from the moment it copies the layout until its `Relocate` is applied. A
     /// `Relocate` only checks that the object is the same, not that the run still has the
@@ -130,6 +134,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             pending_keys: RefCell::new(HashMap::new()),
             repair_queue: RefCell::new(HashSet::new()),
+            repair_waiting: RefCell::new(HashSet::new()),
             relocating: futures::lock::Mutex::new(()),
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
@@ -277,20 +282,49 @@ impl Shard {
     }
 
     /// Rewrite the log as a new generation holding only the live state. Runs inside the
-    /// commit leader, so no batch is in flight.
+    /// commit leader, so no batch is in flight. A mirror device that fails while the
+    /// generation is written is failed and the generation written again elsewhere.
     pub fn checkpoint(&self) -> Result<()> {
+        let mut failed: Vec<(u16, Error)> = Vec::new();
+        let r = self.write_checkpoint(&mut failed);
+        // Devices that failed the checkpoint fail (at once: a failed write of a whole file) only
+        // now that it is done, so the log rewrites this may start never run inside it.
+        for (dev, e) in &failed {
+            self.core.note_io_error(*dev, e, true);
+        }
+        r
+    }
+
+    fn write_checkpoint(&self, failed: &mut Vec<(u16, Error)>) -> Result<()> {
         let set = &self.core.shared.set;
         let (old_gen, old_files) = {
             let w = self.wal.borrow();
             (w.gen, w.files.iter().map(|(_, f)| f.path().to_path_buf()).collect::<Vec<_>>())
         };
         let new_gen = old_gen + 1;
-        let healthy = self.core.healthy.borrow().clone();
         let old = open_mirrors(&old_files);
         let (bytes, moved) =
             build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| read_inline_sync(&old, meta))?;
-        let mirrors = choose_mirrors(set, &healthy, self.id)?;
-        let written = wal::write_generation(&mirrors, self.id, new_gen, &bytes)?;
+        // Devices that failed this checkpoint are avoided by its next attempt.
+        let written = loop {
+            let mut healthy = self.core.healthy.borrow().clone();
+            for (d, _) in failed.iter() {
+                healthy[*d as usize] = false;
+            }
+            let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
+            match wal::write_generation(&mirrors, self.id, new_gen, &bytes) {
+                Ok(w) => break w,
+                Err((dev, e)) => {
+                    tracing::warn!("shard {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
+                    failed.push((dev, e.clone()));
+                    // Bounded: each attempt avoids one more device, and `choose_mirrors` fails
+                    // once too few are left.
+                    if failed.len() >= set.device_count() {
+                        return Err(e);
+                    }
+                }
+            }
+        };
         {
             let mut st = self.state.borrow_mut();
             for (b, k, off, len) in moved {
@@ -304,7 +338,7 @@ impl Shard {
             .map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?))))
             .collect::<Result<Vec<_>>>()?;
         *self.wal.borrow_mut() = WalState { gen: new_gen, len: bytes.len() as u64, files };
-        wal::remove_older(&set.paths, self.id, new_gen);
+        wal::remove_older(&self.core.paths.borrow(), self.id, new_gen);
         Ok(())
     }
 
@@ -448,14 +482,30 @@ impl Shard {
         all.extend(parity);
         let mut writes = Vec::with_capacity(k + m);
         let devs = l.devices.clone();
-        {
+        let failed = {
             let mut segs = self.segs.borrow_mut();
+            let mut failed = None;
             for (i, b) in all.into_iter().enumerate() {
-                let ext = segs.alloc(l.devices[i], sl)?;
+                let ext = match segs.alloc(l.devices[i], sl) {
+                    Ok(ext) => ext,
+                    Err(e) => {
+                        failed = Some((l.devices[i], e));
+                        break;
+                    }
+                };
                 pending.extents.push((l.devices[i], ext.seg));
                 l.shards.push(ShardLoc { seg: ext.seg, block: ext.block, crc: crc(b.as_slice()) });
                 writes.push((ext.file, b, ext.block as u64 * 4096));
             }
+            failed
+        };
+        if let Some((dev, e)) = failed {
+            // A new segment file that cannot be created (its device directory is gone: ENOENT)
+            // counts against the device like any I/O error, so the next write avoids it.
+            if matches!(e, Error::Io(_)) {
+                self.core.note_io_error(dev, &e, false);
+            }
+            return Err(e);
         }
         let me = self.clone();
         Ok(monoio::spawn(async move {
@@ -631,6 +681,10 @@ impl Shard {
                     for i in 0..p.width() {
                         let loc = p.loc(s as usize, i);
                         let dev = p.devices[i];
+                        if segs.is_lost(dev, loc.seg) {
+                            // Lost with a replaced device: a missing shard, not a device fault.
+                            continue;
+                        }
                         if let std::collections::hash_map::Entry::Vacant(v) = plan.entry((dev, loc.seg)) {
                             match segs.file(dev, loc.seg) {
                                 Ok(f) => {
@@ -1144,8 +1198,14 @@ pub fn build_checkpoint(
     Ok((bytes, moved))
 }
 
-/// The devices that mirror a shard's log: m+1 healthy devices, at most m per zone.
-pub fn choose_mirrors(set: &crate::superblock::DeviceSet, healthy: &[bool], shard: u32) -> Result<Vec<(u16, PathBuf)>> {
+/// The devices that mirror a shard's log: m+1 healthy devices, at most m per zone, at their
+/// current paths.
+pub fn choose_mirrors(
+    set: &crate::superblock::DeviceSet,
+    paths: &[Option<PathBuf>],
+    healthy: &[bool],
+    shard: u32,
+) -> Result<Vec<(u16, PathBuf)>> {
     let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, shard as usize).ok_or_else(|| {
         Error::InsufficientDevices(format!(
             "cannot mirror the log of shard {shard} on {} healthy devices in 2+ zones",
@@ -1154,8 +1214,10 @@ pub fn choose_mirrors(set: &crate::superblock::DeviceSet, healthy: &[bool], shar
     })?;
     devs.into_iter()
         .map(|d| {
-            set.path(d)
-                .map(|p| (d, p.to_path_buf()))
+            paths
+                .get(d as usize)
+                .and_then(|p| p.clone())
+                .map(|p| (d, p))
                 .ok_or_else(|| Error::InsufficientDevices(format!("device {d} has no path")))
         })
         .collect()

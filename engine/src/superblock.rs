@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 const SB_MAGIC: &[u8; 8] = b"TESSERA\x01";
 const TABLE_MAGIC: &[u8; 8] = b"TSPTABL\x01";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `seg_base` (replacement devices); version 1 superblocks are still read.
+pub const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION_V1: u32 = 1;
 pub const SUPERBLOCK_FILE: &str = "tessera.sb";
 pub const TABLE_FILE: &str = "partitions.tbl";
 
@@ -26,6 +28,10 @@ pub struct Superblock {
     /// Zone label of every device of the set, by device index.
     pub zones: Vec<String>,
     pub created_unix_ms: u64,
+    /// Segment ids below this on this device were lost with the device it replaced: the index
+    /// may still point at them, and their shards are rebuilt (0 on a device of the original
+    /// format).
+    pub seg_base: u32,
 }
 
 impl Superblock {
@@ -45,6 +51,9 @@ impl Superblock {
             e.str(z);
         }
         e.u64(self.created_unix_ms);
+        if self.format_version >= 2 {
+            e.u32(self.seg_base);
+        }
         let crc = crc32c::crc32c(&e.buf);
         e.u32(crc);
         e.buf
@@ -61,7 +70,7 @@ impl Superblock {
         }
         let mut d = Dec::new(&body[8..]);
         let format_version = d.u32()?;
-        if format_version != FORMAT_VERSION {
+        if format_version != FORMAT_VERSION && format_version != FORMAT_VERSION_V1 {
             return Err(Error::Corrupt(format!(
                 "superblock format version {format_version}, this build reads {FORMAT_VERSION}"
             )));
@@ -79,6 +88,7 @@ impl Superblock {
             zones.push(d.str()?);
         }
         let created_unix_ms = d.u64()?;
+        let seg_base = if format_version >= 2 { d.u32()? } else { 0 };
         let sb = Superblock {
             format_version,
             set_id,
@@ -90,6 +100,7 @@ impl Superblock {
             shards,
             zones,
             created_unix_ms,
+            seg_base,
         };
         if sb.device_index as usize >= sb.zones.len()
             || sb.k == 0
@@ -190,6 +201,7 @@ pub fn format(layout: &Layout) -> Result<u128> {
             shards: layout.shards,
             zones: zones.clone(),
             created_unix_ms: now_ms(),
+            seg_base: 0,
         };
         write_atomic(&d.path, TABLE_FILE, &table_bytes)?;
         // The superblock goes last: a device with a superblock is fully formatted.
@@ -214,6 +226,8 @@ pub struct DeviceSet {
     pub paths: Vec<Option<PathBuf>>,
     /// Whether each device opened (superblock read and checked).
     pub healthy: Vec<bool>,
+    /// Per device index: its superblock's `seg_base` (0 where the device did not open).
+    pub seg_base: Vec<u32>,
     pub table: Vec<u16>,
 }
 
@@ -244,6 +258,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
         ));
     };
     let mut paths: Vec<Option<PathBuf>> = vec![None; first.zones.len()];
+    let mut seg_base: Vec<u32> = vec![0; first.zones.len()];
     for (sb, d) in &found {
         if sb.set_id != first.set_id {
             return Err(Error::Layout(format!(
@@ -270,6 +285,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
             )));
         }
         paths[i] = Some(d.path.clone());
+        seg_base[i] = sb.seg_base;
     }
     let healthy: Vec<bool> = paths.iter().map(|p| p.is_some()).collect();
     // A device we could not read is matched to the first free index of its zone so that a
@@ -308,8 +324,129 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
         zones,
         paths,
         healthy,
+        seg_base,
         table,
     })
+}
+
+/// Format `path` as the replacement of device `index` of `set`: a superblock with the set's
+/// id and that index (and the set's zones, EC and partition table), the shard directories, and
+/// `seg_base` (segment ids below it were lost with the old device).
+///
+/// Creates `path` if its parent exists. Refuses, unless `force`: a path that holds a tessera
+/// superblock (of this set's device `index` itself, of another device of the set, or of another
+/// set), and a non-empty directory. `force` removes tessera's own files there first (superblock,
+/// partition table, shard directories), nothing else. Never accepts the path of another slot.
+pub fn format_replacement(
+    set: &DeviceSet,
+    current_paths: &[Option<PathBuf>],
+    index: u16,
+    path: &Path,
+    seg_base: u32,
+    force: bool,
+) -> Result<()> {
+    let i = index as usize;
+    if i >= set.device_count() {
+        return Err(Error::Layout(format!("no device {index} in this set (it has {})", set.device_count())));
+    }
+    for (j, p) in current_paths.iter().enumerate() {
+        if j != i && p.as_deref().is_some_and(|p| same_path(p, path)) {
+            return Err(Error::Layout(format!(
+                "{} is the path of device {j} of this set: a replacement needs its own empty device",
+                path.display()
+            )));
+        }
+    }
+    let sbp = path.join(SUPERBLOCK_FILE);
+    match std::fs::read(&sbp) {
+        Ok(bytes) => {
+            let what = match Superblock::decode(&bytes) {
+                Ok(sb) if sb.set_id != set.set_id => format!("a device of another set ({:032x})", sb.set_id),
+                Ok(sb) if sb.device_index == index => {
+                    format!("device {index} of this set (the device being replaced)")
+                }
+                Ok(sb) => format!("device {} of this set", sb.device_index),
+                Err(e) => format!("an unreadable tessera superblock ({e})"),
+            };
+            if !force {
+                return Err(Error::Layout(format!(
+                    "{} holds {what}: refusing to format over it; use an empty device, or pass --force to \
+                     erase tessera's data there",
+                    path.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(&sbp, e)),
+    }
+    if path.exists() {
+        if !path.is_dir() {
+            return Err(Error::Layout(format!("{} is not a directory", path.display())));
+        }
+        let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(path)
+            .map_err(|e| io_at(path, e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| io_at(path, e))?;
+        if !entries.is_empty() && !force {
+            let names: Vec<String> =
+                entries.iter().take(5).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            return Err(Error::Layout(format!(
+                "{} is not empty (holds {}): a replacement device must be empty; pass --force to erase \
+                 tessera's files there",
+                path.display(),
+                names.join(", ")
+            )));
+        }
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name == SUPERBLOCK_FILE
+                || name == TABLE_FILE
+                || name.starts_with("shard-")
+                || name.starts_with(".health-probe-")
+                || name.starts_with(&format!(".{SUPERBLOCK_FILE}"))
+                || name.starts_with(&format!(".{TABLE_FILE}"));
+            if ours {
+                let p = e.path();
+                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                r.map_err(|err| io_at(&p, err))?;
+            }
+        }
+    } else {
+        // Only the last component is created: a missing parent is more likely a typo or an
+        // unmounted device than something to create.
+        std::fs::create_dir(path).map_err(|e| io_at(path, e))?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    for s in 0..set.shards {
+        let sd = crate::segment::shard_dir(path, s);
+        std::fs::create_dir(&sd).map_err(|e| io_at(&sd, e))?;
+    }
+    sync_dir(path)?;
+    write_atomic(path, TABLE_FILE, &encode_table(&set.table))?;
+    let sb = Superblock {
+        format_version: FORMAT_VERSION,
+        set_id: set.set_id,
+        node_id: set.node_id,
+        device_index: index,
+        k: set.k as u8,
+        m: set.m as u8,
+        partitions: set.partitions,
+        shards: set.shards,
+        zones: set.zones.iter().map(|z| set.zone_names.get(*z as usize).cloned().unwrap_or_default()).collect(),
+        created_unix_ms: now_ms(),
+        seg_base,
+    };
+    // The superblock goes last: a device with a superblock is fully formatted.
+    write_atomic(path, SUPERBLOCK_FILE, &sb.encode())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +466,7 @@ mod tests {
             shards: 2,
             zones: vec!["a".into(), "b".into()],
             created_unix_ms: 5,
+            seg_base: 12,
         };
         let b = sb.encode();
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
@@ -338,6 +476,45 @@ mod tests {
             assert!(Superblock::decode(&c).is_err(), "flip at {i} not detected");
         }
         assert!(Superblock::decode(&b[..b.len() - 1]).is_err());
+        // A version 1 superblock (before `seg_base`) still reads, with no lost segments.
+        let v1 = Superblock { format_version: 1, seg_base: 0, ..sb.clone() };
+        let b1 = v1.encode();
+        assert_eq!(b1.len() + 4, b.len());
+        assert_eq!(Superblock::decode(&b1).unwrap(), v1);
+    }
+
+    #[test]
+    fn format_replacement_refuses_tessera_data_unless_forced_and_keeps_other_files() {
+        let t1 = tempfile::tempdir().unwrap();
+        let t2 = tempfile::tempdir().unwrap();
+        let l1 = Layout::embedded(t1.path(), 2);
+        let l2 = Layout::embedded(t2.path(), 2);
+        format(&l1).unwrap();
+        format(&l2).unwrap();
+        let set = open(&l1.devices).unwrap();
+        // A device of another set, with an operator's file next to it.
+        let foreign = &l2.devices[0].path;
+        std::fs::write(foreign.join("notes.txt"), b"keep me").unwrap();
+        let e = format_replacement(&set, &set.paths, 2, foreign, 7, false).unwrap_err();
+        assert!(e.to_string().contains("another set"), "{e}");
+        // Another slot's path is never accepted, even forced.
+        let e = format_replacement(&set, &set.paths, 2, &l1.devices[3].path, 7, true).unwrap_err();
+        assert!(e.to_string().contains("path of device 3"), "{e}");
+        // A missing parent is not created.
+        let e = format_replacement(&set, &set.paths, 2, &t1.path().join("no/such"), 7, true).unwrap_err();
+        assert!(e.to_string().contains("No such file"), "{e}");
+        format_replacement(&set, &set.paths, 2, foreign, 7, true).unwrap();
+        assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"keep me");
+        let sb = Superblock::decode(&std::fs::read(foreign.join(SUPERBLOCK_FILE)).unwrap()).unwrap();
+        assert_eq!((sb.set_id, sb.device_index, sb.seg_base), (set.set_id, 2, 7));
+        assert_eq!(sb.zones, vec!["z1", "z1", "z2", "z2", "z3", "z3"]);
+        assert!(crate::segment::shard_dir(foreign, 1).is_dir());
+        // The set opens with the replacement in slot 2.
+        let mut devs = l1.devices.clone();
+        devs[2].path = foreign.clone();
+        let again = open(&devs).unwrap();
+        assert_eq!(again.seg_base[2], 7);
+        assert_eq!(again.healthy, vec![true; 6]);
     }
 
     #[test]

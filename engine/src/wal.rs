@@ -139,31 +139,52 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
 
 /// Write a whole new generation (checkpoint) to `mirrors` and make it durable; returns the
 /// paths written. Older generations are removed afterwards by the caller.
-pub fn write_generation(mirrors: &[(u16, PathBuf)], shard: u32, gen: u64, bytes: &[u8]) -> Result<Vec<(u16, PathBuf)>> {
-    use std::io::Write;
-    let mut out = Vec::new();
+///
+/// On failure the error names the device that failed, and the files of this generation
+/// already written elsewhere are removed again: a complete newer generation left behind would
+/// win over the old one at recovery, although the old one goes on taking appends.
+pub fn write_generation(
+    mirrors: &[(u16, PathBuf)],
+    shard: u32,
+    gen: u64,
+    bytes: &[u8],
+) -> std::result::Result<Vec<(u16, PathBuf)>, (u16, Error)> {
+    let mut out: Vec<(u16, PathBuf)> = Vec::new();
     for (dev, dir) in mirrors {
-        let p = wal_path(dir, shard, gen);
-        let sd = shard_dir(dir, shard);
-        std::fs::create_dir_all(&sd).map_err(|e| io_at(&sd, e))?;
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| io_at(&p, e))?;
-        f.write_all(bytes).map_err(|e| io_at(&p, e))?;
-        // Zero-fill the space appends will use: overwriting written blocks lets fdatasync skip
-        // the journal commit that growing a file (or converting unwritten extents) needs. The
-        // zeros read back as an invalid frame, so recovery stops there.
-        let zeros = vec![0u8; 1 << 20];
-        let mut left = WAL_PREALLOC_BYTES.saturating_sub(bytes.len() as u64);
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            f.write_all(&zeros[..n]).map_err(|e| io_at(&p, e))?;
-            left -= n as u64;
+        if let Err(e) = write_one(dir, shard, gen, bytes) {
+            for (_, p) in &out {
+                let _ = std::fs::remove_file(p);
+                if let Some(d) = p.parent() {
+                    let _ = crate::superblock::sync_dir(d);
+                }
+            }
+            return Err((*dev, e));
         }
-        f.sync_all().map_err(|e| io_at(&p, e))?;
-        crate::superblock::sync_dir(&sd)?;
-        out.push((*dev, p));
+        out.push((*dev, wal_path(dir, shard, gen)));
     }
     Ok(out)
+}
+
+fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let p = wal_path(dir, shard, gen);
+    // Never creates a missing device directory (a failed device must stay visibly failed).
+    let sd = crate::segment::ensure_shard_dir(dir, shard)?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| io_at(&p, e))?;
+    f.write_all(bytes).map_err(|e| io_at(&p, e))?;
+    // Zero-fill the space appends will use: overwriting written blocks lets fdatasync skip
+    // the journal commit that growing a file (or converting unwritten extents) needs. The
+    // zeros read back as an invalid frame, so recovery stops there.
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = WAL_PREALLOC_BYTES.saturating_sub(bytes.len() as u64);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n]).map_err(|e| io_at(&p, e))?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(|e| io_at(&p, e))?;
+    crate::superblock::sync_dir(&sd)
 }
 
 /// Remove every generation older than `keep` of this shard on every device.

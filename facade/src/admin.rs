@@ -1,5 +1,7 @@
-//! The admin side of the server: `GET /_tessera/status` (the engine's health as JSON, signed by
-//! the root user like any S3 request) and the `tessera status` client that calls it.
+//! The admin side of the server: `GET /_tessera/status` (the engine's health as JSON) and
+//! `POST /_tessera/device/replace?device=N&path=P[&force=true]` (replace a failed device with a
+//! new, empty one on the running node), both signed by the root user like any S3 request, and
+//! the `tessera status` / `tessera device replace` clients that call them.
 //!
 //! The path cannot shadow a bucket: bucket names never contain `_`. It is only recognised on
 //! path-style requests; on a virtual-hosted-style host (`bucket.<domain>`) the same path is an
@@ -13,14 +15,52 @@ use std::time::{Duration, SystemTime};
 
 /// The admin status path.
 pub const STATUS_PATH: &str = "/_tessera/status";
+/// The admin device replacement path (POST).
+pub const REPLACE_PATH: &str = "/_tessera/device/replace";
 
 /// Whether a request is the admin status call (path-style only; see the module comment).
 pub fn is_status_request(method: &http::Method, path: &str, headers: &http::HeaderMap, domain: Option<&str>) -> bool {
-    if path != STATUS_PATH || *method != http::Method::GET {
+    is_admin(method, path, headers, domain, &http::Method::GET, STATUS_PATH)
+}
+
+/// Whether a request is the admin device replacement (path-style only).
+pub fn is_replace_request(method: &http::Method, path: &str, headers: &http::HeaderMap, domain: Option<&str>) -> bool {
+    is_admin(method, path, headers, domain, &http::Method::POST, REPLACE_PATH)
+}
+
+fn is_admin(
+    method: &http::Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    domain: Option<&str>,
+    want_method: &http::Method,
+    want_path: &str,
+) -> bool {
+    if path != want_path || method != want_method {
         return false;
     }
     let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
     !is_virtual_host(host, domain)
+}
+
+/// A device named as `N` or `devN` (as `tessera status` shows it).
+pub fn parse_device(s: &str) -> Result<u16, String> {
+    let n = s.strip_prefix("dev").unwrap_or(s);
+    n.parse::<u16>().map_err(|_| format!("device {s:?}: give its number as `tessera status` shows it (4 or dev4)"))
+}
+
+/// The replacement's report as JSON.
+pub fn replace_json(r: &engine::ReplaceReport) -> String {
+    format!(
+        "{{\"device\":{},\"zone\":{},\"old_path\":{},\"new_path\":{},\"seg_base\":{},\"queued\":{},\"direct_io\":{}}}",
+        r.device,
+        json_str(&r.zone),
+        r.old_path.as_ref().map(|p| json_str(&p.to_string_lossy())).unwrap_or_else(|| "null".into()),
+        json_str(&r.new_path.to_string_lossy()),
+        r.seg_base,
+        r.queued,
+        r.direct_io
+    )
 }
 
 fn is_virtual_host(host: Option<&str>, domain: Option<&str>) -> bool {
@@ -68,11 +108,13 @@ pub fn status_json(st: &HealthStatus) -> String {
         })
         .collect();
     format!(
-        "{{\"devices\":[{}],\"objects_below_redundancy\":{},\"repairs_queued\":{},\"repaired_parts\":{},\
-         \"repaired_stripes\":{},\"repair_failures\":{},\"scrubbed_bytes\":{},\"scrub_errors\":{},\"scrub_passes\":{}}}",
+        "{{\"devices\":[{}],\"objects_below_redundancy\":{},\"repairs_queued\":{},\"repairs_waiting\":{},\
+         \"repaired_parts\":{},\"repaired_stripes\":{},\"repair_failures\":{},\"scrubbed_bytes\":{},\"scrub_errors\":{},\
+         \"scrub_passes\":{}}}",
         devices.join(","),
         st.objects_below_redundancy,
         st.repairs_queued,
+        st.repairs_waiting,
         st.repaired_parts,
         st.repaired_stripes,
         st.repair_failures,
@@ -298,30 +340,48 @@ pub fn get_status_raw(
     secret_key: &str,
     region: &str,
 ) -> Result<(u16, String), String> {
+    signed_call(endpoint, &http::Method::GET, STATUS_PATH, &[], (access_key, secret_key, region))
+}
+
+/// A signed admin request with an empty body and query `params` over a plain blocking HTTP/1.1
+/// connection; returns the HTTP status and body.
+pub fn signed_call(
+    endpoint: &str,
+    method: &http::Method,
+    path: &str,
+    params: &[(&str, &str)],
+    (access_key, secret_key, region): (&str, &str, &str),
+) -> Result<(u16, String), String> {
     let addr = endpoint_addr(endpoint)?;
     let date = crate::http_util::format_amz_date(SystemTime::now());
     let day = &date[..8];
     let payload = sigv4::sha256_hex(b"");
+    let query: String = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", sigv4::uri_encode(k), sigv4::uri_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
     let mut hm = http::HeaderMap::new();
     let hv = |s: &str| http::HeaderValue::from_str(s).map_err(|e| format!("header value {s:?}: {e}"));
     hm.insert(http::header::HOST, hv(&addr)?);
     hm.insert("x-amz-date", hv(&date)?);
     hm.insert("x-amz-content-sha256", hv(&payload)?);
     let signed: Vec<String> = vec!["host".into(), "x-amz-content-sha256".into(), "x-amz-date".into()];
-    let method = http::Method::GET;
-    let sr = SignedRequest { method: &method, path: STATUS_PATH, query: None, headers: &hm };
+    let q = (!query.is_empty()).then_some(query.as_str());
+    let sr = SignedRequest { method, path, query: q, headers: &hm };
     let creq = sigv4::canonical_request(&sr, &signed, &payload).map_err(|e| e.to_string())?;
     let scope = format!("{day}/{region}/s3/aws4_request");
     let sts = sigv4::string_to_sign(&date, &scope, &creq);
     let sig = sigv4::sign(&sigv4::signing_key(secret_key, day, region, "s3"), &sts);
     let auth =
         format!("AWS4-HMAC-SHA256 Credential={access_key}/{scope},SignedHeaders={},Signature={sig}", signed.join(";"));
+    let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let req = format!(
-        "GET {STATUS_PATH} HTTP/1.1\r\nhost: {addr}\r\nx-amz-date: {date}\r\nx-amz-content-sha256: {payload}\r\n\
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nx-amz-date: {date}\r\nx-amz-content-sha256: {payload}\r\n\
          authorization: {auth}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     );
     let mut s = TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
     s.write_all(req.as_bytes()).map_err(|e| format!("send to {addr}: {e}"))?;
     let mut buf = Vec::new();
@@ -373,12 +433,105 @@ fn parse_http_response(buf: &[u8]) -> Result<(u16, String), String> {
 /// Fetch and parse the status; any non-200 answer is an error carrying the S3 error text.
 pub fn get_status(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> Result<Json, String> {
     let (status, body) = get_status_raw(endpoint, access_key, secret_key, region)?;
+    json_answer(endpoint, STATUS_PATH, status, &body)
+}
+
+fn json_answer(endpoint: &str, path: &str, status: u16, body: &str) -> Result<Json, String> {
     if status != 200 {
         let code = body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("");
         let msg = body.split("<Message>").nth(1).and_then(|r| r.split("</Message>").next()).unwrap_or("");
-        return Err(format!("{endpoint}{STATUS_PATH}: HTTP {status} {code} {msg}").trim_end().to_string());
+        let msg = msg
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        return Err(format!("{endpoint}{path}: HTTP {status} {code} {msg}").trim_end().to_string());
     }
-    Json::parse(&body).map_err(|e| format!("bad status JSON ({e}): {body}"))
+    Json::parse(body).map_err(|e| format!("bad JSON from {path} ({e}): {body}"))
+}
+
+/// Ask the server to replace device `device` with the empty device at `path` (absolute on the
+/// server's machine). Returns the server's report.
+pub fn replace_device(
+    endpoint: &str,
+    creds: (&str, &str, &str),
+    device: u16,
+    path: &str,
+    force: bool,
+) -> Result<Json, String> {
+    let dev = device.to_string();
+    let mut params = vec![("device", dev.as_str()), ("path", path)];
+    if force {
+        params.push(("force", "true"));
+    }
+    let (status, body) = signed_call(endpoint, &http::Method::POST, REPLACE_PATH, &params, creds)?;
+    json_answer(endpoint, REPLACE_PATH, status, &body)
+}
+
+/// Options of `tessera device replace`.
+pub struct ReplaceCli {
+    pub endpoint: String,
+    pub region: String,
+    pub device: String,
+    pub path: std::path::PathBuf,
+    pub force: bool,
+    /// Wait until the node is fully redundant again, printing progress; 0 = do not wait.
+    pub wait_secs: u64,
+}
+
+/// `tessera device replace`: ask, print the report, then (with `--wait`) follow the rebuild.
+pub fn run_replace_cli(o: &ReplaceCli) -> Result<(), String> {
+    let (ak, sk) = credentials_from_env()?;
+    let device = parse_device(&o.device)?;
+    // The server resolves the path on its own machine: send it absolute.
+    let path = if o.path.is_absolute() {
+        o.path.clone()
+    } else {
+        std::env::current_dir().map_err(|e| format!("current directory: {e}"))?.join(&o.path)
+    };
+    let path_s = path.to_str().ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
+    let r = replace_device(&o.endpoint, (&ak, &sk, &o.region), device, path_s, o.force)?;
+    let old = r.str("old_path").unwrap_or("-");
+    let new = r.str("new_path").unwrap_or(path_s);
+    println!(
+        "device dev{} (zone {}) replaced: {old} -> {new}; {} object(s) queued for rebuild",
+        r.u64("device"),
+        r.str("zone").unwrap_or("?"),
+        r.u64("queued")
+    );
+    if old != new {
+        println!(
+            "note: start the server with --device {}={new} instead of {old} from now on (its superblock names its slot)",
+            r.str("zone").unwrap_or("ZONE")
+        );
+    }
+    if o.wait_secs == 0 {
+        println!("follow the rebuild with `tessera status` (objects below redundancy falls to 0)");
+        return Ok(());
+    }
+    let t0 = std::time::Instant::now();
+    let mut last = u64::MAX;
+    loop {
+        let st = get_status(&o.endpoint, &ak, &sk, &o.region)?;
+        let (below, queued, waiting) =
+            (st.u64("objects_below_redundancy"), st.u64("repairs_queued"), st.u64("repairs_waiting"));
+        if below != last {
+            println!("rebuild: {below} object(s) below redundancy, {queued} queued, {waiting} waiting for room");
+            last = below;
+        }
+        if below == 0 && queued == 0 {
+            println!("fully redundant after {:.1} s", t0.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(o.wait_secs) {
+            return Err(format!(
+                "still {below} object(s) below redundancy after {} s (the rebuild goes on; follow it with `tessera status`)",
+                o.wait_secs
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -443,6 +596,7 @@ pub fn render_status(st: &Json) -> String {
     let failed = devices.iter().filter(|d| d.bool("healthy") == Some(false)).count();
     let below = st.u64("objects_below_redundancy");
     let queued = st.u64("repairs_queued");
+    let waiting = st.u64("repairs_waiting");
     out.push('\n');
     out.push_str(&format!("Devices:                    {} healthy, {} failed\n", devices.len() - failed, failed));
     out.push_str(&format!(
@@ -450,7 +604,7 @@ pub fn render_status(st: &Json) -> String {
         if below == 0 { " (fully redundant)" } else { "" }
     ));
     out.push_str(&format!(
-        "Rebuild:                    {queued} queued, {} parts / {} stripes repaired, {} failures{}\n",
+        "Rebuild:                    {queued} queued, {waiting} waiting for room, {} parts / {} stripes repaired, {} failures{}\n",
         st.u64("repaired_parts"),
         st.u64("repaired_stripes"),
         st.u64("repair_failures"),
@@ -506,6 +660,7 @@ mod tests {
             ],
             objects_below_redundancy: 3,
             repairs_queued: 2,
+            repairs_waiting: 1,
             repaired_parts: 5,
             repaired_stripes: 9,
             repair_failures: 0,
@@ -525,6 +680,7 @@ mod tests {
         assert_eq!(d[1].bool("healthy"), Some(false));
         assert_eq!(d[1].u64("io_errors"), 7);
         assert_eq!(j.u64("objects_below_redundancy"), 3);
+        assert_eq!(j.u64("repairs_waiting"), 1);
         assert_eq!(j.u64("scrubbed_bytes"), 3 << 20);
         let t = render_status(&j);
         assert!(t.contains("FAILED") && t.contains("1 healthy, 1 failed") && t.contains("3.0 MiB"), "{t}");

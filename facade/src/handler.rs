@@ -94,6 +94,9 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(r);
     }
+    if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        return replace_device(srv, raw_query.as_deref()).await;
+    }
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
@@ -146,6 +149,32 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
             format!("{what} is not implemented by Tessera"),
         )),
     }
+}
+
+/// `POST /_tessera/device/replace?device=N&path=P[&force=true]`: see `Engine::replace_device`.
+async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S3Error> {
+    let q = Query::parse(raw_query)?;
+    let device = q.get("device").ok_or_else(|| S3Error::invalid_argument("device=N is required"))?;
+    let device = crate::admin::parse_device(device).map_err(S3Error::invalid_argument)?;
+    let path =
+        q.get("path").filter(|p| !p.is_empty()).ok_or_else(|| S3Error::invalid_argument("path=P is required"))?;
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(S3Error::invalid_argument(format!("path {} must be absolute", path.display())));
+    }
+    let force = match q.get("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(S3Error::invalid_argument(format!("force={other}: give true or false"))),
+    };
+    let report = srv.ctx.engine.replace_device(device, &path, force).await.map_err(|e| match e {
+        // A refusal (bad slot, non-empty or foreign device): the operator's to fix.
+        engine::Error::Layout(m) | engine::Error::Io(m) => S3Error::invalid_argument(m),
+        e => crate::engine_error::to_s3(e),
+    })?;
+    let mut r = Response::new(full(crate::admin::replace_json(&report)));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
 }
 
 fn check_null_version(v: &Option<String>) -> Result<(), S3Error> {

@@ -69,6 +69,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Operate on the devices of a running server.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
     /// Check this machine against the bare-metal playbook (tuning/README.md); exit 1 on any FAIL.
     Doctor {
         /// Also check the embedded device directories under DIR (O_DIRECT, filesystem type).
@@ -77,6 +82,47 @@ enum Cmd {
         /// Also check a device as ZONE=PATH (repeatable).
         #[arg(long = "device", value_name = "ZONE=PATH")]
         devices: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Put a new, empty device in the place of a failed one and rebuild onto it.
+    #[command(long_about = "Put a new, empty device in the place of a failed (or failing) one, on the running \
+                  server, and get back to full redundancy with no further step.\n\n\
+                  The server takes device N out of service (if it has not already: its logs move to other \
+                  devices, new writes avoid it), formats PATH into N's slot (same set, same index, same \
+                  zone), brings it into service, and its repair task rebuilds every shard the old device \
+                  held (or re-places them). `tessera status` shows the progress: 'Objects below redundancy' \
+                  falls to 0; --wait follows it here.\n\n\
+                  PATH is a directory on the server's machine: an empty one, or a path that does not exist \
+                  yet under an existing parent (it is created). It may be the old device's own path once \
+                  the failed device is gone from it (e.g. a new disk mounted at the same mount point). A \
+                  path holding tessera data (a superblock of any device, or other files) is refused unless \
+                  --force, which erases tessera's files there. If PATH differs from the old path, start \
+                  the server with --device ZONE=PATH from then on.\n\n\
+                  Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).\n\n\
+                  Example: tessera device replace --device 4 --path /mnt/nvme7 --wait 3600")]
+    Replace {
+        /// The device to replace, by number as `tessera status` shows it (4 or dev4).
+        #[arg(long, value_name = "N")]
+        device: String,
+        /// The new, empty device (a directory on the server's machine).
+        #[arg(long, value_name = "PATH")]
+        path: PathBuf,
+        /// Format PATH even if it holds tessera data (its tessera files are erased).
+        #[arg(long)]
+        force: bool,
+        /// Wait up to SECS for the node to be fully redundant again, printing progress
+        /// (exit 1 if it is not by then). 0 = return at once.
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        wait: u64,
+        /// The server's endpoint (http://HOST:PORT).
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        endpoint: String,
+        /// Region to sign for (the server accepts any).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
     },
 }
 
@@ -110,6 +156,16 @@ fn main() {
             })
         })(),
         Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
+        Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
+            tessera::admin::run_replace_cli(&tessera::admin::ReplaceCli {
+                endpoint,
+                region,
+                device,
+                path,
+                force,
+                wait_secs: wait,
+            })
+        }
         Cmd::Doctor { data, devices } => (|| {
             let devices = devices
                 .iter()

@@ -72,14 +72,9 @@ fn take_zone_away(paths: &[PathBuf]) {
 fn bring_zone_back(paths: &[PathBuf]) {
     for p in paths {
         let away = p.with_extension("away");
-        // ENGINE BUG (seen 2026-11-30): while the device directory is away, the engine creates
-        // a new, empty directory at its path (with files in it), so the old one cannot simply
-        // be renamed back. Report what it created and move it aside.
-        if p.exists() {
-            let made: Vec<String> = walk(p);
-            eprintln!("[zone] ENGINE: {} was re-created while away, holding {made:?}", p.display());
-            std::fs::rename(p, p.with_extension("recreated")).expect("move the re-created dir aside");
-        }
+        // A missing device must stay missing: the engine never re-creates its directory (it
+        // did once, which hid the failure and blocked this rename).
+        assert!(!p.exists(), "the server re-created the missing device directory {}: {:?}", p.display(), walk(p));
         std::fs::rename(&away, p).unwrap_or_else(|e| panic!("rename {} back: {e}", p.display()));
     }
 }

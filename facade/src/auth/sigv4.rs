@@ -262,7 +262,7 @@ pub fn signatures_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn uri_encode(s: &str) -> String {
+pub fn uri_encode(s: &str) -> String {
     utf8_percent_encode(s, URI_ENCODE).to_string()
 }
 
