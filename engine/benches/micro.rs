@@ -132,7 +132,7 @@ fn put_record(bucket: &str, key: String, i: u32) -> Record {
         parts_count: 0,
         mtime_ms: 1_700_000_000_000 + i as u64,
         headers: ObjectMeta::pack_headers(headers()),
-        data: DataLoc::Parts(vec![layout_16mib(i)]),
+        data: DataLoc::Parts(Box::new([layout_16mib(i)])),
     };
     Record::ObjectPut { bucket: bucket.into(), key, meta, inline: Vec::new(), completes: None }
 }

@@ -538,7 +538,7 @@ impl Shard {
         }
         let (data, inline) = match w.data {
             Written::Inline(v) => (DataLoc::Inline { gen: 0, offset: 0, len: 0 }, v),
-            Written::Part(p) => (DataLoc::Parts(vec![p]), Vec::new()),
+            Written::Part(p) => (DataLoc::Parts(Box::new([p])), Vec::new()),
         };
         let meta = ObjectMeta {
             size: w.size,
@@ -959,7 +959,7 @@ impl Shard {
             parts_count: parts.len() as u32,
             mtime_ms: unix_ms(),
             headers: ObjectMeta::pack_headers(headers),
-            data: DataLoc::Parts(layouts),
+            data: DataLoc::Parts(layouts.into_boxed_slice()),
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         let rec = Record::ObjectPut {
