@@ -205,6 +205,11 @@ pub struct CoreStats {
     /// Parts (runs of stripes) rewritten by repair.
     pub repaired_parts: u64,
     pub repair_failures: u64,
+    /// ETag MD5: body chunks hashed, and how many of them in SIMD batches with other PUTs.
+    pub md5_chunks: u64,
+    pub md5_batched_chunks: u64,
+    /// Batches (flusher runs) that hashed something.
+    pub md5_flushes: u64,
 }
 
 /// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and
