@@ -21,7 +21,9 @@
 //!   there). See `hash_jobs` for the shapes md5-many is fast at and how the batcher keeps to
 //!   them.
 //!
-//! Memory: one queued chunk (a `Bytes` reference, not a copy) per stream.
+//! Memory: one queued chunk (a `Bytes` reference, not a copy) per stream. Time: one flush
+//! hashes at most [`MD5_FLUSH_MAX_BYTES`] and then lets the core's other tasks and I/O run
+//! before it hashes the rest.
 
 use bytes::Bytes;
 use md5_many::{Md5Many, Md5State};
@@ -36,6 +38,11 @@ pub const MD5_BATCH_MAX_LANES: usize = 48;
 /// Fewer queued streams than this are hashed one by one by the single-stream kernel
 /// (AVX-512VL where present), which is faster than a mostly empty SIMD batch.
 pub const MD5_BATCH_MIN_LANES: usize = 2;
+/// Most bytes one flush hashes (whole chunks, at least one) before the flusher lets the other
+/// runnable tasks and the I/O completions of the core go first; the rest stays queued for the
+/// next flush. Bounds how long hashing holds the event loop (16 MiB: about 2 ms at the 16-lane
+/// rate of a quiet core, while one 16-lane round wants 16 streams' chunks to be worth it).
+pub const MD5_FLUSH_MAX_BYTES: usize = 16 << 20;
 /// Lanes (streams) allocated up front; more grow the table.
 const INITIAL_LANES: usize = 256;
 
@@ -66,8 +73,6 @@ struct Inner {
     free: Vec<u32>,
     /// Lanes with a chunk pending, in the order they were queued (each at most once).
     queued: Vec<u32>,
-    /// Spare buffer swapped with `queued` by the flusher (no allocation per flush).
-    spare: Vec<u32>,
     /// The flusher's work list, kept between flushes (no allocation per flush).
     jobs: Vec<Job>,
     /// The flusher's waker while it waits for work.
@@ -101,7 +106,6 @@ impl Md5Batcher {
                 lanes: Vec::with_capacity(INITIAL_LANES),
                 free: Vec::with_capacity(INITIAL_LANES),
                 queued: Vec::with_capacity(INITIAL_LANES),
-                spare: Vec::with_capacity(INITIAL_LANES),
                 jobs: Vec::with_capacity(INITIAL_LANES),
                 flusher: None,
                 flusher_started: false,
@@ -192,25 +196,30 @@ impl Md5Batcher {
         i.free.push(lane);
     }
 
-    /// Hash every queued chunk. Runs in the flusher task; synchronous (no await inside), so no
+    /// Hash the queued chunks, oldest first, up to [`MD5_FLUSH_MAX_BYTES`]. Returns whether
+    /// chunks are still queued. Runs in the flusher task; synchronous (no await inside), so no
     /// stream can change the lanes meanwhile.
-    fn flush(&self) {
+    fn flush(&self) -> bool {
         let mut guard = self.inner.borrow_mut();
         let i = &mut *guard;
-        let mut queued = std::mem::replace(&mut i.queued, std::mem::take(&mut i.spare));
         let mut jobs = std::mem::take(&mut i.jobs);
         assert!(jobs.is_empty());
-        for &l in &queued {
+        let mut bytes = 0usize;
+        for &l in &i.queued {
+            if bytes >= MD5_FLUSH_MAX_BYTES {
+                break;
+            }
             let slot = &mut i.lanes[l as usize];
             assert!(slot.live, "MD5 lane {l} queued but released");
             let data = slot.pending.take().expect("a queued MD5 lane has a chunk");
+            bytes += data.len();
             jobs.push(Job { lane: l, state: slot.state, data, off: 0, simd: false });
         }
-        queued.clear();
-        i.spare = queued;
+        i.queued.drain(..jobs.len());
+        let more = !i.queued.is_empty();
         if jobs.is_empty() {
             i.jobs = jobs;
-            return;
+            return more;
         }
         drop(guard);
 
@@ -235,6 +244,7 @@ impl Md5Batcher {
         for w in wakers {
             w.wake();
         }
+        more
     }
 
     /// Hash each job's chunk into its state. md5-many is fast only for some shapes: equal,
@@ -334,11 +344,31 @@ async fn run_flusher(batcher: Weak<Md5Batcher>) {
             }
         })
         .await;
-        match batcher.upgrade() {
+        let more = match batcher.upgrade() {
             Some(b) if work => b.flush(),
             _ => return,
+        };
+        if more {
+            yield_to_back().await;
         }
     }
+}
+
+/// Let every task runnable now go first (and the I/O completions the event loop reaps between
+/// its rounds of tasks). A task that wakes itself is re-run at once by monoio, so the wake is
+/// relayed through a small task queued behind the others.
+async fn yield_to_back() {
+    let mut relayed = false;
+    poll_fn(|cx| {
+        if relayed {
+            return Poll::Ready(());
+        }
+        relayed = true;
+        let w = cx.waker().clone();
+        monoio::spawn(async move { w.wake() });
+        Poll::Pending
+    })
+    .await
 }
 
 /// The MD5 of one object being written, hashed by its core's [`Md5Batcher`].
@@ -517,6 +547,40 @@ mod tests {
         });
         assert_eq!(got, want);
         assert_eq!(lone.stats().batched_chunks, 0, "a lone stream uses the single-stream kernel");
+    }
+
+    /// More queued bytes than one flush may hash: the rest waits for the next flush (after
+    /// the other runnable tasks), and every digest is still right.
+    #[test]
+    fn a_flush_hashes_at_most_its_byte_limit_and_leaves_the_rest_queued() {
+        const STREAMS: usize = 40;
+        const CHUNK: usize = 1 << 20;
+        let batcher = Md5Batcher::new();
+        let b = batcher.clone();
+        let data = Bytes::from((0..CHUNK as u32).map(|i| (i ^ (i >> 9)) as u8).collect::<Vec<u8>>());
+        let want = md5_ref(&data);
+        let d = data.clone();
+        let got = block_on(async move {
+            let tasks: Vec<_> = (0..STREAMS)
+                .map(|_| {
+                    let (b, d) = (b.clone(), d.clone());
+                    monoio::spawn(async move {
+                        let mut h = b.stream();
+                        h.update(d).await;
+                        h.finish().await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await);
+            }
+            out
+        });
+        assert!(got.iter().all(|g| *g == want));
+        let st = batcher.stats();
+        assert_eq!(st.flushes, (STREAMS * CHUNK).div_ceil(MD5_FLUSH_MAX_BYTES) as u64, "{st:?}");
+        assert_eq!(st.batched_chunks, STREAMS as u64, "{st:?}");
     }
 
     #[test]
