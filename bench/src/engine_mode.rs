@@ -26,6 +26,10 @@ pub struct EngineArgs {
     /// cannot move away from a busy CPU).
     #[arg(long)]
     pub no_pin: bool,
+    /// Hash every PUT's ETag MD5 alone (the engine's default batches a core's concurrent PUTs
+    /// over SIMD lanes): the A/B switch for the MD5 batcher.
+    #[arg(long)]
+    pub md5_single_stream: bool,
     /// Shards at format time (each core owns one or more); default 2 per CPU.
     #[arg(long)]
     pub shards: Option<u32>,
@@ -100,6 +104,9 @@ struct EngineInfo {
     degraded_reads: u64,
     segment_files: u64,
     log_bytes: u64,
+    md5_chunks: u64,
+    md5_batched_chunks: u64,
+    md5_flushes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -355,6 +362,9 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
     let mut cfg = EngineConfig::new(layout.devices.clone());
     cfg.cores = args.cores;
     cfg.pin = !args.no_pin;
+    if args.md5_single_stream {
+        cfg.md5_batch_min_lanes = usize::MAX;
+    }
     let eng = Engine::open(cfg).map_err(|e| format!("opening the engine at {}: {e}", root.display()))?;
     println!(
         "engine: {} cores, {} shards, EC {}+{}, drivers {:?}, O_DIRECT {:?}",
@@ -416,6 +426,9 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
         degraded_reads: core_stats.iter().map(|s| s.degraded_reads).sum(),
         segment_files: core_stats.iter().map(|s| s.segment_files).sum(),
         log_bytes: core_stats.iter().map(|s| s.log_bytes).sum(),
+        md5_chunks: core_stats.iter().map(|s| s.md5_chunks).sum(),
+        md5_batched_chunks: core_stats.iter().map(|s| s.md5_batched_chunks).sum(),
+        md5_flushes: core_stats.iter().map(|s| s.md5_flushes).sum(),
     };
     eng.shutdown();
 
@@ -445,6 +458,13 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
     println!(
         "engine: pool overflow allocs {}, degraded reads {}, segment files {}, log bytes {}",
         info.pool_overflow_allocs, info.degraded_reads, info.segment_files, info.log_bytes
+    );
+    println!(
+        "engine: MD5 {} body chunks in {} batches, {:.0}% of them hashed in SIMD lanes with other PUTs{}",
+        info.md5_chunks,
+        info.md5_flushes,
+        100.0 * info.md5_batched_chunks as f64 / info.md5_chunks.max(1) as f64,
+        if args.md5_single_stream { " (--md5-single-stream)" } else { "" }
     );
 
     if let Some(path) = &args.json {

@@ -207,6 +207,11 @@ pub struct CoreStats {
     pub repair_failures: u64,
     /// Data bytes compaction moved out of mostly-dead segments.
     pub compacted_bytes: u64,
+    /// ETag MD5: body chunks hashed, and how many of them in SIMD batches with other PUTs.
+    pub md5_chunks: u64,
+    pub md5_batched_chunks: u64,
+    /// Batches (flusher runs) that hashed something.
+    pub md5_flushes: u64,
 }
 
 /// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and

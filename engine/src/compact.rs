@@ -146,7 +146,7 @@ impl Shard {
             parts_count: 0,
             mtime_ms: 0,
             headers: Default::default(),
-            data: DataLoc::Parts(vec![old.clone()]),
+            data: DataLoc::Parts(Box::new([old.clone()])),
         };
         let r = ByteRange { start: 0, end: old.size };
         // The layout was copied before an await: its segments may be gone (not a device fault).

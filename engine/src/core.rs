@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::heal::HealConfig;
 use crate::index::ShardState;
 use crate::io::DevFile;
+use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
 use crate::segment::Segments;
 use crate::shard::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync, Shard, WalState};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub replace_lock: futures::lock::Mutex<()>,
     /// Self-healing settings (repair, scrub, health probes, I/O shares).
     pub heal: HealConfig,
+    /// See `EngineConfig::md5_batch_min_lanes`.
+    pub md5_batch_min_lanes: usize,
 }
 
 thread_local! {
@@ -116,6 +119,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     pub pool: BufPool,
     pub codec: RefCell<Codec>,
+    /// The ETag MD5 of every PUT on this core, batched over SIMD lanes (`md5batch`).
+    pub md5: Rc<Md5Batcher>,
     pub healthy: RefCell<Vec<bool>>,
     /// Each device's path as this core knows it (`DeviceSet::paths` at open; a device
     /// replacement changes it on every core).
@@ -428,6 +433,7 @@ pub fn run_core(
             pool: BufPool::new(shared.chunk_bytes, shared.pool_buffers),
             shared: shared.clone(),
             codec: RefCell::new(Codec::new()),
+            md5: Md5Batcher::with_min_lanes(shared.md5_batch_min_lanes),
             healthy: RefCell::new(healthy),
             paths: RefCell::new(shared.set.paths.clone()),
             replacing: RefCell::new(vec![false; shared.set.device_count()]),

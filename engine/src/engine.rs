@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub pin: bool,
     /// Repair, scrub, device health and I/O shares.
     pub heal: HealConfig,
+    /// Hash the ETag MD5s of a core's PUTs together in SIMD lanes when at least this many are
+    /// waiting (`md5batch`); `usize::MAX` hashes every stream alone (for measurements).
+    pub md5_batch_min_lanes: usize,
 }
 
 impl EngineConfig {
@@ -43,6 +46,7 @@ impl EngineConfig {
             pool_buffers: DEFAULT_POOL_BUFFERS,
             pin: true,
             heal: HealConfig::default(),
+            md5_batch_min_lanes: crate::md5batch::MD5_BATCH_MIN_LANES,
         }
     }
 }
@@ -147,6 +151,7 @@ impl Engine {
             bucket_lock: futures::lock::Mutex::new(()),
             replace_lock: futures::lock::Mutex::new(()),
             heal: cfg.heal.clone(),
+            md5_batch_min_lanes: cfg.md5_batch_min_lanes,
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
         for (s, l) in logs.into_iter().enumerate() {
@@ -574,6 +579,8 @@ impl Engine {
             .on_all(|core| async move {
                 let mut s = core.stats.borrow().clone();
                 s.pool_overflow_allocs = core.pool.overflow_allocs();
+                let md5 = core.md5.stats();
+                (s.md5_chunks, s.md5_batched_chunks, s.md5_flushes) = (md5.chunks, md5.batched_chunks, md5.flushes);
                 for sh in core.shards.borrow().values() {
                     s.objects += sh.state.borrow().object_count() as u64;
                     s.segment_files += sh.segs.borrow().file_count() as u64;

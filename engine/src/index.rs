@@ -264,7 +264,7 @@ mod tests {
             parts_count: 0,
             mtime_ms: 5,
             headers: Default::default(),
-            data: DataLoc::Parts(vec![layout(1)]),
+            data: DataLoc::Parts(Box::new([layout(1)])),
         };
         let put = Record::ObjectPut { bucket: "b".into(), key: "k".into(), meta, inline: vec![], completes: None };
         st.apply(put, &mut segs);
@@ -278,7 +278,7 @@ mod tests {
         };
         // Overwritten since the copy was read (another mtime): the copy is ignored.
         st.apply(Record::Relocate { target: target(4), layout: layout(2) }, &mut segs);
-        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(vec![layout(1)]));
+        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(Box::new([layout(1)])));
         assert_eq!((live(&segs, 1), live(&segs, 2)), (6 * 4096, 0));
         // A copy whose bytes differ (another MD5) is ignored too.
         let mut bad = layout(2);
@@ -287,7 +287,7 @@ mod tests {
         assert_eq!(live(&segs, 2), 0);
         // Unchanged: the object moves and the old segment's bytes die.
         st.apply(Record::Relocate { target: target(5), layout: layout(2) }, &mut segs);
-        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(vec![layout(2)]));
+        assert_eq!(st.get("b", "k").unwrap().data, DataLoc::Parts(Box::new([layout(2)])));
         assert_eq!((live(&segs, 1), live(&segs, 2)), (0, 6 * 4096));
         // Deleted since: ignored.
         st.apply(Record::ObjectDelete { bucket: "b".into(), key: "k".into() }, &mut segs);

@@ -13,6 +13,7 @@ pub mod heal;
 pub mod index;
 pub mod io;
 pub mod layout;
+pub mod md5batch;
 pub mod placement;
 pub mod record;
 pub mod sched;

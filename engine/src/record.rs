@@ -80,12 +80,10 @@ impl PartLayout {
 pub enum DataLoc {
     /// Bytes inside the log record itself (tiny objects). In the index: the log generation,
     /// the frame's offset and the frame's whole length (header included), so one read gets it.
-    Inline {
-        gen: u64,
-        offset: u64,
-        len: u32,
-    },
-    Parts(Vec<PartLayout>),
+    Inline { gen: u64, offset: u64, len: u32 },
+    /// Boxed slice, not `Vec`: no capacity word, which keeps `DataLoc` at 24 bytes (the
+    /// `Inline` variant's size) and `ObjectMeta` at 72 (index memory per object).
+    Parts(Box<[PartLayout]>),
 }
 
 /// Checksum algorithm a client asked to be stored with the object.
@@ -153,6 +151,11 @@ pub struct ObjectMeta {
     pub headers: Option<Box<ObjectHeaders>>,
     pub data: DataLoc,
 }
+
+// The index holds one `ObjectMeta` per object (goal: at most 200 bytes of heap per object at
+// 1 M objects, `tessera-bench index-memory`): a field that grows it must be paid for elsewhere.
+const _: () = assert!(std::mem::size_of::<DataLoc>() <= 24, "DataLoc grew past 24 bytes");
+const _: () = assert!(std::mem::size_of::<ObjectMeta>() <= 72, "ObjectMeta grew past 72 bytes");
 
 /// The S3 ETag, quoted, of an object with this MD5 and parts count (0 = single PUT).
 pub fn etag_of(md5: &[u8; 16], parts_count: u32) -> String {
@@ -495,7 +498,7 @@ impl Record {
                         if parts.iter().map(|p| p.size).sum::<u64>() != size {
                             return Err(Error::Corrupt("part sizes do not add up to the object size".into()));
                         }
-                        (DataLoc::Parts(parts), Vec::new())
+                        (DataLoc::Parts(parts.into_boxed_slice()), Vec::new())
                     }
                     t => return Err(Error::Corrupt(format!("bad data location tag {t}"))),
                 };
@@ -599,7 +602,7 @@ mod tests {
                     parts_count: 1,
                     mtime_ms: 4,
                     headers: ObjectMeta::pack_headers(headers.clone()),
-                    data: DataLoc::Parts(vec![layout()]),
+                    data: DataLoc::Parts(Box::new([layout()])),
                 },
                 inline: vec![],
                 completes: Some("u".into()),

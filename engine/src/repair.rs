@@ -177,7 +177,7 @@ impl Shard {
             parts_count: 0,
             mtime_ms: 0,
             headers: Default::default(),
-            data: DataLoc::Parts(vec![p.clone()]),
+            data: DataLoc::Parts(Box::new([p.clone()])),
         };
         if p.size == 0 {
             return HashMap::new();

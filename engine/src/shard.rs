@@ -351,8 +351,8 @@ impl Shard {
         let chunk = core.shared.chunk_bytes;
         let mut bufs: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
         let mut cur = 0usize;
-        // The ETag's MD5, by md5-many's single-stream kernel (AVX-512VL where the CPU has it).
-        let mut md5 = md5_many::Md5State::new();
+        // The ETag's MD5, hashed together with the other PUTs of this core (`md5batch`).
+        let mut md5 = core.md5.stream();
         let mut size = 0u64;
         let mut layout: Option<PartLayout> = None;
         let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
@@ -368,7 +368,7 @@ impl Shard {
                     break;
                 }
                 Ok(BodyItem::Data(bytes)) => {
-                    md5.update(&bytes);
+                    md5.update(bytes.clone()).await;
                     size += bytes.len() as u64;
                     if size > MAX_OBJECT_BYTES {
                         return Err(Error::EntityTooLarge(size));
@@ -400,7 +400,7 @@ impl Shard {
                 }
             }
         }
-        let md5: [u8; 16] = md5.finalize();
+        let md5: [u8; 16] = md5.finish().await;
         let tail: usize = bufs.iter().map(|b| b.len()).sum();
         if layout.is_none() && allow_inline && size <= INLINE_MAX_BYTES {
             let mut v = Vec::with_capacity(tail);
@@ -588,7 +588,7 @@ impl Shard {
         }
         let (data, inline) = match w.data {
             Written::Inline(v) => (DataLoc::Inline { gen: 0, offset: 0, len: 0 }, v),
-            Written::Part(p) => (DataLoc::Parts(vec![p]), Vec::new()),
+            Written::Part(p) => (DataLoc::Parts(Box::new([p])), Vec::new()),
         };
         let meta = ObjectMeta {
             size: w.size,
@@ -1032,7 +1032,7 @@ impl Shard {
             parts_count: parts.len() as u32,
             mtime_ms: unix_ms(),
             headers: ObjectMeta::pack_headers(headers),
-            data: DataLoc::Parts(layouts),
+            data: DataLoc::Parts(layouts.into_boxed_slice()),
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         let rec = Record::ObjectPut {

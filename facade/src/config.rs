@@ -20,6 +20,9 @@ pub struct ServerConfig {
     pub region: String,
     /// Size of each preallocated segment file, in MiB (tests use small ones).
     pub segment_mib: u64,
+    /// Hash every PUT's MD5 alone instead of batching a core's PUTs over SIMD lanes (for
+    /// measuring the batcher).
+    pub md5_single_stream: bool,
 }
 
 /// Parse `K+M`.

@@ -55,6 +55,10 @@ enum Cmd {
         /// Size of each preallocated segment file in MiB (space is reserved per shard and device).
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
+        /// Hash every PUT's ETag MD5 alone instead of batching a core's concurrent PUTs over
+        /// SIMD lanes (for measuring the batcher; slower).
+        #[arg(long)]
+        md5_single_stream: bool,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -136,25 +140,28 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Server { listen, data, devices, ec, cores, no_pin, domain, region, segment_mib } => (|| {
-            let (k, m) = parse_ec(&ec)?;
-            let devices = devices
-                .iter()
-                .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
-                .collect::<Result<Vec<_>, _>>()?;
-            tessera::server::run(ServerConfig {
-                listen,
-                data,
-                devices,
-                k,
-                m,
-                cores,
-                pin: !no_pin,
-                domain,
-                region,
-                segment_mib,
-            })
-        })(),
+        Cmd::Server { listen, data, devices, ec, cores, no_pin, domain, region, segment_mib, md5_single_stream } => {
+            (|| {
+                let (k, m) = parse_ec(&ec)?;
+                let devices = devices
+                    .iter()
+                    .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tessera::server::run(ServerConfig {
+                    listen,
+                    data,
+                    devices,
+                    k,
+                    m,
+                    cores,
+                    pin: !no_pin,
+                    domain,
+                    region,
+                    segment_mib,
+                    md5_single_stream,
+                })
+            })()
+        }
         Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
             tessera::admin::run_replace_cli(&tessera::admin::ReplaceCli {

@@ -123,6 +123,9 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     ecfg.cores = cores;
     ecfg.pin = cfg.pin;
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
+    if cfg.md5_single_stream {
+        ecfg.md5_batch_min_lanes = usize::MAX;
+    }
     let engine = Engine::open(ecfg).map_err(|e| format!("cannot open the device set: {e}"))?;
     for (i, d) in engine.io_drivers().iter().enumerate() {
         if d.starts_with("io_uring") {
