@@ -204,6 +204,9 @@ pub struct CoreStats {
     pub repaired_stripes: u64,
     /// Parts (runs of stripes) rewritten by repair.
     pub repaired_parts: u64,
+    /// Client bytes covered by the stripes repair rebuilt (a re-placed part counts its size,
+    /// a mended stripe its data bytes): the progress rate of a rebuild.
+    pub repaired_bytes: u64,
     pub repair_failures: u64,
 }
 

@@ -194,14 +194,19 @@ impl Shard {
                 self.core.throttle(IoClass::Repair, p.size).await;
                 let rotate = super::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate).await?;
-                self.core.stats.borrow_mut().repaired_stripes += p.stripe_count() as u64;
+                let mut st = self.core.stats.borrow_mut();
+                st.repaired_stripes += p.stripe_count() as u64;
+                st.repaired_bytes += p.size;
                 fixed += 1;
                 continue;
             }
             let PartCheck::Bad(stripes) = self.check_part(p, IoClass::Repair).await else { continue };
             let n = stripes.len() as u64;
+            let bytes: u64 = stripes.iter().map(|(s, _)| (p.shard_len(*s) * p.k as usize) as u64).sum();
             self.mend_in_place(target, p, stripes).await?;
-            self.core.stats.borrow_mut().repaired_stripes += n;
+            let mut st = self.core.stats.borrow_mut();
+            st.repaired_stripes += n;
+            st.repaired_bytes += bytes.min(p.size);
             fixed += 1;
         }
         Ok(fixed)
