@@ -15,6 +15,7 @@ use super::{Shard, Written};
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
+use crate::sched::IoClass;
 use std::collections::HashSet;
 use std::rc::Rc;
 
@@ -116,14 +117,13 @@ impl Shard {
             }
             moved += old.size;
             YieldNow(false).await;
-            self.core.throttle(crate::sched::IoClass::Compaction, old.size).await;
             let _relocating = self.relocating.lock().await;
             // The work list was built at the start of the pass: a run repaired or moved since
             // has other extents (a later pass picks it up if it still needs moving).
             if self.state.borrow().run(&target) != Some(&old) {
                 continue;
             }
-            if let Err(e) = self.relocate(target, &old, rotate).await {
+            if let Err(e) = self.relocate(target, &old, rotate, IoClass::Compaction).await {
                 // Do not retry these segments on every commit; a restart or a repair clears it.
                 let mut skip = self.compact_skip.borrow_mut();
                 skip.extend(victims.iter().copied());
@@ -134,7 +134,15 @@ impl Shard {
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    pub(super) async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
+    /// Each stripe waits for the I/O scheduler's leave for `class`, charged its reads plus its
+    /// erasure-coded writes.
+    pub(super) async fn relocate(
+        self: &Rc<Self>,
+        target: RelocTarget,
+        old: &PartLayout,
+        rotate: usize,
+        class: IoClass,
+    ) -> Result<()> {
         let (bucket, key) = match &target {
             RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),
             RelocTarget::Part { upload_id, number, .. } => (String::new(), format!("upload {upload_id} part {number}")),
@@ -157,10 +165,15 @@ impl Shard {
             drop(tx);
             res
         };
+        let core = self.core.clone();
         let pump = async move {
             while let Ok(chunk) = rx.recv_async().await {
                 let item = match chunk {
-                    Ok(b) => BodyItem::Data(b),
+                    Ok(b) => {
+                        let n = b.len() as u64;
+                        core.throttle(class, n + core.ec_write_bytes(n)).await;
+                        BodyItem::Data(b)
+                    }
                     Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),
                 };
                 let stop = matches!(item, BodyItem::Abort(_));
