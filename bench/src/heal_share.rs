@@ -109,6 +109,12 @@ struct RunResult {
     repair_byte_share: f64,
     /// Repair still had work queued when phase 2 ended (else phase 2 was partly repair-free).
     repair_busy_whole_phase: bool,
+    /// Phase 2 as the I/O scheduler counted it, in device bytes: repair's share of repair +
+    /// foreground bytes while the foreground was busy, repair MB let through while it was
+    /// idle, and compaction MB.
+    sched_repair_device_share: f64,
+    sched_repair_idle_mb: f64,
+    sched_compaction_mb: f64,
     /// Degraded (parity) reads during the foreground phase with repair.
     degraded_reads: u64,
     errors: u64,
@@ -167,6 +173,19 @@ fn layout9(root: &Path, shards: u32) -> Layout {
 fn repaired_bytes(e: &Engine) -> Result<u64, String> {
     let st = futures::executor::block_on(e.stats()).map_err(|e| format!("engine stats: {e}"))?;
     Ok(st.iter().map(|s| s.repaired_bytes).sum())
+}
+
+/// The scheduler's device-byte counters summed over cores: (per class, per class while idle).
+fn sched_bytes(e: &Engine) -> Result<([u64; 4], [u64; 4]), String> {
+    let st = futures::executor::block_on(e.stats()).map_err(|e| format!("engine stats: {e}"))?;
+    let (mut all, mut idle) = ([0u64; 4], [0u64; 4]);
+    for s in &st {
+        for c in 0..4 {
+            all[c] += s.sched_bytes[c];
+            idle[c] += s.sched_idle_bytes[c];
+        }
+    }
+    Ok((all, idle))
 }
 
 fn degraded_reads(e: &Engine) -> Result<u64, String> {
@@ -250,9 +269,13 @@ fn measure(run: usize, e: &Engine, args: &HealShareArgs, data: &Bytes) -> Result
     futures::executor::block_on(e.set_device_health(args.fail_device, false))
         .map_err(|e| format!("failing device {}: {e}", args.fail_device))?;
     fill(e, args, "fgg-", args.fg_objects.max(1), data)?;
-    let (rep0, deg0) = (repaired_bytes(e)?, degraded_reads(e)?);
+    let (rep0, deg0, sch0) = (repaired_bytes(e)?, degraded_reads(e)?, sched_bytes(e)?);
     let with = foreground(e, args, "with-repair", data);
-    let (rep1, deg1) = (repaired_bytes(e)?, degraded_reads(e)?);
+    let (rep1, deg1, sch1) = (repaired_bytes(e)?, degraded_reads(e)?, sched_bytes(e)?);
+    // The scheduler's own view of phase 2, in device bytes (index 1 = repair, 3 = compaction).
+    let d = |i: usize| (sch1.0[i] - sch0.0[i]) as f64;
+    let idle = |i: usize| (sch1.1[i] - sch0.1[i]) as f64;
+    let sched_repair_share = (d(1) - idle(1)) / ((d(1) - idle(1)) + d(0)).max(1.0);
     let busy = repairs_queued(e)? > 0;
 
     // 3. The rebuild alone, until it is done or the phase ends.
@@ -275,6 +298,9 @@ fn measure(run: usize, e: &Engine, args: &HealShareArgs, data: &Bytes) -> Result
         repair_alone_mb_per_s: repair_alone,
         repair_byte_share: (rep1 - rep0) as f64 / ((rep1 - rep0) as f64 + fg_bytes).max(1.0),
         repair_busy_whole_phase: busy,
+        sched_repair_device_share: sched_repair_share,
+        sched_repair_idle_mb: idle(1) / 1e6,
+        sched_compaction_mb: d(3) / 1e6,
         degraded_reads: deg1 - deg0,
         errors: alone.errors + with.errors,
         fg_alone_ops: alone.ops,
@@ -284,13 +310,16 @@ fn measure(run: usize, e: &Engine, args: &HealShareArgs, data: &Bytes) -> Result
     };
     println!(
         "run {run}: fg alone {:.1} MB/s, with repair {:.1} MB/s ({:.0}%); repair {:.1} MB/s with fg, {:.1} MB/s alone; \
-         repair share of bytes {:.0}%{}{}",
+         repair share of bytes {:.0}% (scheduler: {:.0}% of device bytes, {:.0} MB while idle; compaction {:.0} MB){}{}",
         r.fg_alone_mb_per_s,
         r.fg_with_repair_mb_per_s,
         100.0 * r.fg_ratio,
         r.repair_with_fg_mb_per_s,
         r.repair_alone_mb_per_s,
         100.0 * r.repair_byte_share,
+        100.0 * r.sched_repair_device_share,
+        r.sched_repair_idle_mb,
+        r.sched_compaction_mb,
         if busy { "" } else { " (WARNING: the rebuild finished before the phase ended; raise --objects)" },
         if r.errors > 0 { format!(" ({} foreground errors)", r.errors) } else { String::new() },
     );

@@ -573,6 +573,11 @@ impl Engine {
             .on_all(|core| async move {
                 let mut s = core.stats.borrow().clone();
                 s.pool_overflow_allocs = core.pool.overflow_allocs();
+                {
+                    let sched = core.sched.borrow();
+                    s.sched_bytes = sched.moved_bytes;
+                    s.sched_idle_bytes = sched.moved_idle_bytes;
+                }
                 for sh in core.shards.borrow().values() {
                     s.objects += sh.state.borrow().object_count() as u64;
                     s.segment_files += sh.segs.borrow().file_count() as u64;

@@ -63,6 +63,10 @@ pub struct IoSched {
     credit: [i64; IO_CLASSES],
     /// Fractional credit carried between foreground charges, in percent-bytes (exact).
     credit_rem: [u64; IO_CLASSES],
+    /// Device bytes counted per class since start (foreground charged, background admitted),
+    /// and the part of them admitted while the foreground was idle.
+    pub moved_bytes: [u64; IO_CLASSES],
+    pub moved_idle_bytes: [u64; IO_CLASSES],
 }
 
 impl IoSched {
@@ -76,6 +80,8 @@ impl IoSched {
             fg_active: 0,
             credit: [0; IO_CLASSES],
             credit_rem: [0; IO_CLASSES],
+            moved_bytes: [0; IO_CLASSES],
+            moved_idle_bytes: [0; IO_CLASSES],
         }
     }
 
@@ -97,6 +103,7 @@ impl IoSched {
     pub fn foreground(&mut self, bytes: u64, now_ms: u64) {
         self.roll(now_ms);
         self.fg_window += bytes;
+        self.moved_bytes[IoClass::Foreground as usize] += bytes;
         for c in 1..IO_CLASSES {
             // bytes * share / (100 - share), with the remainder carried so no byte is lost.
             let num = bytes as u128 * self.shares[c] as u128 + self.credit_rem[c] as u128;
@@ -127,12 +134,15 @@ impl IoSched {
         if !self.busy() {
             // Idle foreground: full speed, and whatever debt was left is forgiven.
             self.credit[c] = self.credit[c].max(0);
+            self.moved_bytes[c] += bytes;
+            self.moved_idle_bytes[c] += bytes;
             return true;
         }
         if self.credit[c] < 0 {
             return false;
         }
         self.credit[c] = self.credit[c].saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.moved_bytes[c] += bytes;
         true
     }
 }
