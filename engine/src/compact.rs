@@ -117,13 +117,14 @@ impl Shard {
             }
             moved += old.size;
             YieldNow(false).await;
+            self.core.throttle(IoClass::Compaction, self.core.copy_bytes(old.size)).await;
             let _relocating = self.relocating.lock().await;
             // The work list was built at the start of the pass: a run repaired or moved since
             // has other extents (a later pass picks it up if it still needs moving).
             if self.state.borrow().run(&target) != Some(&old) {
                 continue;
             }
-            if let Err(e) = self.relocate(target, &old, rotate, IoClass::Compaction).await {
+            if let Err(e) = self.relocate(target, &old, rotate).await {
                 // Do not retry these segments on every commit; a restart or a repair clears it.
                 let mut skip = self.compact_skip.borrow_mut();
                 skip.extend(victims.iter().copied());
@@ -134,15 +135,8 @@ impl Shard {
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    /// Each stripe waits for the I/O scheduler's leave for `class`, charged its reads plus its
-    /// erasure-coded writes.
-    pub(super) async fn relocate(
-        self: &Rc<Self>,
-        target: RelocTarget,
-        old: &PartLayout,
-        rotate: usize,
-        class: IoClass,
-    ) -> Result<()> {
+    /// The caller has the I/O scheduler's leave (`Core::copy_bytes` of the run).
+    pub(super) async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
         let (bucket, key) = match &target {
             RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),
             RelocTarget::Part { upload_id, number, .. } => (String::new(), format!("upload {upload_id} part {number}")),
@@ -165,15 +159,10 @@ impl Shard {
             drop(tx);
             res
         };
-        let core = self.core.clone();
         let pump = async move {
             while let Ok(chunk) = rx.recv_async().await {
                 let item = match chunk {
-                    Ok(b) => {
-                        let n = b.len() as u64;
-                        core.throttle(class, n + core.ec_write_bytes(n)).await;
-                        BodyItem::Data(b)
-                    }
+                    Ok(b) => BodyItem::Data(b),
                     Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),
                 };
                 let stop = matches!(item, BodyItem::Abort(_));

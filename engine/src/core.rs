@@ -121,7 +121,8 @@ pub struct ForegroundGuard {
 
 impl Drop for ForegroundGuard {
     fn drop(&mut self) {
-        self.core.sched.borrow_mut().foreground_end();
+        let now = self.core.now_ms();
+        self.core.sched.borrow_mut().foreground_end(now);
     }
 }
 
@@ -157,6 +158,12 @@ impl Core {
     pub fn ec_write_bytes(&self, size: u64) -> u64 {
         let set = &self.shared.set;
         size.saturating_mul((set.k + set.m) as u64) / (set.k as u64).max(1)
+    }
+
+    /// Device bytes of copying `size` client bytes of erasure-coded data (a repair re-placing
+    /// a part, compaction moving a run): read once, written size × (k+m)/k.
+    pub fn copy_bytes(&self, size: u64) -> u64 {
+        size.saturating_add(self.ec_write_bytes(size))
     }
 
     /// The foreground counts as busy for the I/O scheduler while the guard lives (a request

@@ -12,8 +12,9 @@
 //! take more than its share over time, and no class starves: it progresses at its share while
 //! the foreground is busy and at full speed once it is idle (debts are forgiven then).
 //!
-//! The foreground counts as busy while a request is in flight or while it moved bytes in the
-//! current or previous `SCHED_WINDOW_MS` window. Bytes are device bytes (what the disks
+//! The foreground counts as busy while a request is in flight and for `SCHED_IDLE_AFTER_MS`
+//! after its last request ended or charged bytes (so the gap between two requests, or a
+//! client thread that lost its CPU for a moment, does not let background run at full speed). Bytes are device bytes (what the disks
 //! move): callers charge a PUT its size times (k+m)/k, a copy its reads plus its writes.
 //!
 //! Plain data, no clock inside: callers pass the time, so the share logic is unit-tested.
@@ -28,8 +29,8 @@ pub enum IoClass {
 }
 
 pub const IO_CLASSES: usize = 4;
-/// The window over which recent foreground bytes mark the foreground busy.
-pub const SCHED_WINDOW_MS: u64 = 100;
+/// The foreground counts as idle only after this long without a request in flight.
+pub const SCHED_IDLE_AFTER_MS: u64 = 500;
 /// How long a refused background operation waits before asking again.
 pub const SCHED_RETRY_MS: u64 = 10;
 /// Credit a background class may save up while it has nothing to do (so a class that wakes
@@ -53,10 +54,8 @@ impl Default for IoShares {
 pub struct IoSched {
     /// Percent per class (index 0, the foreground, is unused).
     shares: [u64; IO_CLASSES],
-    window_start_ms: u64,
-    /// Foreground bytes in the current and the previous window.
-    fg_window: u64,
-    fg_prev_window: u64,
+    /// When the foreground last charged bytes or ended a request.
+    fg_last_ms: Option<u64>,
     /// Foreground requests in flight.
     fg_active: u64,
     /// Per background class: bytes it may still move (negative: a debt to pay back).
@@ -74,9 +73,7 @@ impl IoSched {
         let clamp = |p: u32| p.clamp(1, 99) as u64;
         IoSched {
             shares: [100, clamp(s.repair_percent), clamp(s.scrub_percent), clamp(s.compaction_percent)],
-            window_start_ms: 0,
-            fg_window: 0,
-            fg_prev_window: 0,
+            fg_last_ms: None,
             fg_active: 0,
             credit: [0; IO_CLASSES],
             credit_rem: [0; IO_CLASSES],
@@ -85,24 +82,14 @@ impl IoSched {
         }
     }
 
-    fn roll(&mut self, now_ms: u64) {
-        if now_ms >= self.window_start_ms + SCHED_WINDOW_MS {
-            let consecutive = now_ms < self.window_start_ms + 2 * SCHED_WINDOW_MS;
-            self.fg_prev_window = if consecutive { self.fg_window } else { 0 };
-            self.fg_window = 0;
-            self.window_start_ms = now_ms - (now_ms - self.window_start_ms) % SCHED_WINDOW_MS;
-        }
-    }
-
-    fn busy(&self) -> bool {
-        self.fg_active > 0 || self.fg_window > 0 || self.fg_prev_window > 0
+    fn busy(&self, now_ms: u64) -> bool {
+        self.fg_active > 0 || self.fg_last_ms.is_some_and(|t| now_ms.saturating_sub(t) < SCHED_IDLE_AFTER_MS)
     }
 
     /// Record foreground work (never refused): `bytes` device bytes. Earns every background
     /// class its share of credit.
     pub fn foreground(&mut self, bytes: u64, now_ms: u64) {
-        self.roll(now_ms);
-        self.fg_window += bytes;
+        self.fg_last_ms = Some(now_ms);
         self.moved_bytes[IoClass::Foreground as usize] += bytes;
         for c in 1..IO_CLASSES {
             // bytes * share / (100 - share), with the remainder carried so no byte is lost.
@@ -119,8 +106,9 @@ impl IoSched {
         self.fg_active += 1;
     }
 
-    pub fn foreground_end(&mut self) {
+    pub fn foreground_end(&mut self, now_ms: u64) {
         self.fg_active = self.fg_active.saturating_sub(1);
+        self.fg_last_ms = Some(now_ms);
     }
 
     /// May `class` move `bytes` (device bytes) now? If yes, the bytes are counted.
@@ -129,9 +117,8 @@ impl IoSched {
             self.foreground(bytes, now_ms);
             return true;
         }
-        self.roll(now_ms);
         let c = class as usize;
-        if !self.busy() {
+        if !self.busy(now_ms) {
             // Idle foreground: full speed, and whatever debt was left is forgiven.
             self.credit[c] = self.credit[c].max(0);
             self.moved_bytes[c] += bytes;
@@ -208,8 +195,9 @@ mod tests {
             }
         }
         assert!(refused > 90, "only {refused} of 100 scrub requests were refused");
-        // ...and released two windows after the foreground went quiet, debt forgiven.
-        assert!(s.admit(IoClass::Scrub, 1 << 20, 1000 + 2 * SCHED_WINDOW_MS + 1));
+        // ...and released once the foreground has been quiet for a while, debt forgiven.
+        assert!(!s.admit(IoClass::Scrub, 1 << 20, 1000 + SCHED_IDLE_AFTER_MS - 1));
+        assert!(s.admit(IoClass::Scrub, 1 << 20, 1000 + SCHED_IDLE_AFTER_MS));
     }
 
     #[test]
@@ -220,8 +208,9 @@ mod tests {
         // once it has spent its credit.
         assert!(s.admit(IoClass::Repair, 1 << 20, 5_000), "a class with no debt may start");
         assert!(!s.admit(IoClass::Repair, 1 << 20, 5_001), "a class in debt must wait");
-        s.foreground_end();
-        assert!(s.admit(IoClass::Repair, 1 << 20, 5_300), "idle foreground: full speed again");
+        s.foreground_end(5_002);
+        assert!(!s.admit(IoClass::Repair, 1 << 20, 5_100), "the foreground was busy a moment ago");
+        assert!(s.admit(IoClass::Repair, 1 << 20, 5_002 + SCHED_IDLE_AFTER_MS), "idle foreground: full speed again");
     }
 
     #[test]
