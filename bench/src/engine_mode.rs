@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const BUCKET: &str = "bench";
+pub(crate) const BUCKET: &str = "bench";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {
@@ -131,7 +131,7 @@ struct Report {
 
 /// How long a phase runs: a count of operations or a deadline.
 #[derive(Clone, Copy)]
-enum Limit {
+pub(crate) enum Limit {
     Ops(u64),
     Until(Instant),
 }
@@ -143,8 +143,24 @@ where
     F: Fn(u64) -> Fut + Sync,
     Fut: Future<Output = Result<u64, String>>,
 {
-    let threads = args.client_threads.clamp(1, args.concurrency.max(1));
-    let conc = args.concurrency.max(1);
+    run_load(name, object_bytes, args.concurrency, args.client_threads, limit, op)
+}
+
+/// `run_phase` with the load shape given directly: `concurrency` workers over `client_threads`.
+pub(crate) fn run_load<F, Fut>(
+    name: &str,
+    object_bytes: u64,
+    concurrency: usize,
+    client_threads: usize,
+    limit: Limit,
+    op: F,
+) -> OpResult
+where
+    F: Fn(u64) -> Fut + Sync,
+    Fut: Future<Output = Result<u64, String>>,
+{
+    let threads = client_threads.clamp(1, concurrency.max(1));
+    let conc = concurrency.max(1);
     let next = AtomicU64::new(0);
     let cpu0 = stats::process_cpu_secs();
     let t0 = Instant::now();
@@ -202,7 +218,7 @@ fn limit(args: &EngineArgs) -> Limit {
 }
 
 /// Deterministic, incompressible bytes (xorshift), so every run PUTs the same content.
-fn payload(len: usize, seed: u64) -> Bytes {
+pub(crate) fn payload(len: usize, seed: u64) -> Bytes {
     let mut v = vec![0u8; len.div_ceil(8) * 8];
     let mut x = seed | 1;
     for w in v.chunks_exact_mut(8) {
@@ -255,7 +271,7 @@ fn list_phase(e: &Engine, args: &EngineArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn put(e: &Engine, key: String, data: &Bytes) -> Result<u64, String> {
+pub(crate) async fn put(e: &Engine, key: String, data: &Bytes) -> Result<u64, String> {
     let info = e.put_bytes(BUCKET, &key, PutOptions::default(), data.clone()).await.map_err(|e| e.to_string())?;
     if info.size != data.len() as u64 {
         return Err(format!("PUT {key}: engine stored {} bytes, sent {}", info.size, data.len()));
@@ -265,7 +281,7 @@ async fn put(e: &Engine, key: String, data: &Bytes) -> Result<u64, String> {
 
 /// GET streaming the body (no copy into one buffer); checks the length, and the bytes with
 /// `verify`.
-async fn get(e: &Engine, key: String, expect: &Bytes, verify: bool) -> Result<u64, String> {
+pub(crate) async fn get(e: &Engine, key: String, expect: &Bytes, verify: bool) -> Result<u64, String> {
     let (_, range, rx) = e.get_object(BUCKET, &key, None).await.map_err(|e| format!("GET {key}: {e}"))?;
     let mut n = 0usize;
     while let Ok(chunk) = rx.recv_async().await {
@@ -281,7 +297,7 @@ async fn get(e: &Engine, key: String, expect: &Bytes, verify: bool) -> Result<u6
     Ok(n as u64)
 }
 
-fn filesystem_of(p: &Path) -> String {
+pub(crate) fn filesystem_of(p: &Path) -> String {
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
         return "unknown".into();
     };
@@ -300,7 +316,7 @@ fn filesystem_of(p: &Path) -> String {
     }
 }
 
-fn kernel() -> String {
+pub(crate) fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 

@@ -5,6 +5,7 @@
 //! HTTP/1.1 with SigV4 (`s3_mode`). All share `stats` for histograms, tables and JSON.
 
 mod engine_mode;
+mod heal_share;
 mod http;
 mod index_mem;
 mod null_server;
@@ -45,6 +46,9 @@ enum Cmd {
     List(ListArgs),
     /// Multipart uploads of --size objects in --part-size parts, parts in parallel.
     Multipart(MultipartArgs),
+    /// Foreground throughput alone and while a failed device is rebuilt, against the share
+    /// the I/O scheduler promises it (engine-direct).
+    HealShare(heal_share::HealShareArgs),
     /// Heap bytes per object of a shard's in-memory index (no I/O).
     IndexMemory(index_mem::IndexMemArgs),
     /// DeleteObject of --objects keys (PUT first).
@@ -63,6 +67,7 @@ fn main() {
         Cmd::Engine(a) => engine_mode::run(a),
         Cmd::IndexMemory(a) => index_mem::run(a),
         Cmd::NullServer(a) => null_server::run(a),
+        Cmd::HealShare(a) => heal_share::run(a),
         Cmd::Put(c) => s3_mode::main(c, Workload::Put),
         Cmd::Get(c) => s3_mode::main(c, Workload::Get),
         Cmd::Delete(c) => s3_mode::main(c, Workload::Delete),

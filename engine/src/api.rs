@@ -204,6 +204,13 @@ pub struct CoreStats {
     pub repaired_stripes: u64,
     /// Parts (runs of stripes) rewritten by repair.
     pub repaired_parts: u64,
+    /// Client bytes covered by the stripes repair rebuilt (a re-placed part counts its size,
+    /// a mended stripe its data bytes): the progress rate of a rebuild.
+    pub repaired_bytes: u64,
+    /// Device bytes the I/O scheduler counted per class (foreground, repair, scrub,
+    /// compaction), and the background bytes it let through while the foreground was idle.
+    pub sched_bytes: [u64; 4],
+    pub sched_idle_bytes: [u64; 4],
     pub repair_failures: u64,
     /// Data bytes compaction moved out of mostly-dead segments.
     pub compacted_bytes: u64,

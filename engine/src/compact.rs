@@ -15,6 +15,7 @@ use super::{Shard, Written};
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
+use crate::sched::IoClass;
 use std::collections::HashSet;
 use std::rc::Rc;
 
@@ -116,7 +117,7 @@ impl Shard {
             }
             moved += old.size;
             YieldNow(false).await;
-            self.core.throttle(crate::sched::IoClass::Compaction, old.size).await;
+            self.core.throttle(IoClass::Compaction, self.core.copy_bytes(old.size)).await;
             let _relocating = self.relocating.lock().await;
             // The work list was built at the start of the pass: a run repaired or moved since
             // has other extents (a later pass picks it up if it still needs moving).
@@ -135,6 +136,7 @@ impl Shard {
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
+    /// The caller has the I/O scheduler's leave (`Core::copy_bytes` of the run).
     pub(super) async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
         let (bucket, key) = match &target {
             RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),

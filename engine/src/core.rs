@@ -146,6 +146,17 @@ pub struct Core {
     started: std::time::Instant,
 }
 
+pub struct ForegroundGuard {
+    core: Rc<Core>,
+}
+
+impl Drop for ForegroundGuard {
+    fn drop(&mut self) {
+        let now = self.core.now_ms();
+        self.core.sched.borrow_mut().foreground_end(now);
+    }
+}
+
 pub struct InflightGuard {
     core: Rc<Core>,
     bucket: String,
@@ -168,10 +179,29 @@ impl Core {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Count foreground bytes for the I/O scheduler.
+    /// Count foreground device bytes for the I/O scheduler.
     pub fn foreground_io(&self, bytes: u64) {
         let now = self.now_ms();
         self.sched.borrow_mut().foreground(bytes, now);
+    }
+
+    /// Device bytes written for `size` client bytes of erasure-coded data: size × (k+m)/k.
+    pub fn ec_write_bytes(&self, size: u64) -> u64 {
+        let set = &self.shared.set;
+        size.saturating_mul((set.k + set.m) as u64) / (set.k as u64).max(1)
+    }
+
+    /// Device bytes of copying `size` client bytes of erasure-coded data (a repair re-placing
+    /// a part, compaction moving a run): read once, written size × (k+m)/k.
+    pub fn copy_bytes(&self, size: u64) -> u64 {
+        size.saturating_add(self.ec_write_bytes(size))
+    }
+
+    /// The foreground counts as busy for the I/O scheduler while the guard lives (a request
+    /// in flight: a long PUT charges its bytes only when it ends).
+    pub fn foreground_guard(self: &Rc<Self>) -> ForegroundGuard {
+        self.sched.borrow_mut().foreground_begin();
+        ForegroundGuard { core: self.clone() }
     }
 
     /// Wait until background class `class` may move `bytes` (see `sched`).

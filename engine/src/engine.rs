@@ -581,6 +581,11 @@ impl Engine {
                 s.pool_overflow_allocs = core.pool.overflow_allocs();
                 let md5 = core.md5.stats();
                 (s.md5_chunks, s.md5_batched_chunks, s.md5_flushes) = (md5.chunks, md5.batched_chunks, md5.flushes);
+                {
+                    let sched = core.sched.borrow();
+                    s.sched_bytes = sched.moved_bytes;
+                    s.sched_idle_bytes = sched.moved_idle_bytes;
+                }
                 for sh in core.shards.borrow().values() {
                     s.objects += sh.state.borrow().object_count() as u64;
                     s.segment_files += sh.segs.borrow().file_count() as u64;

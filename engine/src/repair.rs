@@ -242,18 +242,24 @@ impl Shard {
             };
             let healthy = self.core.healthy.borrow().clone();
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
-                // Re-place the whole part on healthy devices through the write path.
-                self.core.throttle(IoClass::Repair, p.size).await;
+                // Re-place the whole part on healthy devices through the write path. A large
+                // part leaves repair in debt with the scheduler until the foreground repays it.
+                self.core.throttle(IoClass::Repair, self.core.copy_bytes(p.size)).await;
                 let rotate = super::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate).await?;
-                self.core.stats.borrow_mut().repaired_stripes += p.stripe_count() as u64;
+                let mut st = self.core.stats.borrow_mut();
+                st.repaired_stripes += p.stripe_count() as u64;
+                st.repaired_bytes += p.size;
                 fixed += 1;
                 continue;
             }
             let PartCheck::Bad(stripes) = self.check_part(p, IoClass::Repair).await else { continue };
             let n = stripes.len() as u64;
+            let bytes: u64 = stripes.iter().map(|(s, _)| (p.shard_len(*s) * p.k as usize) as u64).sum();
             self.mend_in_place(target, p, stripes).await?;
-            self.core.stats.borrow_mut().repaired_stripes += n;
+            let mut st = self.core.stats.borrow_mut();
+            st.repaired_stripes += n;
+            st.repaired_bytes += bytes.min(p.size);
             fixed += 1;
         }
         Ok(fixed)

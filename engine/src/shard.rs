@@ -572,9 +572,10 @@ impl Shard {
         check_key(&key)?;
         check_headers(&opts.headers)?;
         let _inflight = self.core.inflight(&bucket)?;
+        let _busy = self.core.foreground_guard();
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         let w = self.write_body(body, true, rotate_for(&bucket, &key)).await?;
-        self.core.foreground_io(w.size);
+        self.core.foreground_io(self.core.ec_write_bytes(w.size));
         if let Some(want) = opts.content_md5 {
             if want != w.md5 {
                 return Err(Error::BadDigest);
@@ -641,6 +642,7 @@ impl Shard {
             None => ByteRange { start: 0, end: meta.size },
         };
         self.core.foreground_io(r.end - r.start);
+        let busy = self.core.foreground_guard();
         let (tx, rx) = flume::bounded(2);
         // A small object whose log pages are cached is answered at once, with no read task.
         if matches!(meta.data, DataLoc::Inline { .. }) {
@@ -656,6 +658,7 @@ impl Shard {
         let plan = self.read_plan(&meta, r);
         let me = self.clone();
         monoio::spawn(async move {
+            let _busy = busy;
             if let Err(e) = me.stream(&bucket, &key, &meta, r, plan, &tx).await {
                 let _ = tx.send_async(Err(e)).await;
             }
@@ -966,7 +969,9 @@ impl Shard {
         self.core.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
         let _inflight = self.core.inflight(&bucket)?;
+        let _busy = self.core.foreground_guard();
         let w = self.write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize)).await?;
+        self.core.foreground_io(self.core.ec_write_bytes(w.size));
         if content_md5.is_some_and(|m| m != w.md5) {
             return Err(Error::BadDigest);
         }
