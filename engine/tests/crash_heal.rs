@@ -41,12 +41,6 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-fn seed() -> u64 {
-    let s = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {s} (replay with TEST_SEED={s})");
-    s
-}
-
 /// The embedded layout with the replaced device's slot at its new path.
 fn rebuild_devices(root: &Path) -> Vec<DeviceSpec> {
     let mut d = Layout::embedded(root, 2).devices;

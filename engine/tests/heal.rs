@@ -9,18 +9,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bytes per shard of a full stripe at the default chunk size.
 const CHUNK: u64 = 256 << 10;
 /// Every wait in these tests gives up after this long.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
-
-fn seed() -> u64 {
-    let s = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {s} (replay with TEST_SEED={s})");
-    s
-}
 
 /// Healing tuned for tests: quick repair polls, no scrub or probe unless asked.
 fn heal_cfg() -> HealConfig {
@@ -63,18 +57,6 @@ fn seg_of_device(root: &Path, dev: usize) -> PathBuf {
     files.into_iter().next().unwrap()
 }
 
-fn wait_for(what: &str, e: &Engine, mut done: impl FnMut(&engine::HealthStatus) -> bool) -> engine::HealthStatus {
-    let start = Instant::now();
-    loop {
-        let st = block_on(e.status()).unwrap();
-        if done(&st) {
-            return st;
-        }
-        assert!(start.elapsed() < WAIT_LIMIT, "timed out waiting for {what}: {st:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn repair_rewrites_bad_shards_so_the_next_read_needs_no_rebuild() {
     let seed = seed();
@@ -104,7 +86,7 @@ fn repair_rewrites_bad_shards_so_the_next_read_needs_no_rebuild() {
     }
     let degraded = degraded_reads(&e);
     assert!(degraded > 0, "no read needed a rebuild: the flips missed every data shard");
-    wait_for("the repair queue to drain", &e, |s| s.repairs_queued == 0 && s.repaired_parts > 0);
+    wait_for("the repair queue to drain", &e, WAIT_LIMIT, |s| s.repairs_queued == 0 && s.repaired_parts > 0);
     let before = degraded_reads(&e);
     for (k, d) in &objects {
         assert_eq!(get(&e, "rep", k), d.as_ref(), "{k}: wrong bytes after repair");
@@ -155,7 +137,7 @@ fn scrubber_finds_every_flipped_shard_and_repair_fixes_it() {
     let fast = HealConfig { scrub: true, scrub_bytes_per_sec: 256 << 20, ..heal_cfg() };
     let e = open_heal(root, l, fast);
     // Phase one: only the scrubber looks, so everything found is its own.
-    let st = wait_for("a first scrub pass", &e, |s| s.scrub_passes >= 1);
+    let st = wait_for("a first scrub pass", &e, WAIT_LIMIT, |s| s.scrub_passes >= 1);
     assert_eq!(st.scrub_errors, expected, "the scrubber's first pass missed bad shards");
     // Phase two: clients read while repair finishes and the scrubber goes round again.
     let reader = {
@@ -169,7 +151,8 @@ fn scrubber_finds_every_flipped_shard_and_repair_fixes_it() {
         })
     };
     let passes = st.scrub_passes;
-    let st = wait_for("repair and a clean pass", &e, |s| s.repairs_queued == 0 && s.scrub_passes >= passes + 2);
+    let st =
+        wait_for("repair and a clean pass", &e, WAIT_LIMIT, |s| s.repairs_queued == 0 && s.scrub_passes >= passes + 2);
     reader.join().unwrap();
     assert_eq!(st.scrub_errors, expected, "later passes found damage repair should have fixed");
     assert_eq!(st.repair_failures, 0);
@@ -206,7 +189,7 @@ fn failed_device_is_rebuilt_elsewhere_and_reported() {
     for (k, d) in &objects {
         assert_eq!(get(&e, "dev", k), d.as_ref(), "{k}: wrong bytes with device 4 failing");
     }
-    let st = wait_for("rebuild off device 4", &e, |s| {
+    let st = wait_for("rebuild off device 4", &e, WAIT_LIMIT, |s| {
         !s.devices[4].healthy && s.objects_below_redundancy == 0 && s.repairs_queued == 0
     });
     assert!(st.devices[4].io_errors > 0);
@@ -235,9 +218,9 @@ fn health_probe_fails_a_foreign_device_and_brings_it_back() {
     let sb = root.join("dev7/tessera.sb");
     let saved = std::fs::read(&sb).unwrap();
     std::fs::write(&sb, b"not a superblock").unwrap();
-    wait_for("the probe to fail device 7", &e, |s| !s.devices[7].healthy);
+    wait_for("the probe to fail device 7", &e, WAIT_LIMIT, |s| !s.devices[7].healthy);
     std::fs::write(&sb, &saved).unwrap();
-    wait_for("the probe to bring device 7 back", &e, |s| s.devices.iter().all(|d| d.healthy));
+    wait_for("the probe to bring device 7 back", &e, WAIT_LIMIT, |s| s.devices.iter().all(|d| d.healthy));
     e.shutdown();
 }
 

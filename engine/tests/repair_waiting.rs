@@ -6,9 +6,9 @@
 
 mod common;
 use common::*;
-use engine::{EngineConfig, HealConfig, HealthStatus, Layout};
+use engine::{EngineConfig, HealConfig, Layout};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -55,18 +55,6 @@ fn repair_errors() -> Vec<String> {
         .collect()
 }
 
-fn wait_for(what: &str, e: &engine::Engine, mut done: impl FnMut(&HealthStatus) -> bool) -> HealthStatus {
-    let start = Instant::now();
-    loop {
-        let st = block_on(e.status()).unwrap();
-        if done(&st) {
-            return st;
-        }
-        assert!(start.elapsed() < WAIT_LIMIT, "timed out waiting for {what}: {st:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_repair_without_room_waits_counted_below_redundancy_and_logs_once() {
     tracing::subscriber::set_global_default(CountErrors).expect("the only subscriber of this binary");
@@ -97,7 +85,7 @@ fn a_repair_without_room_waits_counted_below_redundancy_and_logs_once() {
     let n = objects.len() as u64;
     let dev2 = root.join("dev2");
     std::fs::rename(&dev2, root.join("dev2.away")).unwrap();
-    let st = wait_for("device 2 failed and every object waiting", &e, |s| {
+    let st = wait_for("device 2 failed and every object waiting", &e, WAIT_LIMIT, |s| {
         !s.devices[2].healthy && s.repairs_waiting == n && s.repairs_queued == 0
     });
     let passes = st.scrub_passes;
@@ -107,7 +95,8 @@ fn a_repair_without_room_waits_counted_below_redundancy_and_logs_once() {
             assert_eq!(get(&e, "wait", k), d.as_ref(), "{k}");
         }
     }
-    let st = wait_for("two more scrub passes", &e, |s| s.scrub_passes >= passes + 2 && s.repairs_queued == 0);
+    let st =
+        wait_for("two more scrub passes", &e, WAIT_LIMIT, |s| s.scrub_passes >= passes + 2 && s.repairs_queued == 0);
     assert_eq!(st.objects_below_redundancy, n, "waiting objects must stay counted below redundancy: {st:#?}");
     assert_eq!(st.repairs_waiting, n, "{st:#?}");
     assert_eq!(st.repair_failures, 0, "no room is not a failure: {st:#?}");
@@ -120,7 +109,7 @@ fn a_repair_without_room_waits_counted_below_redundancy_and_logs_once() {
 
     // The device comes back: the waiting objects are retried and are whole again.
     std::fs::rename(root.join("dev2.away"), &dev2).unwrap();
-    let st = wait_for("device 2 back and nothing waiting", &e, |s| {
+    let st = wait_for("device 2 back and nothing waiting", &e, WAIT_LIMIT, |s| {
         s.devices[2].healthy && s.repairs_waiting == 0 && s.repairs_queued == 0 && s.objects_below_redundancy == 0
     });
     assert_eq!(st.repair_failures, 0, "{st:#?}");

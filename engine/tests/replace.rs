@@ -3,18 +3,12 @@
 
 mod common;
 use common::*;
-use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, HealthStatus, Layout};
+use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, Layout};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every wait in these tests gives up after this long.
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
-
-fn seed() -> u64 {
-    let s = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("seed {s} (replay with TEST_SEED={s})");
-    s
-}
 
 /// Quick repair polls and probes, no scrub.
 fn heal_cfg() -> HealConfig {
@@ -29,18 +23,6 @@ fn open_devices(devices: Vec<DeviceSpec>, heal: HealConfig) -> Engine {
     cfg.pin = false;
     cfg.heal = heal;
     Engine::open(cfg).expect("open")
-}
-
-fn wait_for(what: &str, e: &Engine, mut done: impl FnMut(&HealthStatus) -> bool) -> HealthStatus {
-    let start = Instant::now();
-    loop {
-        let st = block_on(e.status()).unwrap();
-        if done(&st) {
-            return st;
-        }
-        assert!(start.elapsed() < WAIT_LIMIT, "timed out waiting for {what}: {st:#?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn away(p: &Path) -> PathBuf {
@@ -70,7 +52,7 @@ fn a_replaced_device_gets_back_every_shard_and_the_set_survives_losing_another_z
     // Device 3 (zone z2) disappears; the probe fails it; nothing can be re-placed.
     let dev3 = root.join("dev3");
     std::fs::rename(&dev3, away(&dev3)).unwrap();
-    let st = wait_for("device 3 failed and its objects waiting for room", &e, |s| {
+    let st = wait_for("device 3 failed and its objects waiting for room", &e, WAIT_LIMIT, |s| {
         !s.devices[3].healthy && s.repairs_queued == 0 && s.repairs_waiting == erasure_coded
     });
     assert_eq!(st.objects_below_redundancy, erasure_coded, "{st:#?}");
@@ -100,7 +82,7 @@ fn a_replaced_device_gets_back_every_shard_and_the_set_survives_losing_another_z
     assert_eq!(report.zone, "z2");
     assert_eq!(report.old_path.as_deref(), Some(dev3.as_path()));
     assert!(report.seg_base >= 1);
-    let st = wait_for("the rebuild onto the new device", &e, |s| {
+    let st = wait_for("the rebuild onto the new device", &e, WAIT_LIMIT, |s| {
         s.objects_below_redundancy == 0 && s.repairs_queued == 0 && s.repairs_waiting == 0
     });
     assert!(st.devices[3].healthy && st.devices[3].path.as_deref() == Some(new3.as_path()), "{st:#?}");
@@ -116,7 +98,7 @@ fn a_replaced_device_gets_back_every_shard_and_the_set_survives_losing_another_z
         let p = root.join(format!("dev{i}"));
         std::fs::rename(&p, away(&p)).unwrap();
     }
-    wait_for("the probe to fail zone z1", &e, |s| !s.devices[0].healthy && !s.devices[1].healthy);
+    wait_for("the probe to fail zone z1", &e, WAIT_LIMIT, |s| !s.devices[0].healthy && !s.devices[1].healthy);
     let before = degraded_reads(&e);
     check_object_zoo(&e, "rep", &zoo, "zone z1 failed after the replacement");
     assert!(degraded_reads(&e) > before, "reads did not need parity: zone z1 held nothing?");
@@ -169,7 +151,9 @@ fn replacing_a_device_that_had_not_failed_moves_its_shards_to_the_new_one() {
     // Device 5 is still fine, but the operator swaps it (a disk with a bad SMART report).
     let new5 = root.join("dev5-new");
     block_on(e.replace_device(5, &new5, false)).expect("replace device 5");
-    wait_for("the rebuild onto the new device 5", &e, |s| s.objects_below_redundancy == 0 && s.repairs_queued == 0);
+    wait_for("the rebuild onto the new device 5", &e, WAIT_LIMIT, |s| {
+        s.objects_below_redundancy == 0 && s.repairs_queued == 0
+    });
     // The old device 5 can go: nothing reads it any more.
     std::fs::rename(root.join("dev5"), root.join("dev5.old")).unwrap();
     // And zone z1 fails too: the rebuilt shards on the new device are needed.

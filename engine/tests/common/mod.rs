@@ -165,3 +165,28 @@ pub fn check_object_zoo(e: &Engine, bucket: &str, zoo: &[(String, Bytes)], ctx: 
 pub fn degraded_reads(e: &Engine) -> u64 {
     block_on(e.stats()).unwrap().iter().map(|s| s.degraded_reads).sum()
 }
+
+/// A random seed for a test, printed so a failure can be replayed with TEST_SEED.
+pub fn seed() -> u64 {
+    let s = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("seed {s} (replay with TEST_SEED={s})");
+    s
+}
+
+/// Polls `Engine::status()` until `done` holds; fails the test after `limit`, showing the status.
+pub fn wait_for(
+    what: &str,
+    e: &Engine,
+    limit: std::time::Duration,
+    mut done: impl FnMut(&engine::HealthStatus) -> bool,
+) -> engine::HealthStatus {
+    let start = std::time::Instant::now();
+    loop {
+        let st = block_on(e.status()).unwrap();
+        if done(&st) {
+            return st;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}: {st:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
