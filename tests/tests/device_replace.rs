@@ -8,14 +8,10 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tessera::admin::{self, Json};
 
 const BUCKET: &str = "replace";
-
-fn status(srv: &Server) -> Json {
-    admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
-}
 
 /// (healthy, path) of every device.
 fn devices(st: &Json) -> Vec<(bool, PathBuf)> {
@@ -23,23 +19,6 @@ fn devices(st: &Json) -> Vec<(bool, PathBuf)> {
         .iter()
         .map(|d| (d.bool("healthy").unwrap_or(false), PathBuf::from(d.str("path").unwrap_or(""))))
         .collect()
-}
-
-async fn wait_status(srv: &Server, what: &str, timeout: Duration, pred: impl Fn(&Json) -> bool) -> Json {
-    let t0 = Instant::now();
-    loop {
-        let st = status(srv);
-        if pred(&st) {
-            eprintln!("[replace] {what}: after {:?}", t0.elapsed());
-            return st;
-        }
-        assert!(
-            t0.elapsed() < timeout,
-            "[replace] timed out after {timeout:?} waiting for {what}; last status:\n{}",
-            admin::render_status(&st)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn cli(args: &[&str]) -> std::process::Output {

@@ -21,10 +21,6 @@ const BUCKET: &str = "zones";
 /// write or delete leaves it ambiguous. `None` = absent. Values are (seed, len) of `data`.
 type Allowed = Vec<Option<(u64, usize)>>;
 
-fn status(srv: &Server) -> Json {
-    admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
-}
-
 fn devices(st: &Json) -> Vec<(u64, String, PathBuf, bool)> {
     st.arr("devices")
         .iter()
@@ -37,25 +33,6 @@ fn devices(st: &Json) -> Vec<(u64, String, PathBuf, bool)> {
             )
         })
         .collect()
-}
-
-/// Poll the admin endpoint until `pred` holds or `timeout` passes; returns the last status.
-async fn wait_status(srv: &Server, what: &str, timeout: Duration, pred: impl Fn(&Json) -> bool) -> Json {
-    let t0 = Instant::now();
-    loop {
-        let st = status(srv);
-        if pred(&st) {
-            eprintln!("[zone] {what}: after {:?}", t0.elapsed());
-            return st;
-        }
-        if t0.elapsed() > timeout {
-            panic!(
-                "[zone] timed out after {timeout:?} waiting for {what}; last status:\n{}",
-                admin::render_status(&st)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn zone_paths(st: &Json, zone: &str) -> Vec<PathBuf> {

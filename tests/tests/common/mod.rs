@@ -287,3 +287,31 @@ pub async fn http_get(url: &str) -> RawResponse {
     let r = Raw { method: "GET", path, query, headers: vec![("host".into(), addr.to_string())], body: vec![] };
     send(addr, &r, None).await
 }
+
+/// The server's health, from its signed admin endpoint (`GET /_tessera/status`).
+pub fn status(srv: &Server) -> tessera::admin::Json {
+    tessera::admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
+}
+
+/// Polls the admin status until `pred` holds; fails the test after `timeout`, showing the status.
+pub async fn wait_status(
+    srv: &Server,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&tessera::admin::Json) -> bool,
+) -> tessera::admin::Json {
+    let t0 = std::time::Instant::now();
+    loop {
+        let st = status(srv);
+        if pred(&st) {
+            eprintln!("[status] {what}: after {:?}", t0.elapsed());
+            return st;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last status:\n{}",
+            tessera::admin::render_status(&st)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
