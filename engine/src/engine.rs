@@ -70,6 +70,14 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// One shard's part of a listing being merged: its items so far, in key order, and whether it
+/// may hold more keys after the last of them.
+struct ShardRun {
+    sid: u32,
+    more: bool,
+    items: Vec<(ListItem, [u8; 16], u32)>,
+}
+
 fn key_hash(bucket: &str, key: &str) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(bucket.as_bytes());
@@ -248,6 +256,11 @@ impl Engine {
         let p = (key_hash(bucket, key) % set.partitions as u64) as usize;
         let shard = set.table[p] as u32;
         (shard, self.inner.shared.core_of_shard(shard))
+    }
+
+    /// How many shards the partitions map to.
+    fn shard_count(&self) -> usize {
+        self.inner.shared.set.table.iter().map(|s| *s as usize + 1).max().unwrap_or(1)
     }
 
     fn home_core(&self) -> usize {
@@ -461,26 +474,70 @@ impl Engine {
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
         self.head_bucket(bucket).await?;
         let max = q.max_keys;
+        // Keys are spread over the shards by hash, so each holds about 1/n of any key range:
+        // ask each for a little more than its part of the page, and for more only from a shard
+        // whose batch ends before the page is complete. Common prefixes repeat across shards,
+        // so with a delimiter every shard is asked for a whole page.
+        let shard_count = self.shard_count().max(1);
+        let budget = if q.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
+            max.max(1)
+        } else {
+            (max + 1) * 5 / (4 * shard_count) + 2
+        };
         let b = bucket.to_string();
-        let q2 = q.clone();
-        let per_core = self
-            .shared()
-            .on_all(move |core| {
-                let (b, q) = (b.clone(), q2.clone());
-                async move {
-                    let mut items = Vec::new();
-                    for sh in core.shards.borrow().values() {
-                        items.extend(sh.list(&b, &q));
+        let q2 = ListQuery { max_keys: budget, ..q.clone() };
+        let per_core =
+            self.shared()
+                .on_all(move |core| {
+                    let (b, q) = (b.clone(), q2.clone());
+                    async move {
+                        Ok(core.shards.borrow().iter().map(|(sid, sh)| (*sid, sh.list(&b, &q))).collect::<Vec<_>>())
                     }
-                    Ok(items)
-                }
+                })
+                .await?;
+        // Per shard: its items so far, and whether it may hold more after them.
+        let mut runs: Vec<ShardRun> = per_core
+            .into_iter()
+            .flatten()
+            .map(|(sid, mut items)| {
+                let more = items.len() > budget;
+                items.truncate(budget);
+                ShardRun { sid, more, items }
             })
-            .await?;
-        // Each shard's run is already sorted: the stable sort finds the runs and merges them.
-        let mut all: Vec<(ListItem, [u8; 16], u32)> = per_core.into_iter().flatten().collect();
-        all.sort_by(|a, b| a.0.sort_key().cmp(b.0.sort_key()));
-        all.dedup_by(|a, b| matches!((&a.0, &b.0), (ListItem::CommonPrefix(x), ListItem::CommonPrefix(y)) if x == y));
-        let truncated = all.len() > max;
+            .collect();
+        let (mut all, truncated) = loop {
+            // Every shard is complete up to the smallest last key of a shard that has more.
+            let bound: Option<String> =
+                runs.iter().filter(|r| r.more).filter_map(|r| r.items.last().map(|i| i.0.sort_key().to_string())).min();
+            let mut merged: Vec<(ListItem, [u8; 16], u32)> = runs
+                .iter()
+                .flat_map(|r| r.items.iter())
+                .filter(|i| bound.as_deref().is_none_or(|b| i.0.sort_key() <= b))
+                .cloned()
+                .collect();
+            // Each run is sorted: the stable sort finds the runs and merges them.
+            merged.sort_by(|a, b| a.0.sort_key().cmp(b.0.sort_key()));
+            merged.dedup_by(
+                |a, b| matches!((&a.0, &b.0), (ListItem::CommonPrefix(x), ListItem::CommonPrefix(y)) if x == y),
+            );
+            let Some(bound) = bound else {
+                let truncated = merged.len() > max;
+                break (merged, truncated);
+            };
+            if merged.len() > max {
+                break (merged, true);
+            }
+            // Not a whole page below the bound yet: more from the shards that end at it.
+            for r in runs.iter_mut().filter(|r| r.more && r.items.last().is_some_and(|i| i.0.sort_key() == bound)) {
+                let after = r.items.last().map(|i| i.0.sort_key().to_string());
+                let q3 = ListQuery { start_after: after, max_keys: budget, ..q.clone() };
+                let (b, sid) = (bucket.to_string(), r.sid);
+                let c = self.shared().core_of_shard(sid);
+                let more = self.shared().on(c, move |core| async move { Ok(core.shard(sid)?.list(&b, &q3)) }).await?;
+                r.more = more.len() > budget;
+                r.items.extend(more.into_iter().take(budget));
+            }
+        };
         all.truncate(max);
         // ETags only for the items kept.
         let all: Vec<ListItem> = all
