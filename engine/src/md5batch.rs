@@ -419,6 +419,30 @@ mod tests {
         rt.block_on(f)
     }
 
+    /// `streams` concurrent streams each hash `data` in `chunk`-byte pieces; their digests.
+    fn hash_streams(b: &Rc<Md5Batcher>, streams: usize, data: &Bytes, chunk: usize) -> Vec<[u8; 16]> {
+        let (b, d) = (b.clone(), data.clone());
+        block_on(async move {
+            let tasks: Vec<_> = (0..streams)
+                .map(|_| {
+                    let (b, d) = (b.clone(), d.clone());
+                    monoio::spawn(async move {
+                        let mut h = b.stream();
+                        for c in d.chunks(chunk) {
+                            h.update(d.slice_ref(c)).await;
+                        }
+                        h.finish().await
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await);
+            }
+            out
+        })
+    }
+
     fn md5_ref(data: &[u8]) -> [u8; 16] {
         md5::Md5::digest(data).into()
     }
@@ -506,29 +530,9 @@ mod tests {
     #[test]
     fn concurrent_streams_share_one_batch_and_a_lone_stream_does_not_wait() {
         let batcher = Md5Batcher::new();
-        let b = batcher.clone();
         let data = Bytes::from((0..1_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect::<Vec<u8>>());
         let want = md5_ref(&data);
-        let d = data.clone();
-        let got = block_on(async move {
-            let tasks: Vec<_> = (0..16)
-                .map(|_| {
-                    let (b, d) = (b.clone(), d.clone());
-                    monoio::spawn(async move {
-                        let mut h = b.stream();
-                        for c in d.chunks(65536) {
-                            h.update(d.slice_ref(c)).await;
-                        }
-                        h.finish().await
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await);
-            }
-            out
-        });
+        let got = hash_streams(&batcher, 16, &data, 65536);
         assert!(got.iter().all(|g| *g == want));
         let st = batcher.stats();
         assert_eq!(st.chunks, 16 * data.len().div_ceil(65536) as u64);
@@ -556,27 +560,9 @@ mod tests {
         const STREAMS: usize = 40;
         const CHUNK: usize = 1 << 20;
         let batcher = Md5Batcher::new();
-        let b = batcher.clone();
         let data = Bytes::from((0..CHUNK as u32).map(|i| (i ^ (i >> 9)) as u8).collect::<Vec<u8>>());
         let want = md5_ref(&data);
-        let d = data.clone();
-        let got = block_on(async move {
-            let tasks: Vec<_> = (0..STREAMS)
-                .map(|_| {
-                    let (b, d) = (b.clone(), d.clone());
-                    monoio::spawn(async move {
-                        let mut h = b.stream();
-                        h.update(d).await;
-                        h.finish().await
-                    })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await);
-            }
-            out
-        });
+        let got = hash_streams(&batcher, STREAMS, &data, CHUNK);
         assert!(got.iter().all(|g| *g == want));
         let st = batcher.stats();
         assert_eq!(st.flushes, (STREAMS * CHUNK).div_ceil(MD5_FLUSH_MAX_BYTES) as u64, "{st:?}");

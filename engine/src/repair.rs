@@ -73,20 +73,11 @@ impl Shard {
                 self.rewrite_wal();
             }
         }
-        let st = self.state.borrow();
-        let mut q = self.repair_queue.borrow_mut();
-        for (b, objects) in &st.objects {
-            for (k, m) in objects {
-                if let DataLoc::Parts(parts) = &m.data {
-                    if parts.iter().any(|p| p.devices.contains(&dev)) {
-                        q.insert((b.clone(), k.clone()));
-                    }
-                }
-            }
-        }
+        self.queue_objects_on(dev);
     }
 
-    /// Queue every object with a shard on `dev` (a replaced device: its shards are rebuilt).
+    /// Queue every object with a shard on `dev` (a failed device's, or a replaced one's: their
+    /// shards are rebuilt).
     pub fn queue_objects_on(&self, dev: u16) {
         let st = self.state.borrow();
         let mut q = self.repair_queue.borrow_mut();

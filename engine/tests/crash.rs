@@ -6,11 +6,11 @@
 //! test `crash_child_writer` selected.
 
 mod common;
+use common::crash_model::*;
 use common::*;
-use engine::{Engine, Error, ListItem, ListQuery};
+use engine::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -88,94 +88,10 @@ fn crash_child_writer() {
     e.shutdown();
 }
 
-/// What a key may hold: (content seed, size) or absent.
-type Content = Option<(u64, usize)>;
-
-#[derive(Default)]
-struct KeyModel {
-    /// The last acknowledged state.
-    acked: Content,
-    /// An operation begun but not acknowledged when the child died: it may or may not have
-    /// taken effect.
-    in_flight: Option<Content>,
-    /// Every content ever attempted for this key (to judge listed objects).
-    ever: HashSet<(u64, usize)>,
-}
-
-fn apply_child_output(model: &mut BTreeMap<String, KeyModel>, out: &str) -> usize {
-    let mut acks = 0;
-    // Only whole lines count: the last one may be torn by the kill.
-    let complete = match out.rfind('\n') {
-        Some(i) => &out[..=i],
-        None => "",
-    };
-    for line in complete.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f.as_slice() {
-            ["BEGIN", "PUT", key, s, n] => {
-                let c = (s.parse().unwrap(), n.parse().unwrap());
-                let m = model.entry(key.to_string()).or_default();
-                m.ever.insert(c);
-                m.in_flight = Some(Some(c));
-            }
-            ["BEGIN", "DEL", key] => {
-                model.entry(key.to_string()).or_default().in_flight = Some(None);
-            }
-            ["ACK", "PUT", key, s, n] => {
-                let m = model.entry(key.to_string()).or_default();
-                m.acked = Some((s.parse().unwrap(), n.parse().unwrap()));
-                m.in_flight = None;
-                acks += 1;
-            }
-            ["ACK", "DEL", key] => {
-                let m = model.entry(key.to_string()).or_default();
-                m.acked = None;
-                m.in_flight = None;
-                acks += 1;
-            }
-            _ => {}
-        }
-    }
-    acks
-}
-
-/// Check the reopened engine against the model; afterwards the model holds what was found
-/// (an in-flight write that survived is now the state).
-fn verify(e: &Engine, model: &mut BTreeMap<String, KeyModel>, round: usize, seed: u64) {
-    let ctx = format!("round {round}, seed {seed}");
-    for (key, m) in model.iter_mut() {
-        let found: Content = match block_on(e.get_bytes(BUCKET, key, None)) {
-            Ok((info, bytes)) => {
-                let hit = m.ever.iter().find(|(s, n)| *n == bytes.len() && data(*s, *n).as_ref() == bytes.as_slice());
-                let Some(&c) = hit else {
-                    panic!("{ctx}: {key} reads back {} bytes matching no content ever written", bytes.len());
-                };
-                assert_eq!(info.size, c.1 as u64, "{ctx}: {key} size");
-                Some(c)
-            }
-            Err(Error::NoSuchKey { .. }) => None,
-            Err(err) => panic!("{ctx}: reading {key} failed: {err}"),
-        };
-        let allowed = found == m.acked || m.in_flight.is_some_and(|f| f == found);
-        assert!(allowed, "{ctx}: {key} holds {found:?}; last acknowledged {:?}, in flight {:?}", m.acked, m.in_flight);
-        m.acked = found;
-        m.in_flight = None;
-    }
-    // Every listed object exists in the model, reads back whole, and its listed size and ETag
-    // are those of the bytes it holds.
-    let page = block_on(e.list_objects(BUCKET, ListQuery { max_keys: 10_000, ..Default::default() })).unwrap();
-    let mut listed = Vec::new();
-    for it in page.items {
-        let ListItem::Object(o) = it else { panic!("{ctx}: unexpected common prefix") };
-        let m = model.get(&o.key).unwrap_or_else(|| panic!("{ctx}: listed key {} was never written", o.key));
-        let (s, n) = m.acked.unwrap_or_else(|| panic!("{ctx}: listed key {} should be absent", o.key));
-        assert_eq!(o.size, n as u64, "{ctx}: listed size of {}", o.key);
-        use md5::Digest;
-        assert_eq!(o.etag, format!("\"{}\"", hex::encode(md5::Md5::digest(data(s, n)))), "{ctx}: ETag of {}", o.key);
-        listed.push(o.key);
-    }
-    let present: Vec<String> = model.iter().filter(|(_, m)| m.acked.is_some()).map(|(k, _)| k.clone()).collect();
-    assert_eq!(listed, present, "{ctx}: listing differs from the objects that read back");
+/// Applies the child's output; only whole lines count (the last one may be torn by the kill).
+fn apply_child_output(model: &mut Model, out: &str) -> usize {
+    let complete = out.rfind('\n').map_or("", |i| &out[..=i]);
+    apply_lines(model, complete.lines())
 }
 
 #[test]
@@ -186,7 +102,7 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut model: BTreeMap<String, KeyModel> = BTreeMap::new();
+    let mut model = Model::new();
     let mut total_acks = 0;
     for round in 0..KILLS {
         let child_seed: u64 = rng.gen();
@@ -239,7 +155,7 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
         let acks = apply_child_output(&mut model, &text);
         total_acks += acks;
         let e = open(dir.path());
-        verify(&e, &mut model, round, seed);
+        verify(&e, BUCKET, &mut model, &format!("round {round}, seed {seed}"));
         e.shutdown();
         println!("round {round}: killed after {run_ms} ms, {acks} acknowledged operations");
     }

@@ -6,11 +6,11 @@
 //! it resumes and completes.
 
 mod common;
+use common::crash_model::*;
 use common::*;
-use engine::{DeviceSpec, Engine, EngineConfig, Error, HealConfig, Layout, ListItem, ListQuery};
+use engine::{DeviceSpec, Engine, Error, HealConfig, Layout};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,12 +52,9 @@ fn new_device(root: &Path) -> PathBuf {
     root.join(format!("dev{REPLACED}-new"))
 }
 
-fn open_devices(devices: Vec<DeviceSpec>, segment_bytes: u64, heal: HealConfig) -> Engine {
-    let mut cfg = EngineConfig::new(devices);
-    cfg.cores = 2;
+fn open_segments(devices: Vec<DeviceSpec>, segment_bytes: u64, heal: HealConfig) -> Engine {
+    let mut cfg = test_config(devices);
     cfg.segment_bytes = segment_bytes;
-    cfg.pool_buffers = 64;
-    cfg.pin = false;
     cfg.heal = heal;
     Engine::open(cfg).expect("open")
 }
@@ -68,85 +65,6 @@ fn quiet() -> HealConfig {
 }
 
 // ------------------------------------------------------------------ the model
-
-/// What a key may hold: (content seed, size) or absent.
-type Content = Option<(u64, usize)>;
-
-#[derive(Default)]
-struct KeyModel {
-    acked: Content,
-    /// An operation begun but not acknowledged when the child died.
-    in_flight: Option<Content>,
-    ever: HashSet<(u64, usize)>,
-}
-
-type Model = BTreeMap<String, KeyModel>;
-
-fn apply_output(model: &mut Model, out: &[String]) -> usize {
-    let mut acks = 0;
-    for line in out {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("bad child line {line:?}"));
-        match f.as_slice() {
-            ["BEGIN", "PUT", key, s, n] => {
-                let c = (num(s), num(n) as usize);
-                let m = model.entry(key.to_string()).or_default();
-                m.ever.insert(c);
-                m.in_flight = Some(Some(c));
-            }
-            ["BEGIN", "DEL", key] => model.entry(key.to_string()).or_default().in_flight = Some(None),
-            ["ACK", "PUT", key, s, n] => {
-                let m = model.entry(key.to_string()).or_default();
-                m.acked = Some((num(s), num(n) as usize));
-                m.in_flight = None;
-                acks += 1;
-            }
-            ["ACK", "DEL", key] => {
-                let m = model.entry(key.to_string()).or_default();
-                m.acked = None;
-                m.in_flight = None;
-                acks += 1;
-            }
-            _ => {}
-        }
-    }
-    acks
-}
-
-/// Every key holds its last acknowledged content or what was in flight, bit-exact; the listing
-/// agrees. Afterwards the model holds what was found.
-fn verify(e: &Engine, model: &mut Model, ctx: &str) {
-    for (key, m) in model.iter_mut() {
-        let found: Content = match block_on(e.get_bytes(BUCKET, key, None)) {
-            Ok((info, bytes)) => {
-                let hit = m.ever.iter().find(|(s, n)| *n == bytes.len() && data(*s, *n).as_ref() == bytes.as_slice());
-                let Some(&c) = hit else {
-                    panic!("{ctx}: {key} reads back {} bytes matching no content ever written", bytes.len());
-                };
-                assert_eq!(info.size, c.1 as u64, "{ctx}: {key} size");
-                Some(c)
-            }
-            Err(Error::NoSuchKey { .. }) => None,
-            Err(err) => panic!("{ctx}: reading {key} failed: {err}"),
-        };
-        let allowed = found == m.acked || m.in_flight.is_some_and(|f| f == found);
-        assert!(allowed, "{ctx}: {key} holds {found:?}; last acknowledged {:?}, in flight {:?}", m.acked, m.in_flight);
-        m.acked = found;
-        m.in_flight = None;
-    }
-    let page = block_on(e.list_objects(BUCKET, ListQuery { max_keys: 10_000, ..Default::default() })).unwrap();
-    let mut listed = Vec::new();
-    for it in page.items {
-        let ListItem::Object(o) = it else { panic!("{ctx}: unexpected common prefix") };
-        let m = model.get(&o.key).unwrap_or_else(|| panic!("{ctx}: listed key {} was never written", o.key));
-        let (s, n) = m.acked.unwrap_or_else(|| panic!("{ctx}: listed key {} should be absent", o.key));
-        assert_eq!(o.size, n as u64, "{ctx}: listed size of {}", o.key);
-        assert_eq!(o.etag, format!("\"{}\"", md5_hex(&data(s, n))), "{ctx}: ETag of {}", o.key);
-        listed.push(o.key);
-    }
-    let present: Vec<String> = model.iter().filter(|(_, m)| m.acked.is_some()).map(|(k, _)| k.clone()).collect();
-    assert_eq!(listed, present, "{ctx}: listing differs from the objects that read back");
-}
 
 // ------------------------------------------------------------------ the child
 
@@ -223,7 +141,7 @@ fn rebuild_child() {
     let seed: u64 = std::env::var("HEAL_CHILD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let root = Path::new(&dir);
     let heal = HealConfig { scrub: false, repair_poll_ms: 10, health_probe_ms: 0, ..HealConfig::default() };
-    let e = open_devices(rebuild_devices(root), 8 << 20, heal);
+    let e = open_segments(rebuild_devices(root), 8 << 20, heal);
     child_bucket(&e);
     let st = block_on(e.status()).expect("status");
     if st.devices[REPLACED as usize].healthy {
@@ -248,7 +166,7 @@ fn compaction_child() {
     let Ok(dir) = std::env::var("HEAL_CHILD_DIR") else { return };
     let seed: u64 = std::env::var("HEAL_CHILD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let root = Path::new(&dir);
-    let e = open_devices(Layout::embedded(root, 2).devices, COMPACT_SEGMENT_BYTES, quiet());
+    let e = open_segments(Layout::embedded(root, 2).devices, COMPACT_SEGMENT_BYTES, quiet());
     child_bucket(&e);
     let deadline = Instant::now() + Duration::from_millis(CHILD_LIFETIME_MS);
     monitor(e.clone(), deadline);
@@ -359,7 +277,7 @@ fn crash_during_rebuild_loses_no_acknowledged_object_and_the_rebuild_completes()
     let mut model = Model::new();
     // Objects written while every device was there: each has shards on device 1.
     {
-        let e = open_devices(l.devices.clone(), 8 << 20, quiet());
+        let e = open_segments(l.devices.clone(), 8 << 20, quiet());
         block_on(e.create_bucket(BUCKET)).unwrap();
         for i in 0..24u64 {
             let (key, s) = (format!("base/{i:02}"), seed ^ (i + 1).wrapping_mul(0x51_7CC1_B727_220A));
@@ -390,9 +308,9 @@ fn crash_during_rebuild_loses_no_acknowledged_object_and_the_rebuild_completes()
         if last_below.is_some_and(|b| b > 0) {
             mid_rebuild += 1;
         }
-        let acks = apply_output(&mut model, &lines);
-        let e = open_devices(rebuild_devices(root), 8 << 20, quiet());
-        verify(&e, &mut model, &ctx);
+        let acks = apply_lines(&mut model, lines.iter().map(String::as_str));
+        let e = open_segments(rebuild_devices(root), 8 << 20, quiet());
+        verify(&e, BUCKET, &mut model, &ctx);
         e.shutdown();
         println!("{ctx}: killed with {last_below:?} objects below redundancy, {acks} acknowledged operations");
     }
@@ -400,7 +318,7 @@ fn crash_during_rebuild_loses_no_acknowledged_object_and_the_rebuild_completes()
 
     // The rebuild resumes after the last kill and completes.
     let heal = HealConfig { scrub: false, repair_poll_ms: 10, health_probe_ms: 0, ..HealConfig::default() };
-    let e = open_devices(rebuild_devices(root), 8 << 20, heal);
+    let e = open_segments(rebuild_devices(root), 8 << 20, heal);
     let t0 = Instant::now();
     let st = loop {
         let st = block_on(e.status()).unwrap();
@@ -414,13 +332,13 @@ fn crash_during_rebuild_loses_no_acknowledged_object_and_the_rebuild_completes()
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(st.repair_failures, 0, "seed {seed}: {st:#?}");
-    verify(&e, &mut model, "after the rebuild");
+    verify(&e, BUCKET, &mut model, "after the rebuild");
     // Full redundancy for real: with zone z2 failed as well, every read needs the rebuilt
     // device's shards.
     for d in [2, 3] {
         block_on(e.set_device_health(d, false)).unwrap();
     }
-    verify(&e, &mut model, "after the rebuild, zone z2 failed");
+    verify(&e, BUCKET, &mut model, "after the rebuild, zone z2 failed");
     e.shutdown();
 }
 
@@ -449,10 +367,10 @@ fn crash_during_compaction_loses_no_acknowledged_object() {
         if compacting {
             during += 1;
         }
-        let acks = apply_output(&mut model, &lines);
+        let acks = apply_lines(&mut model, lines.iter().map(String::as_str));
         total_acks += acks;
-        let e = open_devices(Layout::embedded(root, 2).devices, COMPACT_SEGMENT_BYTES, quiet());
-        verify(&e, &mut model, &ctx);
+        let e = open_segments(Layout::embedded(root, 2).devices, COMPACT_SEGMENT_BYTES, quiet());
+        verify(&e, BUCKET, &mut model, &ctx);
         e.shutdown();
         println!("{ctx}: compaction running: {compacting}, {acks} acknowledged operations");
     }

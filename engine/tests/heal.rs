@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use engine::io::failpoints::{self, FailOp, Fault};
-use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, Layout};
+use engine::{Engine, HealConfig, Layout};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::os::unix::fs::FileExt;
@@ -21,24 +21,11 @@ fn heal_cfg() -> HealConfig {
     HealConfig { scrub: false, repair_poll_ms: 20, health_probe_ms: 0, ..HealConfig::default() }
 }
 
-/// 9 devices, 3 per zone: a failed device's shards can be re-placed zone-safely.
-fn layout9(root: &Path) -> Layout {
-    let mut l = Layout::embedded(root, 2);
-    l.devices = (0..9).map(|i| DeviceSpec::new(format!("z{}", i / 3 + 1), root.join(format!("dev{i}")))).collect();
-    l
-}
-
 fn open_heal(_root: &Path, l: Layout, heal: HealConfig) -> Engine {
     if !l.devices.iter().any(|d| d.path.join("tessera.sb").exists()) {
         engine::format(&l).expect("format");
     }
-    let mut cfg = EngineConfig::new(l.devices);
-    cfg.cores = 2;
-    cfg.segment_bytes = 8 << 20;
-    cfg.pool_buffers = 64;
-    cfg.pin = false;
-    cfg.heal = heal;
-    Engine::open(cfg).expect("open")
+    open_devices(l.devices, heal)
 }
 
 fn flip(path: &Path, offset: u64) {

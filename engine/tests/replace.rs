@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, Layout};
+use engine::{DeviceSpec, Engine, HealConfig, Layout};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,16 +13,6 @@ const WAIT_LIMIT: Duration = Duration::from_secs(30);
 /// Quick repair polls and probes, no scrub.
 fn heal_cfg() -> HealConfig {
     HealConfig { scrub: false, repair_poll_ms: 20, health_probe_ms: 50, ..HealConfig::default() }
-}
-
-fn open_devices(devices: Vec<DeviceSpec>, heal: HealConfig) -> Engine {
-    let mut cfg = EngineConfig::new(devices);
-    cfg.cores = 2;
-    cfg.segment_bytes = 8 << 20;
-    cfg.pool_buffers = 64;
-    cfg.pin = false;
-    cfg.heal = heal;
-    Engine::open(cfg).expect("open")
 }
 
 fn away(p: &Path) -> PathBuf {
@@ -170,8 +160,7 @@ fn a_missing_device_directory_is_never_created_again() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // 9 devices, 3 per zone.
-    let mut l = Layout::embedded(root, 2);
-    l.devices = (0..9).map(|i| DeviceSpec::new(format!("z{}", i / 3 + 1), root.join(format!("dev{i}")))).collect();
+    let l = layout9(root);
     engine::format(&l).unwrap();
     // No probe: the engine finds out about the missing devices only by using them.
     let e = open_devices(l.devices.clone(), HealConfig { health_probe_ms: 0, ..heal_cfg() });

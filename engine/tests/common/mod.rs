@@ -1,8 +1,10 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
+pub mod crash_model;
+
 use bytes::Bytes;
-use engine::{Engine, EngineConfig, Layout};
+use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, Layout};
 use std::path::Path;
 
 pub fn layout(root: &Path) -> Layout {
@@ -33,13 +35,35 @@ pub fn open_cfg(root: &Path, cores: usize, tune: impl FnOnce(&mut EngineConfig))
     if !l.devices.iter().any(|d| d.path.join("tessera.sb").exists()) {
         engine::format(&l).expect("format");
     }
-    let mut cfg = EngineConfig::new(l.devices);
+    let mut cfg = test_config(l.devices);
     cfg.cores = cores;
+    tune(&mut cfg);
+    Engine::open(cfg).expect("open")
+}
+
+/// What every test engine runs with: 2 unpinned cores, 8 MiB segments, a small buffer pool.
+pub fn test_config(devices: Vec<DeviceSpec>) -> EngineConfig {
+    let mut cfg = EngineConfig::new(devices);
+    cfg.cores = 2;
     cfg.segment_bytes = 8 << 20;
     cfg.pool_buffers = 64;
     cfg.pin = false;
-    tune(&mut cfg);
+    cfg
+}
+
+/// Open already formatted `devices` with the test configuration and `heal`.
+pub fn open_devices(devices: Vec<DeviceSpec>, heal: HealConfig) -> Engine {
+    let mut cfg = test_config(devices);
+    cfg.heal = heal;
     Engine::open(cfg).expect("open")
+}
+
+/// Nine devices in three zones (z1..z3, three each), EC 4+2: a failed device's shards can be
+/// re-placed zone-safely on the others.
+pub fn layout9(root: &Path) -> Layout {
+    let mut l = Layout::embedded(root, 2);
+    l.devices = (0..9).map(|i| DeviceSpec::new(format!("z{}", i / 3 + 1), root.join(format!("dev{i}")))).collect();
+    l
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -226,12 +226,18 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 /// keeps the last few it derived (four HMACs saved on nearly every request).
 pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     const CACHED_KEYS: usize = 8;
-    thread_local! {
-        static KEYS: std::cell::RefCell<Vec<(String, [u8; 32])>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A derived key and what it was derived from (the secret too, so a changed secret never
+    /// finds an old key). Compared field by field: a hit allocates nothing.
+    struct Cached {
+        scope: [String; 4],
+        key: [u8; 32],
     }
-    // The secret is part of the cache key, so a changed secret never finds an old key.
-    let id = format!("{secret}\n{date}\n{region}\n{service}");
-    if let Some(k) = KEYS.with(|c| c.borrow().iter().find(|(i, _)| *i == id).map(|(_, k)| *k)) {
+    thread_local! {
+        static KEYS: std::cell::RefCell<Vec<Cached>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let wanted = [secret, date, region, service];
+    let hit = KEYS.with(|c| c.borrow().iter().find(|k| k.scope.iter().zip(wanted).all(|(a, b)| a == b)).map(|k| k.key));
+    if let Some(k) = hit {
         return k;
     }
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
@@ -243,7 +249,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
         if c.len() == CACHED_KEYS {
             c.remove(0);
         }
-        c.push((id, key));
+        c.push(Cached { scope: wanted.map(str::to_string), key });
     });
     key
 }
@@ -784,6 +790,31 @@ mod tests {
         let mut v = PayloadHashVerifier::new(raw);
         v.update(b"Welcome to Amazon S4.");
         assert_eq!(v.finish().expect_err("mismatch").code, S3ErrorCode::XAmzContentSHA256Mismatch);
+    }
+
+    #[test]
+    fn cached_signing_keys_follow_every_part_of_their_scope() {
+        let derive = |secret: &str, date: &str, region: &str| {
+            let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+            let k_region = hmac(&k_date, region.as_bytes());
+            hmac(&hmac(&k_region, b"s3"), b"aws4_request")
+        };
+        let scopes = [
+            ("secret-a", "20261130", "us-east-1"),
+            ("secret-b", "20261130", "us-east-1"),
+            ("secret-a", "20261201", "us-east-1"),
+            ("secret-a", "20261130", "eu-west-1"),
+        ];
+        // Twice round: the second pass is served from the cache and must still match.
+        for _ in 0..2 {
+            for (secret, date, region) in scopes {
+                assert_eq!(
+                    signing_key(secret, date, region, "s3"),
+                    derive(secret, date, region),
+                    "{secret} {date} {region}"
+                );
+            }
+        }
     }
 
     #[test]
