@@ -117,14 +117,13 @@ impl Shard {
             }
             moved += old.size;
             YieldNow(false).await;
-            self.core.throttle(IoClass::Compaction, self.core.copy_bytes(old.size)).await;
             let _relocating = self.relocating.lock().await;
             // The work list was built at the start of the pass: a run repaired or moved since
             // has other extents (a later pass picks it up if it still needs moving).
             if self.state.borrow().run(&target) != Some(&old) {
                 continue;
             }
-            if let Err(e) = self.relocate(target, &old, rotate).await {
+            if let Err(e) = self.relocate(target, &old, rotate, IoClass::Compaction).await {
                 // Do not retry these segments on every commit; a restart or a repair clears it.
                 let mut skip = self.compact_skip.borrow_mut();
                 skip.extend(victims.iter().copied());
@@ -136,8 +135,14 @@ impl Shard {
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    /// The caller has the I/O scheduler's leave (`Core::copy_bytes` of the run).
-    pub(super) async fn relocate(self: &Rc<Self>, target: RelocTarget, old: &PartLayout, rotate: usize) -> Result<()> {
+    /// Each chunk waits for the I/O scheduler's leave for `class` (`Core::copy_bytes` of the chunk).
+    pub(super) async fn relocate(
+        self: &Rc<Self>,
+        target: RelocTarget,
+        old: &PartLayout,
+        rotate: usize,
+        class: IoClass,
+    ) -> Result<()> {
         let (bucket, key) = match &target {
             RelocTarget::Object { bucket, key, .. } => (bucket.clone(), key.clone()),
             RelocTarget::Part { upload_id, number, .. } => (String::new(), format!("upload {upload_id} part {number}")),
@@ -160,10 +165,15 @@ impl Shard {
             drop(tx);
             res
         };
+        let core = self.core.clone();
         let pump = async move {
             while let Ok(chunk) = rx.recv_async().await {
                 let item = match chunk {
-                    Ok(b) => BodyItem::Data(b),
+                    Ok(b) => {
+                        // Paced chunk by chunk, so a copy's disk work is spread out, not a burst.
+                        core.throttle(class, core.copy_bytes(b.len() as u64)).await;
+                        BodyItem::Data(b)
+                    }
                     Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),
                 };
                 let stop = matches!(item, BodyItem::Abort(_));

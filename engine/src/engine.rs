@@ -677,7 +677,13 @@ impl Engine {
             })
             .await?;
         let set = &self.shared().set;
-        let mut st = HealthStatus { scrub_passes: u64::MAX, ..Default::default() };
+        let heal = &self.shared().heal;
+        let mut st = HealthStatus {
+            scrub_passes: u64::MAX,
+            io_shares: heal.io_shares,
+            scrub_period_secs: heal.scrub_period_secs,
+            ..Default::default()
+        };
         for (i, z) in set.zones.iter().enumerate() {
             st.devices.push(DeviceHealth {
                 index: i as u16,

@@ -93,6 +93,10 @@ pub struct HealthStatus {
     pub scrub_errors: u64,
     /// Completed scrub passes (minimum over shards).
     pub scrub_passes: u64,
+    /// The background I/O shares in force (percent of the device bytes while clients are busy).
+    pub io_shares: IoShares,
+    /// The scrubber's period: the whole data set is re-read once per this many seconds.
+    pub scrub_period_secs: u64,
 }
 
 /// What the probe finds at a device's path.

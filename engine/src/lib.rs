@@ -29,7 +29,7 @@ pub use engine::{
     format, Engine, EngineConfig, ReplaceReport, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES,
 };
 pub use error::{Error, Result};
-pub use heal::{DeviceHealth, HealConfig, HealthStatus};
+pub use heal::{DeviceHealth, HealConfig, HealthStatus, SCRUB_PERIOD_SECS_DEFAULT};
 pub use layout::{DeviceSpec, Layout};
 pub use record::{ObjectHeaders, StoredChecksum};
 pub use sched::{IoClass, IoShares};

@@ -233,11 +233,10 @@ impl Shard {
             };
             let healthy = self.core.healthy.borrow().clone();
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
-                // Re-place the whole part on healthy devices through the write path. A large
-                // part leaves repair in debt with the scheduler until the foreground repays it.
-                self.core.throttle(IoClass::Repair, self.core.copy_bytes(p.size)).await;
+                // Re-place the whole part on healthy devices through the write path, paced
+                // chunk by chunk by the scheduler.
                 let rotate = super::rotate_for(bucket, key).wrapping_add(index);
-                self.relocate(target, p, rotate).await?;
+                self.relocate(target, p, rotate, IoClass::Repair).await?;
                 let mut st = self.core.stats.borrow_mut();
                 st.repaired_stripes += p.stripe_count() as u64;
                 st.repaired_bytes += p.size;

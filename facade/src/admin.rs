@@ -110,7 +110,7 @@ pub fn status_json(st: &HealthStatus) -> String {
     format!(
         "{{\"devices\":[{}],\"objects_below_redundancy\":{},\"repairs_queued\":{},\"repairs_waiting\":{},\
          \"repaired_parts\":{},\"repaired_stripes\":{},\"repair_failures\":{},\"scrubbed_bytes\":{},\"scrub_errors\":{},\
-         \"scrub_passes\":{}}}",
+         \"scrub_passes\":{},\"scrub_period_secs\":{},\"io_shares\":{{\"repair\":{},\"scrub\":{},\"compaction\":{}}}}}",
         devices.join(","),
         st.objects_below_redundancy,
         st.repairs_queued,
@@ -120,7 +120,11 @@ pub fn status_json(st: &HealthStatus) -> String {
         st.repair_failures,
         st.scrubbed_bytes,
         st.scrub_errors,
-        st.scrub_passes
+        st.scrub_passes,
+        st.scrub_period_secs,
+        st.io_shares.repair_percent,
+        st.io_shares.scrub_percent,
+        st.io_shares.compaction_percent
     )
 }
 
@@ -622,6 +626,15 @@ pub fn render_status(st: &Json) -> String {
         st.u64("scrub_errors"),
         st.u64("scrub_passes")
     ));
+    if let Some(shares) = st.get("io_shares") {
+        out.push_str(&format!(
+            "I/O shares while busy:      repair {} %, scrub {} %, compaction {} % (scrub period {} h)\n",
+            shares.u64("repair"),
+            shares.u64("scrub"),
+            shares.u64("compaction"),
+            st.u64("scrub_period_secs") / 3600
+        ));
+    }
     out
 }
 
@@ -667,6 +680,8 @@ mod tests {
             scrubbed_bytes: 3 << 20,
             scrub_errors: 1,
             scrub_passes: 4,
+            io_shares: engine::IoShares { repair_percent: 11, scrub_percent: 3, compaction_percent: 17 },
+            scrub_period_secs: 48 * 3600,
         }
     }
 
@@ -682,8 +697,12 @@ mod tests {
         assert_eq!(j.u64("objects_below_redundancy"), 3);
         assert_eq!(j.u64("repairs_waiting"), 1);
         assert_eq!(j.u64("scrubbed_bytes"), 3 << 20);
+        assert_eq!(j.u64("scrub_period_secs"), 48 * 3600);
+        let shares = j.get("io_shares").expect("io_shares");
+        assert_eq!((shares.u64("repair"), shares.u64("scrub"), shares.u64("compaction")), (11, 3, 17));
         let t = render_status(&j);
         assert!(t.contains("FAILED") && t.contains("1 healthy, 1 failed") && t.contains("3.0 MiB"), "{t}");
+        assert!(t.contains("repair 11 %, scrub 3 %, compaction 17 % (scrub period 48 h)"), "{t}");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     /// Hash every PUT's MD5 alone instead of batching a core's PUTs over SIMD lanes (for
     /// measuring the batcher).
     pub md5_single_stream: bool,
+    /// Background I/O shares (percent of the device bytes while the foreground is busy).
+    pub io_shares: engine::IoShares,
+    /// The scrubber re-reads the whole data set once per this many seconds.
+    pub scrub_period_secs: u64,
 }
 
 /// Parse `K+M`.

@@ -59,6 +59,20 @@ enum Cmd {
         /// SIMD lanes (for measuring the batcher; slower).
         #[arg(long)]
         md5_single_stream: bool,
+        /// Percent of the device bytes repair (rebuild) may move while clients are busy; the
+        /// foreground keeps the rest. When clients are idle, background work runs at full speed.
+        #[arg(long, default_value_t = engine::IoShares::default().repair_percent, value_parser = clap::value_parser!(u32).range(1..=99))]
+        repair_share: u32,
+        /// Percent of the device bytes the scrubber may move while clients are busy.
+        #[arg(long, default_value_t = engine::IoShares::default().scrub_percent, value_parser = clap::value_parser!(u32).range(1..=99))]
+        scrub_share: u32,
+        /// Percent of the device bytes compaction may move while clients are busy.
+        #[arg(long, default_value_t = engine::IoShares::default().compaction_percent, value_parser = clap::value_parser!(u32).range(1..=99))]
+        compaction_share: u32,
+        /// The scrubber re-reads and verifies every shard once per this many hours (its rate
+        /// adapts to the data size).
+        #[arg(long, default_value_t = engine::SCRUB_PERIOD_SECS_DEFAULT / 3600, value_parser = clap::value_parser!(u64).range(1..))]
+        scrub_period_hours: u64,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -140,28 +154,47 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Server { listen, data, devices, ec, cores, no_pin, domain, region, segment_mib, md5_single_stream } => {
-            (|| {
-                let (k, m) = parse_ec(&ec)?;
-                let devices = devices
-                    .iter()
-                    .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                tessera::server::run(ServerConfig {
-                    listen,
-                    data,
-                    devices,
-                    k,
-                    m,
-                    cores,
-                    pin: !no_pin,
-                    domain,
-                    region,
-                    segment_mib,
-                    md5_single_stream,
-                })
-            })()
-        }
+        Cmd::Server {
+            listen,
+            data,
+            devices,
+            ec,
+            cores,
+            no_pin,
+            domain,
+            region,
+            segment_mib,
+            md5_single_stream,
+            repair_share,
+            scrub_share,
+            compaction_share,
+            scrub_period_hours,
+        } => (|| {
+            let (k, m) = parse_ec(&ec)?;
+            let devices = devices
+                .iter()
+                .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            tessera::server::run(ServerConfig {
+                listen,
+                data,
+                devices,
+                k,
+                m,
+                cores,
+                pin: !no_pin,
+                domain,
+                region,
+                segment_mib,
+                md5_single_stream,
+                io_shares: engine::IoShares {
+                    repair_percent: repair_share,
+                    scrub_percent: scrub_share,
+                    compaction_percent: compaction_share,
+                },
+                scrub_period_secs: scrub_period_hours.saturating_mul(3600),
+            })
+        })(),
         Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
             tessera::admin::run_replace_cli(&tessera::admin::ReplaceCli {

@@ -123,6 +123,8 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     ecfg.cores = cores;
     ecfg.pin = cfg.pin;
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
+    ecfg.heal.io_shares = cfg.io_shares;
+    ecfg.heal.scrub_period_secs = cfg.scrub_period_secs;
     if cfg.md5_single_stream {
         ecfg.md5_batch_min_lanes = usize::MAX;
     }

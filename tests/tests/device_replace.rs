@@ -163,3 +163,40 @@ fn walk_files(p: &Path) -> Vec<String> {
     }
     out
 }
+
+/// The background I/O shares and the scrub period are set on the server's command line, and
+/// the status reports what is in force; shares outside 1..=99 are refused before the server
+/// starts.
+#[test]
+fn io_shares_and_scrub_period_are_set_on_the_command_line_and_shown_in_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--repair-share", "10", "--scrub-share", "2", "--compaction-share", "25", "--scrub-period-hours", "48"];
+    let srv = Server::start_with(dir.path(), "127.0.0.1:0", &args);
+    let st = status(&srv);
+    let shares = st.get("io_shares").expect("status has io_shares");
+    assert_eq!((shares.u64("repair"), shares.u64("scrub"), shares.u64("compaction")), (10, 2, 25), "{st:?}");
+    assert_eq!(st.u64("scrub_period_secs"), 48 * 3600);
+    let out = cli(&["status", "--endpoint", &srv.endpoint]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tessera status failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("repair 10 %, scrub 2 %, compaction 25 % (scrub period 48 h)"), "{text}");
+    drop(srv);
+
+    // Defaults when no flag is given: repair 20, scrub 5, compaction 15; a week.
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "127.0.0.1:0");
+    let st = status(&srv);
+    let shares = st.get("io_shares").expect("status has io_shares");
+    assert_eq!((shares.u64("repair"), shares.u64("scrub"), shares.u64("compaction")), (20, 5, 15));
+    assert_eq!(st.u64("scrub_period_secs"), 7 * 24 * 3600);
+    drop(srv);
+
+    for bad in [["--repair-share", "0"], ["--scrub-share", "100"], ["--scrub-period-hours", "0"]] {
+        let d = dir.path().join("never");
+        let out = cli(&["server", "--listen", "127.0.0.1:0", "--data", d.to_str().unwrap(), bad[0], bad[1]]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?} was not refused: {err}");
+        assert!(err.contains(bad[0]), "{bad:?}: the error does not name the flag: {err}");
+        assert!(!d.exists(), "{bad:?}: a refused start created its data directory");
+    }
+}
