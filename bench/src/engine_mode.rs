@@ -30,6 +30,10 @@ pub struct EngineArgs {
     /// over SIMD lanes): the A/B switch for the MD5 batcher.
     #[arg(long)]
     pub md5_single_stream: bool,
+    /// Append to the metadata log through the page cache + fdatasync per mirror (the engine's
+    /// default is O_DIRECT|O_DSYNC writes): the A/B switch for the log append path.
+    #[arg(long)]
+    pub log_buffered: bool,
     /// Shards at format time (each core owns one or more); default 2 per CPU.
     #[arg(long)]
     pub shards: Option<u32>,
@@ -381,6 +385,7 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
     if args.md5_single_stream {
         cfg.md5_batch_min_lanes = usize::MAX;
     }
+    cfg.log_direct = !args.log_buffered;
     let eng = Engine::open(cfg).map_err(|e| format!("opening the engine at {}: {e}", root.display()))?;
     println!(
         "engine: {} cores, {} shards, EC {}+{}, drivers {:?}, O_DIRECT {:?}",

@@ -211,6 +211,8 @@ pub struct CoreStats {
     /// compaction), and the background bytes it let through while the foreground was idle.
     pub sched_bytes: [u64; 4],
     pub sched_idle_bytes: [u64; 4],
+    /// Log checkpoints (generations written while running) since start.
+    pub checkpoints: u64,
     pub repair_failures: u64,
     /// Data bytes compaction moved out of mostly-dead segments.
     pub compacted_bytes: u64,

@@ -7,7 +7,6 @@ use crate::buf::BufPool;
 use crate::error::{Error, Result};
 use crate::heal::HealConfig;
 use crate::index::ShardState;
-use crate::io::DevFile;
 use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
 use crate::segment::Segments;
@@ -47,6 +46,10 @@ pub struct Shared {
     pub heal: HealConfig,
     /// See `EngineConfig::md5_batch_min_lanes`.
     pub md5_batch_min_lanes: usize,
+    /// See `EngineConfig::log_direct`.
+    pub log_direct: bool,
+    /// See `EngineConfig::checkpoint_min_bytes`.
+    pub checkpoint_min_bytes: u64,
 }
 
 thread_local! {
@@ -426,9 +429,8 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
     }
     let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
     wal::remove_older(&healthy_paths, id, new_gen);
-    let files =
-        written.iter().map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?)))).collect::<Result<Vec<_>>>()?;
-    Ok(Shard::new(id, core.clone(), state, segs, WalState { gen: new_gen, len: bytes.len() as u64, files }))
+    let wal = WalState::open(new_gen, &bytes, &written, sh.log_direct)?;
+    Ok(Shard::new(id, core.clone(), state, segs, wal))
 }
 
 pub fn run_core(

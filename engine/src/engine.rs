@@ -34,6 +34,13 @@ pub struct EngineConfig {
     /// Hash the ETag MD5s of a core's PUTs together in SIMD lanes when at least this many are
     /// waiting (`md5batch`); `usize::MAX` hashes every stream alone (for measurements).
     pub md5_batch_min_lanes: usize,
+    /// Append to the metadata log with O_DIRECT|O_DSYNC writes (each a write and its flush in
+    /// one I/O, no page cache) where the filesystem allows it; `false` appends through the page
+    /// cache and fdatasyncs each mirror (for measurements, and the fallback either way).
+    pub log_direct: bool,
+    /// A shard rewrites its log (a checkpoint: only the live state, in a new generation) once
+    /// the log is longer than this and more than 4 times its live part.
+    pub checkpoint_min_bytes: u64,
 }
 
 impl EngineConfig {
@@ -47,6 +54,8 @@ impl EngineConfig {
             pin: true,
             heal: HealConfig::default(),
             md5_batch_min_lanes: crate::md5batch::MD5_BATCH_MIN_LANES,
+            log_direct: true,
+            checkpoint_min_bytes: crate::shard::CHECKPOINT_MIN_BYTES,
         }
     }
 }
@@ -160,6 +169,8 @@ impl Engine {
             replace_lock: futures::lock::Mutex::new(()),
             heal: cfg.heal.clone(),
             md5_batch_min_lanes: cfg.md5_batch_min_lanes,
+            log_direct: cfg.log_direct,
+            checkpoint_min_bytes: cfg.checkpoint_min_bytes,
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
         for (s, l) in logs.into_iter().enumerate() {

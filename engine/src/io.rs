@@ -132,6 +132,29 @@ impl DevFile {
         Self::from_std(Self::open_std(path, create, direct)?, path, direct)
     }
 
+    /// Open an existing file O_DIRECT|O_DSYNC (every write is durable when it completes:
+    /// with a volatile write cache the kernel follows it with a flush, or writes it FUA).
+    /// `None` if the filesystem refuses O_DIRECT.
+    pub fn open_dsync(path: &Path) -> Result<Option<DevFile>> {
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT | libc::O_DSYNC).open(path);
+        match f {
+            Ok(f) => Self::from_std(f, path, true).map(Some),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(io_at(path, e)),
+        }
+    }
+
+    /// Write and make durable in one I/O (a file from `open_dsync`). The second value says
+    /// whether the failure counts as a failed flush (the sync failpoints apply here too, since
+    /// this write is also the flush).
+    pub async fn write_dsync_at(&self, buf: AlignedBuf, pos: u64) -> (Result<()>, bool) {
+        if failpoints::hit(&self.path, FailOp::Sync).await.is_some() {
+            return (Err(io_at(&self.path, failpoints::eio())), true);
+        }
+        (self.write_at(buf, pos).await.0, false)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -238,6 +261,14 @@ impl DevFile {
         // SAFETY: the kernel initialised exactly `len` bytes.
         unsafe { v.set_len(len) };
         Some(v)
+    }
+
+    /// fsync (data and metadata; also for a directory opened with `from_std`).
+    pub async fn sync_all(&self) -> Result<()> {
+        if failpoints::hit(&self.path, FailOp::Sync).await.is_some() {
+            return Err(io_at(&self.path, failpoints::eio()));
+        }
+        self.file.sync_all().await.map_err(|e| io_at(&self.path, e))
     }
 
     pub async fn sync_data(&self) -> Result<()> {

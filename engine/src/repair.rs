@@ -65,12 +65,18 @@ impl Shard {
     }
 
     /// Device `dev` failed: move the log off it and queue every object with a shard there.
-    pub fn device_failed(&self, dev: u16) {
+    pub fn device_failed(self: &Rc<Self>, dev: u16) {
         if self.wal.borrow().files.iter().any(|(d, _)| *d == dev) {
-            if self.flushing.get() {
-                self.wal_rewrite.set(true);
-            } else {
-                self.rewrite_wal();
+            // The commit leader rewrites the log before its next batch; with no leader
+            // running, a task becomes the leader for it.
+            self.wal_rewrite.set(true);
+            if !self.flushing.get() {
+                self.flushing.set(true);
+                let sh = self.clone();
+                monoio::spawn(async move {
+                    sh.flush_batches().await;
+                    sh.flushing.set(false);
+                });
             }
         }
         self.queue_objects_on(dev);
@@ -125,13 +131,13 @@ impl Shard {
 
     /// Rewrite the log generation (a checkpoint) onto healthy, zone-safe mirrors. Only called
     /// when no batch is in flight.
-    pub(super) fn rewrite_wal(&self) {
+    pub(super) async fn rewrite_wal(&self) {
         self.wal_rewrite.set(false);
         let healthy = self.core.healthy.borrow().clone();
         if self.wal.borrow().files.iter().all(|(d, _)| healthy[*d as usize]) {
             return;
         }
-        match self.checkpoint() {
+        match self.checkpoint().await {
             Ok(()) => tracing::warn!("shard {}: log moved to healthy mirrors", self.id),
             Err(e) => tracing::error!("shard {}: cannot move the log off a failed device: {e}", self.id),
         }

@@ -50,7 +50,49 @@ struct Pending {
 pub struct WalState {
     pub gen: u64,
     pub len: u64,
+    /// The mirrors, opened through the page cache (reads of inline objects).
     pub files: Vec<(u16, Rc<DevFile>)>,
+    /// The same files opened O_DIRECT|O_DSYNC, in `files` order, for appends; `None` where the
+    /// filesystem refuses O_DIRECT (or `EngineConfig::log_direct` is off): appends then go
+    /// through the page cache and each mirror is fdatasync'd.
+    pub direct: Option<Vec<Rc<DevFile>>>,
+    /// The log's bytes from the 4 KiB boundary at or below `len` up to `len`: an O_DIRECT
+    /// append rewrites that block (the same bytes, so a torn write cannot change committed
+    /// frames) followed by the new frames, zero-padded to the next boundary.
+    pub tail: Vec<u8>,
+}
+
+impl WalState {
+    /// The state of a generation just written: `bytes` is its whole content, `written` its
+    /// mirror files.
+    pub fn open(gen: u64, bytes: &[u8], written: &[(u16, PathBuf)], direct: bool) -> Result<WalState> {
+        let files = written
+            .iter()
+            .map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?))))
+            .collect::<Result<Vec<_>>>()?;
+        let direct = if direct {
+            let mut v = Vec::with_capacity(written.len());
+            for (_, p) in written {
+                match DevFile::open_dsync(p)? {
+                    Some(f) => v.push(Rc::new(f)),
+                    None => break,
+                }
+            }
+            (v.len() == written.len()).then_some(v)
+        } else {
+            None
+        };
+        let len = bytes.len() as u64;
+        let tail = bytes[align_down(len) as usize..].to_vec();
+        Ok(WalState { gen, len, files, direct, tail })
+    }
+}
+
+/// O_DIRECT I/O granularity of the log appends (a multiple of every device's logical block).
+pub const LOG_BLOCK_BYTES: u64 = 4096;
+
+fn align_down(x: u64) -> u64 {
+    x & !(LOG_BLOCK_BYTES - 1)
 }
 
 pub struct Shard {
@@ -169,7 +211,7 @@ impl Shard {
     async fn flush_batches(self: &Rc<Self>) {
         loop {
             if self.wal_rewrite.get() {
-                self.rewrite_wal();
+                self.rewrite_wal().await;
             }
             let batch = std::mem::take(&mut *self.queue.borrow_mut());
             if batch.is_empty() {
@@ -197,7 +239,7 @@ impl Shard {
                         self.unpend(&p.key);
                         let _ = p.reply.send(Ok(()));
                     }
-                    if let Err(e) = self.maybe_checkpoint() {
+                    if let Err(e) = self.maybe_checkpoint().await {
                         tracing::error!("shard {}: checkpoint failed: {e}", self.id);
                     }
                     self.maybe_compact();
@@ -243,13 +285,78 @@ impl Shard {
         for p in batch {
             frame_into(&mut buf, &p.payload);
         }
+        let total = buf.len() as u64;
+        let direct = self.wal.borrow().direct.clone();
+        match direct {
+            Some(direct) => self.append_direct(&buf, &direct).await?,
+            None => self.append_buffered(buf).await?,
+        }
+        Ok(total)
+    }
+
+    /// Append `frames` to every mirror with one O_DIRECT|O_DSYNC write each: the log's last
+    /// partial block again, the frames, zeros to the block boundary. Durable when it returns.
+    async fn append_direct(&self, frames: &[u8], direct: &[Rc<DevFile>]) -> Result<()> {
+        let (base, files) = {
+            let w = self.wal.borrow();
+            (w.len, w.files.clone())
+        };
+        let start = align_down(base);
+        let mut block = {
+            let w = self.wal.borrow();
+            // Checked when the tail is kept and again here, before it is written back.
+            assert_eq!(
+                w.tail.len() as u64,
+                base - start,
+                "shard {}: log tail does not end at the log's length",
+                self.id
+            );
+            let end = (base + frames.len() as u64).div_ceil(LOG_BLOCK_BYTES) * LOG_BLOCK_BYTES;
+            let mut b = AlignedBuf::alloc((end - start) as usize);
+            b.extend_from(&w.tail);
+            b
+        };
+        block.extend_from(frames);
+        let new_len = base + frames.len() as u64;
+        let cap = block.capacity();
+        block.resize_zeroed(cap);
+        let keep = block.as_slice()[(align_down(new_len) - start) as usize..(new_len - start) as usize].to_vec();
+        let mut copies: Vec<AlignedBuf> = Vec::with_capacity(direct.len());
+        for _ in 1..direct.len() {
+            let mut c = AlignedBuf::alloc(cap);
+            c.extend_from(block.as_slice());
+            copies.push(c);
+        }
+        copies.push(block);
+        let writes = join_all(direct.iter().zip(copies).map(|(f, b)| f.write_dsync_at(b, start))).await;
+        let mut first_err = None;
+        for ((dev, _), (r, flush_failed)) in files.iter().zip(writes) {
+            if let Err(e) = r {
+                self.core.note_io_error(*dev, &e, flush_failed);
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let mut w = self.wal.borrow_mut();
+        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per shard)");
+        w.tail = keep;
+        Ok(())
+    }
+
+    /// Append `frames` through the page cache, then fdatasync every mirror.
+    async fn append_buffered(&self, frames: Vec<u8>) -> Result<()> {
         let (base, files): (u64, Vec<(u16, Rc<DevFile>)>) = {
             let w = self.wal.borrow();
             (w.len, w.files.clone())
         };
-        let total = buf.len() as u64;
+        let new_len = base + frames.len() as u64;
+        let keep_from = (align_down(new_len).max(base) - base) as usize;
+        let keep = frames[keep_from..].to_vec();
         // One buffer shared by every mirror's write (a refcount, not a copy per mirror).
-        let buf = Bytes::from(buf);
+        let buf = Bytes::from(frames);
+        let mut first_err = None;
         let writes = join_all(files.iter().map(|(_, f)| f.write_buf_at(buf.clone(), base))).await;
         for ((dev, _), r) in files.iter().zip(writes) {
             if let Err(e) = r {
@@ -266,17 +373,24 @@ impl Shard {
                 first_err.get_or_insert(e);
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(total),
+        if let Some(e) = first_err {
+            return Err(e);
         }
+        // The tail is kept here too, so the two ways of appending stay interchangeable.
+        let mut w = self.wal.borrow_mut();
+        if align_down(new_len) > align_down(base) {
+            w.tail = keep;
+        } else {
+            w.tail.extend_from_slice(&keep);
+        }
+        Ok(())
     }
 
-    fn maybe_checkpoint(&self) -> Result<()> {
+    async fn maybe_checkpoint(&self) -> Result<()> {
         let len = self.wal.borrow().len;
         let live = self.state.borrow().live_log_bytes;
-        if len > CHECKPOINT_MIN_BYTES && len > 4 * live {
-            self.checkpoint()?;
+        if len > self.core.shared.checkpoint_min_bytes && len > 4 * live {
+            self.checkpoint().await?;
         }
         Ok(())
     }
@@ -284,9 +398,20 @@ impl Shard {
     /// Rewrite the log as a new generation holding only the live state. Runs inside the
     /// commit leader, so no batch is in flight. A mirror device that fails while the
     /// generation is written is failed and the generation written again elsewhere.
-    pub fn checkpoint(&self) -> Result<()> {
+    pub async fn checkpoint(&self) -> Result<()> {
         let mut failed: Vec<(u16, Error)> = Vec::new();
-        let r = self.write_checkpoint(&mut failed);
+        let t = std::time::Instant::now();
+        let before = self.wal.borrow().len;
+        let r = self.write_checkpoint(&mut failed).await;
+        tracing::debug!(
+            "shard {}: checkpoint of a {} KiB log took {} ms",
+            self.id,
+            before >> 10,
+            t.elapsed().as_millis()
+        );
+        if r.is_ok() {
+            self.core.stats.borrow_mut().checkpoints += 1;
+        }
         // Devices that failed the checkpoint fail (at once: a failed write of a whole file) only
         // now that it is done, so the log rewrites this may start never run inside it.
         for (dev, e) in &failed {
@@ -295,7 +420,7 @@ impl Shard {
         r
     }
 
-    fn write_checkpoint(&self, failed: &mut Vec<(u16, Error)>) -> Result<()> {
+    async fn write_checkpoint(&self, failed: &mut Vec<(u16, Error)>) -> Result<()> {
         let set = &self.core.shared.set;
         let (old_gen, old_files) = {
             let w = self.wal.borrow();
@@ -305,6 +430,9 @@ impl Shard {
         let old = open_mirrors(&old_files);
         let (bytes, moved) =
             build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| read_inline_sync(&old, meta))?;
+        // The state does not change until the new generation is in place: this runs inside
+        // the commit leader, and only the leader applies records.
+        let bytes = Bytes::from(bytes);
         // Devices that failed this checkpoint are avoided by its next attempt.
         let written = loop {
             let mut healthy = self.core.healthy.borrow().clone();
@@ -312,7 +440,7 @@ impl Shard {
                 healthy[*d as usize] = false;
             }
             let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
-            match wal::write_generation(&mirrors, self.id, new_gen, &bytes) {
+            match wal::write_generation_async(&mirrors, self.id, new_gen, bytes.clone()).await {
                 Ok(w) => break w,
                 Err((dev, e)) => {
                     tracing::warn!("shard {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
@@ -333,11 +461,7 @@ impl Shard {
                 }
             }
         }
-        let files = written
-            .iter()
-            .map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?))))
-            .collect::<Result<Vec<_>>>()?;
-        *self.wal.borrow_mut() = WalState { gen: new_gen, len: bytes.len() as u64, files };
+        *self.wal.borrow_mut() = WalState::open(new_gen, &bytes, &written, self.core.shared.log_direct)?;
         wal::remove_older(&self.core.paths.borrow(), self.id, new_gen);
         Ok(())
     }

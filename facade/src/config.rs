@@ -23,6 +23,9 @@ pub struct ServerConfig {
     /// Hash every PUT's MD5 alone instead of batching a core's PUTs over SIMD lanes (for
     /// measuring the batcher).
     pub md5_single_stream: bool,
+    /// Append to the metadata log through the page cache + fdatasync (for measuring the
+    /// default O_DIRECT|O_DSYNC appends).
+    pub log_buffered: bool,
     /// Background I/O shares (percent of the device bytes while the foreground is busy).
     pub io_shares: engine::IoShares,
     /// The scrubber re-reads the whole data set once per this many seconds.

@@ -59,6 +59,10 @@ enum Cmd {
         /// SIMD lanes (for measuring the batcher; slower).
         #[arg(long)]
         md5_single_stream: bool,
+        /// Append to the metadata log through the page cache and fdatasync each mirror, instead
+        /// of O_DIRECT|O_DSYNC writes (for measuring the default; slower).
+        #[arg(long)]
+        log_buffered: bool,
         /// Percent of the device bytes repair (rebuild) may move while clients are busy; the
         /// foreground keeps the rest. When clients are idle, background work runs at full speed.
         #[arg(long, default_value_t = engine::IoShares::default().repair_percent, value_parser = clap::value_parser!(u32).range(1..=99))]
@@ -165,6 +169,7 @@ fn main() {
             region,
             segment_mib,
             md5_single_stream,
+            log_buffered,
             repair_share,
             scrub_share,
             compaction_share,
@@ -187,6 +192,7 @@ fn main() {
                 region,
                 segment_mib,
                 md5_single_stream,
+                log_buffered,
                 io_shares: engine::IoShares {
                     repair_percent: repair_share,
                     scrub_percent: scrub_share,

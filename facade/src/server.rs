@@ -124,6 +124,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     ecfg.pin = cfg.pin;
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
     ecfg.heal.io_shares = cfg.io_shares;
+    ecfg.log_direct = !cfg.log_buffered;
     ecfg.heal.scrub_period_secs = cfg.scrub_period_secs;
     if cfg.md5_single_stream {
         ecfg.md5_batch_min_lanes = usize::MAX;
