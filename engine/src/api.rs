@@ -213,6 +213,11 @@ pub struct CoreStats {
     pub sched_idle_bytes: [u64; 4],
     /// Log checkpoints (generations written while running) since start.
     pub checkpoints: u64,
+    /// Group commits (log appends made durable), the records they carried, and the time
+    /// they took in total (µs): records per commit and commit latency.
+    pub log_commits: u64,
+    pub log_records: u64,
+    pub log_commit_us: u64,
     pub repair_failures: u64,
     /// Data bytes compaction moved out of mostly-dead segments.
     pub compacted_bytes: u64,

@@ -50,6 +50,8 @@ pub struct Shared {
     pub log_direct: bool,
     /// See `EngineConfig::checkpoint_min_bytes`.
     pub checkpoint_min_bytes: u64,
+    /// See `EngineConfig::checkpoint_install_delay_ms`.
+    pub checkpoint_install_delay_ms: u64,
 }
 
 thread_local! {

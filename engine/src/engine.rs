@@ -41,6 +41,9 @@ pub struct EngineConfig {
     /// A shard rewrites its log (a checkpoint: only the live state, in a new generation) once
     /// the log is longer than this and more than 4 times its live part.
     pub checkpoint_min_bytes: u64,
+    /// Tests only: a checkpoint waits this long before its switch, so that a crash test's
+    /// kills land in the window between "new generation written" and "switched" (0 in use).
+    pub checkpoint_install_delay_ms: u64,
 }
 
 impl EngineConfig {
@@ -56,6 +59,7 @@ impl EngineConfig {
             md5_batch_min_lanes: crate::md5batch::MD5_BATCH_MIN_LANES,
             log_direct: true,
             checkpoint_min_bytes: crate::shard::CHECKPOINT_MIN_BYTES,
+            checkpoint_install_delay_ms: 0,
         }
     }
 }
@@ -171,6 +175,7 @@ impl Engine {
             md5_batch_min_lanes: cfg.md5_batch_min_lanes,
             log_direct: cfg.log_direct,
             checkpoint_min_bytes: cfg.checkpoint_min_bytes,
+            checkpoint_install_delay_ms: cfg.checkpoint_install_delay_ms,
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
         for (s, l) in logs.into_iter().enumerate() {

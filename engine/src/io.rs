@@ -155,6 +155,15 @@ impl DevFile {
         (self.write_at(buf, pos).await.0, false)
     }
 
+    /// Drop the file's pages from the page cache (advice; a failure changes nothing). For a
+    /// log generation just flushed: its appends are O_DIRECT, and a direct write over cached
+    /// pages must invalidate them first, which io_uring cannot do without blocking, so each
+    /// such append would be handed to a kernel worker thread.
+    pub fn drop_cached(&self) {
+        // SAFETY: plain syscall on this file's open fd.
+        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

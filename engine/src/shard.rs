@@ -20,6 +20,7 @@ use crate::util::unix_ms;
 use crate::wal::{self, frame_into, FRAME_HEADER_BYTES};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -47,6 +48,9 @@ struct Pending {
     reply: futures::channel::oneshot::Sender<Result<()>>,
 }
 
+/// A log generation's mirror files: (device, file).
+pub type Mirrors = Vec<(u16, Rc<DevFile>)>;
+
 pub struct WalState {
     pub gen: u64,
     pub len: u64,
@@ -60,6 +64,10 @@ pub struct WalState {
     /// append rewrites that block (the same bytes, so a torn write cannot change committed
     /// frames) followed by the new frames, zero-padded to the next boundary.
     pub tail: Vec<u8>,
+    /// The previous generation's mirrors, still open after the switch (their files may be
+    /// unlinked): a read that looked an inline object up before a checkpoint moved it reads
+    /// the same bytes at the old place.
+    pub prev: Option<(u64, Mirrors)>,
 }
 
 impl WalState {
@@ -84,9 +92,53 @@ impl WalState {
         };
         let len = bytes.len() as u64;
         let tail = bytes[align_down(len) as usize..].to_vec();
-        Ok(WalState { gen, len, files, direct, tail })
+        Ok(WalState { gen, len, files, direct, tail, prev: None })
     }
 }
+
+/// A checkpoint in progress. The new generation is written by a task of its own from a
+/// snapshot of the state taken at the cut, while commits go on appending to the old
+/// generation; the commit leader then appends those later frames and the `CheckpointEnd` to
+/// the new generation in one durable write and switches to it (`install_checkpoint`). Until
+/// that write, the new generation has no `CheckpointEnd` and recovery ignores it, so a crash at
+/// any point recovers from the old generation, which holds everything acknowledged.
+struct CkptRun {
+    gen: u64,
+    old_gen: u64,
+    /// The old generation's length at the cut.
+    cut: u64,
+    /// Frames appended to the old generation since the cut.
+    after: Vec<u8>,
+    /// Set by the writer task.
+    ready: Option<Result<CkptWritten>>,
+}
+
+/// The live state as log records, with the (bucket, key) of each object record.
+type Snapshot = Vec<(Record, Option<(String, String)>)>;
+
+/// A new generation written up to (not including) its `CheckpointEnd`.
+struct CkptWritten {
+    files: Vec<(u16, PathBuf)>,
+    bytes: Bytes,
+    /// Inline objects: (bucket, key, offset in the old generation, offset in the new, frame length).
+    moved: Vec<(String, String, u64, u64, u32)>,
+    /// Mirror devices that failed while it was written (failed once it is installed).
+    failed: Vec<(u16, Error)>,
+}
+
+/// Remove a generation's files (durably: a new generation left complete behind the log's
+/// back would win at recovery).
+fn remove_generation(files: &[(u16, PathBuf)]) {
+    for (_, p) in files {
+        let _ = std::fs::remove_file(p);
+        if let Some(d) = p.parent() {
+            let _ = crate::superblock::sync_dir(d);
+        }
+    }
+}
+
+/// Inline objects a checkpoint reads at once.
+const CHECKPOINT_READS_IN_FLIGHT: usize = 64;
 
 /// O_DIRECT I/O granularity of the log appends (a multiple of every device's logical block).
 pub const LOG_BLOCK_BYTES: u64 = 4096;
@@ -108,6 +160,11 @@ pub struct Shard {
     /// A log mirror is on a failed device: rewrite the generation onto healthy mirrors
     /// before the next batch.
     wal_rewrite: Cell<bool>,
+    /// A checkpoint being written in the background (`start_checkpoint`).
+    ckpt: RefCell<Option<CkptRun>>,
+    /// The highest log generation number handed out (a new generation takes the next one,
+    /// also after an abandoned checkpoint whose files may still be being written).
+    last_gen: Cell<u64>,
     /// Keys with a record submitted but not yet applied: conditional writes on them conflict.
     pending_keys: RefCell<HashMap<(String, String), u32>>,
     /// Objects a read had to reconstruct: stripes waiting for repair.
@@ -165,6 +222,7 @@ pub fn rotate_for(bucket: &str, key: &str) -> usize {
 
 impl Shard {
     pub fn new(id: u32, core: Rc<Core>, state: ShardState, segs: Segments, wal: WalState) -> Rc<Shard> {
+        let wal_gen = wal.gen;
         Rc::new(Shard {
             id,
             core,
@@ -181,6 +239,8 @@ impl Shard {
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
             wal_rewrite: Cell::new(false),
+            ckpt: RefCell::new(None),
+            last_gen: Cell::new(wal_gen),
             heal: RefCell::new(Default::default()),
         })
     }
@@ -213,12 +273,25 @@ impl Shard {
             if self.wal_rewrite.get() {
                 self.rewrite_wal().await;
             }
+            if self.ckpt.borrow().as_ref().is_some_and(|r| r.ready.is_some()) {
+                let run = self.ckpt.borrow_mut().take();
+                if let Some(run) = run {
+                    self.install_checkpoint(run).await;
+                }
+            }
             let batch = std::mem::take(&mut *self.queue.borrow_mut());
             if batch.is_empty() {
                 break;
             }
             let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            let t = std::time::Instant::now();
             let result = self.write_batch(&batch, dirty).await;
+            {
+                let mut st = self.core.stats.borrow_mut();
+                st.log_commits += 1;
+                st.log_records += batch.len() as u64;
+                st.log_commit_us += t.elapsed().as_micros() as u64;
+            }
             let (gen, base) = {
                 let w = self.wal.borrow();
                 (w.gen, w.len)
@@ -226,6 +299,12 @@ impl Shard {
             match result {
                 Ok(total) => {
                     self.wal.borrow_mut().len += total;
+                    if let Some(run) = self.ckpt.borrow_mut().as_mut() {
+                        // These frames follow the cut: the new generation gets them too.
+                        for p in &batch {
+                            frame_into(&mut run.after, &p.payload);
+                        }
+                    }
                     let mut off = base;
                     for p in batch {
                         let frame_len = (FRAME_HEADER_BYTES + p.payload.len()) as u32;
@@ -286,12 +365,18 @@ impl Shard {
             frame_into(&mut buf, &p.payload);
         }
         let total = buf.len() as u64;
+        self.append_frames(buf).await?;
+        Ok(total)
+    }
+
+    /// Append `frames` to the current generation's mirrors, durably (the caller advances
+    /// `len` once it returns Ok).
+    async fn append_frames(&self, frames: Vec<u8>) -> Result<()> {
         let direct = self.wal.borrow().direct.clone();
         match direct {
-            Some(direct) => self.append_direct(&buf, &direct).await?,
-            None => self.append_buffered(buf).await?,
+            Some(direct) => self.append_direct(&frames, &direct).await,
+            None => self.append_buffered(frames).await,
         }
-        Ok(total)
     }
 
     /// Append `frames` to every mirror with one O_DIRECT|O_DSYNC write each: the log's last
@@ -386,61 +471,110 @@ impl Shard {
         Ok(())
     }
 
-    async fn maybe_checkpoint(&self) -> Result<()> {
+    async fn maybe_checkpoint(self: &Rc<Self>) -> Result<()> {
         let len = self.wal.borrow().len;
         let live = self.state.borrow().live_log_bytes;
-        if len > self.core.shared.checkpoint_min_bytes && len > 4 * live {
-            self.checkpoint().await?;
+        if len > self.core.shared.checkpoint_min_bytes && len > 4 * live && self.ckpt.borrow().is_none() {
+            self.start_checkpoint()?;
         }
         Ok(())
     }
 
-    /// Rewrite the log as a new generation holding only the live state. Runs inside the
-    /// commit leader, so no batch is in flight. A mirror device that fails while the
-    /// generation is written is failed and the generation written again elsewhere.
-    pub async fn checkpoint(&self) -> Result<()> {
-        let mut failed: Vec<(u16, Error)> = Vec::new();
-        let t = std::time::Instant::now();
-        let before = self.wal.borrow().len;
-        let r = self.write_checkpoint(&mut failed).await;
-        tracing::debug!(
-            "shard {}: checkpoint of a {} KiB log took {} ms",
-            self.id,
-            before >> 10,
-            t.elapsed().as_millis()
-        );
-        if r.is_ok() {
-            self.core.stats.borrow_mut().checkpoints += 1;
-        }
-        // Devices that failed the checkpoint fail (at once: a failed write of a whole file) only
-        // now that it is done, so the log rewrites this may start never run inside it.
-        for (dev, e) in &failed {
-            self.core.note_io_error(*dev, e, true);
-        }
-        r
+    /// Cut: snapshot the state (inside the commit leader, so between two batches) and start a
+    /// task writing the new generation from it; commits go on meanwhile (see `CkptRun`).
+    fn start_checkpoint(self: &Rc<Self>) -> Result<()> {
+        let gen = self.last_gen.get() + 1;
+        self.last_gen.set(gen);
+        let recs = self.checkpoint_snapshot()?;
+        let (old_gen, cut) = {
+            let w = self.wal.borrow();
+            (w.gen, w.len)
+        };
+        *self.ckpt.borrow_mut() = Some(CkptRun { gen, old_gen, cut, after: Vec::new(), ready: None });
+        let sh = self.clone();
+        monoio::spawn(async move {
+            let r = sh.write_checkpoint_files(gen, recs).await;
+            let current = sh.ckpt.borrow().as_ref().is_some_and(|run| run.gen == gen);
+            if !current {
+                // Abandoned (a log rewrite replaced it): its files never got a CheckpointEnd;
+                // remove them.
+                if let Ok(w) = r {
+                    remove_generation(&w.files);
+                }
+                return;
+            }
+            if let Some(run) = sh.ckpt.borrow_mut().as_mut() {
+                run.ready = Some(r);
+            }
+            // The commit leader installs it before its next batch; with no leader running,
+            // this task becomes the leader.
+            if !sh.flushing.get() {
+                sh.flushing.set(true);
+                sh.flush_batches().await;
+                sh.flushing.set(false);
+            }
+        });
+        Ok(())
     }
 
-    async fn write_checkpoint(&self, failed: &mut Vec<(u16, Error)>) -> Result<()> {
+    /// The live state as log records (inline objects without their bytes yet).
+    fn checkpoint_snapshot(&self) -> Result<Snapshot> {
+        let mut recs = Vec::new();
+        self.state.borrow().checkpoint_records(
+            |_| Ok(Vec::new()),
+            |rec, key| {
+                recs.push((rec.clone(), key.map(|(b, k)| (b.to_string(), k.to_string()))));
+                Ok(())
+            },
+        )?;
+        Ok(recs)
+    }
+
+    /// Write generation `gen` from a snapshot: the inline objects' bytes are read (on the
+    /// ring, many at once: most were appended O_DIRECT and are not cached), then the header
+    /// and the records go to m+1 healthy mirrors, without the `CheckpointEnd`. A mirror
+    /// device that fails is avoided and the generation written again elsewhere.
+    async fn write_checkpoint_files(&self, gen: u64, mut recs: Snapshot) -> Result<CkptWritten> {
         let set = &self.core.shared.set;
-        let (old_gen, old_files) = {
-            let w = self.wal.borrow();
-            (w.gen, w.files.iter().map(|(_, f)| f.path().to_path_buf()).collect::<Vec<_>>())
-        };
-        let new_gen = old_gen + 1;
-        let old = open_mirrors(&old_files);
-        let (bytes, moved) =
-            build_checkpoint(&self.state.borrow(), self.id, new_gen, set.set_id, |meta| read_inline_sync(&old, meta))?;
-        // The state does not change until the new generation is in place: this runs inside
-        // the commit leader, and only the leader applies records.
+        let mut reads = futures::stream::iter(recs.iter().enumerate().filter_map(|(i, (r, _))| match r {
+            Record::ObjectPut { meta, .. } if matches!(meta.data, DataLoc::Inline { .. }) => {
+                Some(async move { (i, self.read_inline(meta).await) })
+            }
+            _ => None,
+        }))
+        .buffer_unordered(CHECKPOINT_READS_IN_FLIGHT);
+        let mut data: Vec<(usize, Vec<u8>)> = Vec::new();
+        while let Some((i, r)) = reads.next().await {
+            data.push((i, r?));
+        }
+        drop(reads);
+        for (i, d) in data {
+            if let Record::ObjectPut { inline, .. } = &mut recs[i].0 {
+                *inline = d;
+            }
+        }
+        let mut bytes = Vec::new();
+        let mut moved = Vec::new();
+        frame_into(&mut bytes, &Record::Header { shard: self.id, gen, set_id: set.set_id }.encode());
+        for (rec, key) in &recs {
+            let off = bytes.len() as u64;
+            let payload = rec.encode();
+            frame_into(&mut bytes, &payload);
+            if let (Some((b, k)), Record::ObjectPut { meta, .. }) = (key, rec) {
+                if let DataLoc::Inline { offset: old, .. } = meta.data {
+                    moved.push((b.clone(), k.clone(), old, off, (FRAME_HEADER_BYTES + payload.len()) as u32));
+                }
+            }
+        }
         let bytes = Bytes::from(bytes);
-        // Devices that failed this checkpoint are avoided by its next attempt.
-        let written = loop {
+        let mut failed: Vec<(u16, Error)> = Vec::new();
+        let files = loop {
             let mut healthy = self.core.healthy.borrow().clone();
-            for (d, _) in failed.iter() {
+            for (d, _) in &failed {
                 healthy[*d as usize] = false;
             }
             let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
-            match wal::write_generation_async(&mirrors, self.id, new_gen, bytes.clone()).await {
+            match wal::write_generation_async(&mirrors, self.id, gen, bytes.clone()).await {
                 Ok(w) => break w,
                 Err((dev, e)) => {
                     tracing::warn!("shard {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
@@ -448,22 +582,119 @@ impl Shard {
                     // Bounded: each attempt avoids one more device, and `choose_mirrors` fails
                     // once too few are left.
                     if failed.len() >= set.device_count() {
+                        for (dev, e) in &failed {
+                            self.core.note_io_error(*dev, e, true);
+                        }
                         return Err(e);
                     }
                 }
             }
         };
+        Ok(CkptWritten { files, bytes, moved, failed })
+    }
+
+    /// Switch to a checkpoint's new generation (inside the commit leader): append the frames
+    /// committed since the cut and the `CheckpointEnd` in one durable write to every mirror,
+    /// then point the inline objects at their new places and drop the older generations. If
+    /// anything fails, the new generation is removed and the log stays where it was.
+    async fn install_checkpoint(&self, run: CkptRun) {
+        let w = match run.ready {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                return;
+            }
+            None => return,
+        };
+        for (dev, e) in &w.failed {
+            self.core.note_io_error(*dev, e, true);
+        }
+        let delay = self.core.shared.checkpoint_install_delay_ms;
+        if delay > 0 {
+            monoio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        let base = w.bytes.len() as u64;
+        let (cur_gen, cur_len) = {
+            let cur = self.wal.borrow();
+            (cur.gen, cur.len)
+        };
+        if cur_gen != run.old_gen {
+            remove_generation(&w.files);
+            return;
+        }
+        // Every frame appended since the cut is in `after`: the two logs end at the same record.
+        assert_eq!(cur_len - run.cut, run.after.len() as u64, "shard {}: checkpoint missed frames", self.id);
+        let mut tail = run.after;
+        frame_into(&mut tail, &Record::CheckpointEnd.encode());
+        let tail_len = tail.len() as u64;
+        let new = match WalState::open(run.gen, &w.bytes, &w.files, self.core.shared.log_direct) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                remove_generation(&w.files);
+                return;
+            }
+        };
+        // Until the objects are re-pointed below, readers still find them in the old
+        // generation, through `prev`.
+        let mut new = new;
+        new.prev = Some((run.old_gen, self.wal.borrow().files.clone()));
+        let old = std::mem::replace(&mut *self.wal.borrow_mut(), new);
+        if let Err(e) = self.append_frames(tail).await {
+            tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+            *self.wal.borrow_mut() = old;
+            // Its CheckpointEnd may have reached some mirror: the new generation must go
+            // before anything more is acknowledged in the old one.
+            remove_generation(&w.files);
+            return;
+        }
+        self.wal.borrow_mut().len += tail_len;
+        drop(old);
         {
             let mut st = self.state.borrow_mut();
-            for (b, k, off, len) in moved {
+            for (b, k, old_off, new_off, len) in w.moved {
                 if let Some(m) = st.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
-                    m.data = DataLoc::Inline { gen: new_gen, offset: off, len };
+                    if matches!(m.data, DataLoc::Inline { gen, offset, .. } if gen == run.old_gen && offset == old_off)
+                    {
+                        m.data = DataLoc::Inline { gen: run.gen, offset: new_off, len };
+                    }
+                }
+            }
+            for m in st.objects.values_mut().flat_map(|m| m.values_mut()) {
+                if let DataLoc::Inline { gen, offset, len } = m.data {
+                    if gen == run.old_gen {
+                        // Written after the cut: only those are left in the old generation.
+                        assert!(offset >= run.cut, "shard {}: inline object at {offset} left behind", self.id);
+                        m.data = DataLoc::Inline { gen: run.gen, offset: base + offset - run.cut, len };
+                    }
                 }
             }
         }
-        *self.wal.borrow_mut() = WalState::open(new_gen, &bytes, &written, self.core.shared.log_direct)?;
-        wal::remove_older(&self.core.paths.borrow(), self.id, new_gen);
-        Ok(())
+        wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
+        self.core.stats.borrow_mut().checkpoints += 1;
+    }
+
+    /// Rewrite the log at once as a new generation holding only the live state (to move it
+    /// off a failed mirror), inside the commit leader: no batch is in flight, and a checkpoint
+    /// in progress is abandoned.
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.ckpt.borrow_mut().take();
+        let gen = self.last_gen.get() + 1;
+        self.last_gen.set(gen);
+        let recs = self.checkpoint_snapshot()?;
+        let (old_gen, cut) = {
+            let w = self.wal.borrow();
+            (w.gen, w.len)
+        };
+        let w = self.write_checkpoint_files(gen, recs).await?;
+        let files = w.files.clone();
+        self.install_checkpoint(CkptRun { gen, old_gen, cut, after: Vec::new(), ready: Some(Ok(w)) }).await;
+        if self.wal.borrow().gen == gen {
+            Ok(())
+        } else {
+            remove_generation(&files);
+            Err(Error::Io(format!("shard {}: the log could not be rewritten (see the errors above)", self.id)))
+        }
     }
 
     // ---------------------------------------------------------------- write path
@@ -874,10 +1105,20 @@ impl Shard {
             return Err(Error::Corrupt("not an inline object".into()));
         };
         let w = self.wal.borrow();
-        if w.gen != gen {
-            return Err(Error::Corrupt(format!("inline object points to log generation {gen}, current is {}", w.gen)));
-        }
-        Ok((w.files.iter().map(|(_, f)| f.clone()).collect(), offset, len))
+        let files = if w.gen == gen {
+            &w.files
+        } else {
+            match &w.prev {
+                Some((g, files)) if *g == gen => files,
+                _ => {
+                    return Err(Error::Corrupt(format!(
+                        "inline object points to log generation {gen}, current is {}",
+                        w.gen
+                    )))
+                }
+            }
+        };
+        Ok((files.iter().map(|(_, f)| f.clone()).collect(), offset, len))
     }
 
     /// An inline object's bytes from the first mirror whose pages are cached, checked; `None`

@@ -185,6 +185,8 @@ fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
         left -= n as u64;
     }
     f.sync_all().map_err(|e| io_at(&p, e))?;
+    // SAFETY: plain syscall on an open fd; advice only (see `DevFile::drop_cached` for why).
+    unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, libc::POSIX_FADV_DONTNEED) };
     crate::superblock::sync_dir(&sd)
 }
 
@@ -234,6 +236,7 @@ async fn write_one_async(dir: &Path, shard: u32, gen: u64, bytes: bytes::Bytes) 
     let f = DevFile::from_std(f, &p, false)?;
     f.write_buf_at(bytes, 0).await?;
     f.sync_data().await?;
+    f.drop_cached();
     let d = std::fs::File::open(&sd).map_err(|e| io_at(&sd, e))?;
     DevFile::from_std(d, &sd, false)?.sync_all().await
 }

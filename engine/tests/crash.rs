@@ -53,7 +53,13 @@ fn say(line: &str) {
 fn crash_child_writer() {
     let Ok(dir) = std::env::var("CRASH_CHILD_DIR") else { return };
     let seed: u64 = std::env::var("CRASH_CHILD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let e = open(Path::new(&dir));
+    // A small checkpoint threshold: log checkpoints run all the time, so kills land inside
+    // them (while the new generation is written, and while it is installed).
+    // (Each waits 25 ms before its switch, so kills also land between "written" and "switched".)
+    let e = open_cfg(Path::new(&dir), 2, |cfg| {
+        cfg.checkpoint_min_bytes = 128 << 10;
+        cfg.checkpoint_install_delay_ms = 25;
+    });
     match block_on(e.create_bucket(BUCKET)) {
         Ok(()) | Err(Error::BucketAlreadyExists(_)) => {}
         Err(err) => panic!("create bucket: {err}"),
@@ -81,6 +87,10 @@ fn crash_child_writer() {
                     assert_eq!(info.size, size as u64);
                     say(&format!("ACK PUT {key} {cseed} {size}"));
                 }
+                if n % 16 == 0 {
+                    let c: u64 = e.stats().await.map(|v| v.iter().map(|s| s.checkpoints).sum()).unwrap_or(0);
+                    say(&format!("CHECKPOINTS {c}"));
+                }
             }
         }
     };
@@ -104,6 +114,7 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
     let exe = std::env::current_exe().unwrap();
     let mut model = Model::new();
     let mut total_acks = 0;
+    let mut checkpoints = 0u64;
     for round in 0..KILLS {
         let child_seed: u64 = rng.gen();
         let run_ms = rng.gen_range(0..MAX_RUN_MS);
@@ -154,10 +165,17 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
         let text = out.lock().unwrap().clone();
         let acks = apply_child_output(&mut model, &text);
         total_acks += acks;
+        checkpoints += text
+            .lines()
+            .filter_map(|l| l.strip_prefix("CHECKPOINTS ").and_then(|n| n.trim().parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0);
         let e = open(dir.path());
         verify(&e, BUCKET, &mut model, &format!("round {round}, seed {seed}"));
         e.shutdown();
         println!("round {round}: killed after {run_ms} ms, {acks} acknowledged operations");
     }
     assert!(total_acks > KILLS * 5, "seed {seed}: only {total_acks} operations were acknowledged in all rounds");
+    println!("{checkpoints} log checkpoints completed in the children");
+    assert!(checkpoints >= KILLS as u64, "seed {seed}: only {checkpoints} checkpoints ran; kills did not meet them");
 }

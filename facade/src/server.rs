@@ -194,6 +194,17 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             break;
         }
     }
+    if let Ok(stats) = futures::executor::block_on(engine.stats()) {
+        let (c, r, us) = stats
+            .iter()
+            .fold((0u64, 0u64, 0u64), |a, s| (a.0 + s.log_commits, a.1 + s.log_records, a.2 + s.log_commit_us));
+        let ck: u64 = stats.iter().map(|s| s.checkpoints).sum();
+        tracing::info!(
+            "log: {c} group commits of {:.1} records on average, {:.2} ms each; {ck} checkpoints",
+            r as f64 / c.max(1) as f64,
+            us as f64 / 1000.0 / c.max(1) as f64
+        );
+    }
     engine.shutdown();
     println!("tessera stopped");
     Ok(())
