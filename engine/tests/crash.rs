@@ -87,7 +87,7 @@ fn crash_child_writer() {
                     assert_eq!(info.size, size as u64);
                     say(&format!("ACK PUT {key} {cseed} {size}"));
                 }
-                if n % 16 == 0 {
+                if n.is_multiple_of(16) {
                     let c: u64 = e.stats().await.map(|v| v.iter().map(|s| s.checkpoints).sum()).unwrap_or(0);
                     say(&format!("CHECKPOINTS {c}"));
                 }
