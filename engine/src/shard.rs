@@ -349,17 +349,9 @@ impl Shard {
     async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<(u16, Rc<DevFile>)>) -> Result<u64> {
         dirty.sort_by_key(|(_, f)| Rc::as_ptr(f) as usize);
         dirty.dedup_by_key(|(_, f)| Rc::as_ptr(f) as usize);
-        let mut first_err = None;
-        for ((dev, _), r) in dirty.iter().zip(join_all(dirty.iter().map(|(_, f)| f.sync_data())).await) {
-            if let Err(e) = r {
-                // A failed flush leaves the page cache in an unknown state: the device fails.
-                self.core.note_io_error(*dev, &e, true);
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        let syncs = join_all(dirty.iter().map(|(_, f)| f.sync_data())).await;
+        // A failed flush leaves the page cache in an unknown state: the device fails.
+        self.check_mirrors(&dirty, syncs.into_iter().map(|r| (r, true)))?;
         let mut buf = Vec::with_capacity(batch.iter().map(|p| p.payload.len() + FRAME_HEADER_BYTES).sum());
         for p in batch {
             frame_into(&mut buf, &p.payload);
@@ -367,6 +359,23 @@ impl Shard {
         let total = buf.len() as u64;
         self.append_frames(buf).await?;
         Ok(total)
+    }
+
+    /// Results of one I/O per file (with whether a failure counts as a failed flush): note
+    /// every failure against its device and return the first.
+    fn check_mirrors(
+        &self,
+        files: &[(u16, Rc<DevFile>)],
+        results: impl IntoIterator<Item = (Result<()>, bool)>,
+    ) -> Result<()> {
+        let mut first_err = None;
+        for ((dev, _), (r, flush)) in files.iter().zip(results) {
+            if let Err(e) = r {
+                self.core.note_io_error(*dev, &e, flush);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Append `frames` to the current generation's mirrors, durably (the caller advances
@@ -414,16 +423,7 @@ impl Shard {
         }
         copies.push(block);
         let writes = join_all(direct.iter().zip(copies).map(|(f, b)| f.write_dsync_at(b, start))).await;
-        let mut first_err = None;
-        for ((dev, _), (r, flush_failed)) in files.iter().zip(writes) {
-            if let Err(e) = r {
-                self.core.note_io_error(*dev, &e, flush_failed);
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        self.check_mirrors(&files, writes)?;
         let mut w = self.wal.borrow_mut();
         debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per shard)");
         w.tail = keep;
@@ -441,26 +441,11 @@ impl Shard {
         let keep = frames[keep_from..].to_vec();
         // One buffer shared by every mirror's write (a refcount, not a copy per mirror).
         let buf = Bytes::from(frames);
-        let mut first_err = None;
         let writes = join_all(files.iter().map(|(_, f)| f.write_buf_at(buf.clone(), base))).await;
-        for ((dev, _), r) in files.iter().zip(writes) {
-            if let Err(e) = r {
-                self.core.note_io_error(*dev, &e, false);
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        for ((dev, _), r) in files.iter().zip(join_all(files.iter().map(|(_, f)| f.sync_data())).await) {
-            if let Err(e) = r {
-                self.core.note_io_error(*dev, &e, true);
-                first_err.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        self.check_mirrors(&files, writes.into_iter().map(|r| (r, false)))?;
+        let syncs = join_all(files.iter().map(|(_, f)| f.sync_data())).await;
+        // A failed flush leaves the page cache in an unknown state: the device fails.
+        self.check_mirrors(&files, syncs.into_iter().map(|r| (r, true)))?;
         // The tail is kept here too, so the two ways of appending stay interchangeable.
         let mut w = self.wal.borrow_mut();
         if align_down(new_len) > align_down(base) {
@@ -483,14 +468,9 @@ impl Shard {
     /// Cut: snapshot the state (inside the commit leader, so between two batches) and start a
     /// task writing the new generation from it; commits go on meanwhile (see `CkptRun`).
     fn start_checkpoint(self: &Rc<Self>) -> Result<()> {
-        let gen = self.last_gen.get() + 1;
-        self.last_gen.set(gen);
-        let recs = self.checkpoint_snapshot()?;
-        let (old_gen, cut) = {
-            let w = self.wal.borrow();
-            (w.gen, w.len)
-        };
-        *self.ckpt.borrow_mut() = Some(CkptRun { gen, old_gen, cut, after: Vec::new(), ready: None });
+        let (run, recs) = self.cut_checkpoint()?;
+        let gen = run.gen;
+        *self.ckpt.borrow_mut() = Some(run);
         let sh = self.clone();
         monoio::spawn(async move {
             let r = sh.write_checkpoint_files(gen, recs).await;
@@ -515,6 +495,16 @@ impl Shard {
             }
         });
         Ok(())
+    }
+
+    /// A new generation number, the cut (the log's current end) and a snapshot of the live
+    /// state there.
+    fn cut_checkpoint(&self) -> Result<(CkptRun, Snapshot)> {
+        let gen = self.last_gen.get() + 1;
+        self.last_gen.set(gen);
+        let recs = self.checkpoint_snapshot()?;
+        let w = self.wal.borrow();
+        Ok((CkptRun { gen, old_gen: w.gen, cut: w.len, after: Vec::new(), ready: None }, recs))
     }
 
     /// The live state as log records (inline objects without their bytes yet).
@@ -679,16 +669,12 @@ impl Shard {
     /// in progress is abandoned.
     pub async fn checkpoint(&self) -> Result<()> {
         self.ckpt.borrow_mut().take();
-        let gen = self.last_gen.get() + 1;
-        self.last_gen.set(gen);
-        let recs = self.checkpoint_snapshot()?;
-        let (old_gen, cut) = {
-            let w = self.wal.borrow();
-            (w.gen, w.len)
-        };
+        let (mut run, recs) = self.cut_checkpoint()?;
+        let gen = run.gen;
         let w = self.write_checkpoint_files(gen, recs).await?;
         let files = w.files.clone();
-        self.install_checkpoint(CkptRun { gen, old_gen, cut, after: Vec::new(), ready: Some(Ok(w)) }).await;
+        run.ready = Some(Ok(w));
+        self.install_checkpoint(run).await;
         if self.wal.borrow().gen == gen {
             Ok(())
         } else {
