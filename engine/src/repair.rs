@@ -70,14 +70,7 @@ impl Shard {
             // The commit leader rewrites the log before its next batch; with no leader
             // running, a task becomes the leader for it.
             self.wal_rewrite.set(true);
-            if !self.flushing.get() {
-                self.flushing.set(true);
-                let sh = self.clone();
-                monoio::spawn(async move {
-                    sh.flush_batches().await;
-                    sh.flushing.set(false);
-                });
-            }
+            self.lead_commits();
         }
         self.queue_objects_on(dev);
     }

@@ -260,12 +260,24 @@ impl Shard {
         }
         let payload = rec.encode();
         self.queue.borrow_mut().push(Pending { payload, rec, key, reply: tx });
-        if !self.flushing.get() {
-            self.flushing.set(true);
-            self.flush_batches().await;
-            self.flushing.set(false);
-        }
+        self.lead_commits();
         rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Start a commit leader unless one is running: a task of its own that writes batches
+    /// until the queue is empty. (Not the committing request's task: under steady load the
+    /// leader loops for long, and the request whose commit started it would wait for all of
+    /// that instead of for its own batch.)
+    fn lead_commits(self: &Rc<Self>) {
+        if self.flushing.get() {
+            return;
+        }
+        self.flushing.set(true);
+        let sh = self.clone();
+        monoio::spawn(async move {
+            sh.flush_batches().await;
+            sh.flushing.set(false);
+        });
     }
 
     async fn flush_batches(self: &Rc<Self>) {
@@ -486,13 +498,8 @@ impl Shard {
             if let Some(run) = sh.ckpt.borrow_mut().as_mut() {
                 run.ready = Some(r);
             }
-            // The commit leader installs it before its next batch; with no leader running,
-            // this task becomes the leader.
-            if !sh.flushing.get() {
-                sh.flushing.set(true);
-                sh.flush_batches().await;
-                sh.flushing.set(false);
-            }
+            // The commit leader installs it before its next batch (started if none runs).
+            sh.lead_commits();
         });
         Ok(())
     }
