@@ -9,7 +9,7 @@ use quick_xml::Reader;
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::{S3Error, S3ErrorCode};
-use crate::http_util::{format_iso8601, quote_etag, unquote_etag};
+use crate::http_util::{quote_etag, unquote_etag};
 use crate::router::{ListObjectsArgs, ListObjectsV2Args, ListUploadsArgs, ListVersionsArgs, MAX_PART_NUMBER};
 
 pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -32,13 +32,22 @@ struct Doc {
     url_encode: bool,
 }
 
-fn escape_text(s: &str) -> String {
+/// Append `s` escaped for XML text (no allocation when nothing needs escaping, the usual case).
+fn push_escaped(out: &mut String, s: &str) {
     let escaped = quick_xml::escape::escape(s);
     // A raw CR would be normalised away by the client's parser.
     if escaped.contains('\r') {
-        escaped.replace('\r', "&#13;")
+        out.push_str(&escaped.replace('\r', "&#13;"));
     } else {
-        escaped.into_owned()
+        out.push_str(&escaped);
+    }
+}
+
+/// Append `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    debug_assert!(u64::from(n) < 10u64.pow(width), "{n} has more than {width} digits");
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + ((n / 10u32.pow(i)) % 10) as u8));
     }
 }
 
@@ -67,7 +76,7 @@ impl Doc {
 
     fn text(&mut self, name: &str, value: &str) {
         self.open(name);
-        self.out.push_str(&escape_text(value));
+        push_escaped(&mut self.out, value);
         self.close(name);
     }
 
@@ -88,19 +97,46 @@ impl Doc {
     }
 
     fn num(&mut self, name: &str, value: impl std::fmt::Display) {
-        self.text(name, &value.to_string());
+        use std::fmt::Write;
+        self.open(name);
+        let _ = write!(self.out, "{value}"); // digits: nothing to escape
+        self.close(name);
     }
 
     fn flag(&mut self, name: &str, value: bool) {
         self.text(name, if value { "true" } else { "false" });
     }
 
+    /// ISO 8601 with milliseconds (`format_iso8601`), written in place: a listing has one per
+    /// object.
     fn date(&mut self, name: &str, t: SystemTime) {
-        self.text(name, &format_iso8601(t));
+        let c = crate::http_util::to_civil(t);
+        self.open(name);
+        let out = &mut self.out;
+        push_digits(out, c.year.clamp(0, 9999) as u32, 4);
+        for (sep, v, w) in [
+            ('-', u64::from(c.month), 2),
+            ('-', u64::from(c.day), 2),
+            ('T', c.hour, 2),
+            (':', c.minute, 2),
+            (':', c.second, 2),
+            ('.', u64::from(c.millis), 3),
+        ] {
+            out.push(sep);
+            push_digits(out, v.min(999) as u32, w);
+        }
+        out.push('Z');
+        self.close(name);
     }
 
     fn etag(&mut self, etag: &str) {
-        self.text("ETag", &quote_etag(etag));
+        self.open("ETag");
+        if etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"') {
+            push_escaped(&mut self.out, etag);
+        } else {
+            push_escaped(&mut self.out, &quote_etag(etag));
+        }
+        self.close("ETag");
     }
 
     fn owner(&mut self, name: &str, owner: &Owner) {
@@ -322,7 +358,7 @@ pub fn list_versions(bucket: &str, args: &ListVersionsArgs, page: &VersionsPage)
 pub fn location_constraint(region: Option<&str>) -> String {
     let mut d = Doc::new("LocationConstraint");
     if let Some(r) = region.filter(|r| *r != "us-east-1") {
-        d.out.push_str(&escape_text(r));
+        push_escaped(&mut d.out, r);
     }
     d.finish("LocationConstraint")
 }
@@ -717,6 +753,38 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> Result<Option<String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_etags_and_numbers_written_in_place_match_the_formatters() {
+        use crate::http_util::format_iso8601;
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut times = vec![
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_millis(951_782_400_123), // 2000-02-29T00:00:00.123Z
+            UNIX_EPOCH + Duration::from_millis(4_102_444_799_999), // 2099-12-31T23:59:59.999Z
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            times.push(UNIX_EPOCH + Duration::from_millis(x % 4_102_444_800_000));
+        }
+        for t in times {
+            let mut d = Doc::new("R");
+            d.date("T", t);
+            assert_eq!(d.out.split_once("<T>").map(|(_, r)| r), Some(format!("{}</T>", format_iso8601(t)).as_str()));
+        }
+        for (stored, want) in [("\"abc\"", "&quot;abc&quot;"), ("abc-2", "&quot;abc-2&quot;")] {
+            let mut d = Doc::new("R");
+            d.etag(stored);
+            assert!(d.out.ends_with(&format!("<ETag>{want}</ETag>")), "{}", d.out);
+        }
+        let mut d = Doc::new("R");
+        d.num("Size", 18_446_744_073_709_551_615u64);
+        d.text("Key", "a<b&c\r");
+        assert!(d.out.ends_with("<Size>18446744073709551615</Size><Key>a&lt;b&amp;c&#13;</Key>"), "{}", d.out);
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     fn t() -> SystemTime {
