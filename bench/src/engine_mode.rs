@@ -17,6 +17,20 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BUCKET: &str = "bench";
 
+/// The shape of an engine-direct load (`engine` and `heal-share` share it).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadShape {
+    /// Operations in flight at once, over all client threads.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Client threads driving the engine.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// Seconds per phase (`engine`: ignored with --ops).
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineArgs {
     /// Engine cores (threads); 0 = one per CPU.
@@ -43,15 +57,8 @@ pub struct EngineArgs {
     /// Size of the small objects.
     #[arg(long, default_value = "4KiB", value_parser = stats::parse_size)]
     pub small_size: u64,
-    /// Operations in flight at once, over all client threads.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Client threads driving the engine.
-    #[arg(long, default_value_t = 2)]
-    pub client_threads: usize,
-    /// Seconds per phase (ignored with --ops).
-    #[arg(long, default_value_t = 10)]
-    pub duration_secs: u64,
+    #[command(flatten)]
+    pub load: LoadShape,
     /// Operations per phase instead of a duration.
     #[arg(long)]
     pub ops: Option<u64>,
@@ -147,24 +154,17 @@ where
     F: Fn(u64) -> Fut + Sync,
     Fut: Future<Output = Result<u64, String>>,
 {
-    run_load(name, object_bytes, args.concurrency, args.client_threads, limit, op)
+    run_load(name, object_bytes, &args.load, limit, op)
 }
 
 /// `run_phase` with the load shape given directly: `concurrency` workers over `client_threads`.
-pub(crate) fn run_load<F, Fut>(
-    name: &str,
-    object_bytes: u64,
-    concurrency: usize,
-    client_threads: usize,
-    limit: Limit,
-    op: F,
-) -> OpResult
+pub(crate) fn run_load<F, Fut>(name: &str, object_bytes: u64, load: &LoadShape, limit: Limit, op: F) -> OpResult
 where
     F: Fn(u64) -> Fut + Sync,
     Fut: Future<Output = Result<u64, String>>,
 {
-    let threads = client_threads.clamp(1, concurrency.max(1));
-    let conc = concurrency.max(1);
+    let threads = load.client_threads.clamp(1, load.concurrency.max(1));
+    let conc = load.concurrency.max(1);
     let next = AtomicU64::new(0);
     let cpu0 = stats::process_cpu_secs();
     let t0 = Instant::now();
@@ -217,7 +217,7 @@ where
 fn limit(args: &EngineArgs) -> Limit {
     match args.ops {
         Some(n) => Limit::Ops(n),
-        None => Limit::Until(Instant::now() + Duration::from_secs(args.duration_secs)),
+        None => Limit::Until(Instant::now() + Duration::from_secs(args.load.duration_secs)),
     }
 }
 
@@ -244,7 +244,7 @@ fn list_phase(e: &Engine, args: &EngineArgs) -> Result<(), String> {
     if r.errors > 0 {
         return Err(format!("list: {} of {n} PUTs failed", r.errors));
     }
-    let deadline = Instant::now() + Duration::from_secs(args.duration_secs.max(1));
+    let deadline = Instant::now() + Duration::from_secs(args.load.duration_secs.max(1));
     let (mut keys, mut pages, mut passes) = (0u64, 0u64, 0u64);
     let t0 = Instant::now();
     while passes == 0 || Instant::now() < deadline {

@@ -58,15 +58,9 @@ pub struct HealShareArgs {
     /// Percent of foreground operations that are GETs (the rest are PUTs).
     #[arg(long, default_value_t = 50)]
     pub get_pct: u64,
-    /// Foreground operations in flight, over all client threads.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-    /// Client threads driving the engine.
-    #[arg(long, default_value_t = 2)]
-    pub client_threads: usize,
-    /// Seconds per phase.
-    #[arg(long, default_value_t = 10)]
-    pub duration_secs: u64,
+    /// The foreground load (and the untimed fills).
+    #[command(flatten)]
+    pub load: engine_mode::LoadShape,
     /// Independent runs (fresh device set each); the table reports their medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -200,14 +194,9 @@ fn repairs_queued(e: &Engine) -> Result<u64, String> {
 
 /// PUT keys `{prefix}{0..n}` (untimed); errors if any PUT failed.
 fn fill(e: &Engine, args: &HealShareArgs, prefix: &str, n: u64, data: &Bytes) -> Result<OpResult, String> {
-    let r = engine_mode::run_load(
-        &format!("fill {prefix}"),
-        args.size,
-        args.concurrency,
-        args.client_threads,
-        Limit::Ops(n),
-        |i| engine_mode::put(e, format!("{prefix}{i}"), data),
-    );
+    let r = engine_mode::run_load(&format!("fill {prefix}"), args.size, &args.load, Limit::Ops(n), |i| {
+        engine_mode::put(e, format!("{prefix}{i}"), data)
+    });
     if r.errors > 0 {
         return Err(format!(
             "writing {prefix}*: {} of {n} PUTs failed (first: {})",
@@ -221,8 +210,8 @@ fn fill(e: &Engine, args: &HealShareArgs, prefix: &str, n: u64, data: &Bytes) ->
 /// The foreground load: `get_pct`% GETs of `fgg-*`, the rest PUTs of new keys `fgp-{name}-*`.
 fn foreground(e: &Engine, args: &HealShareArgs, name: &str, data: &Bytes) -> OpResult {
     let n = args.fg_objects.max(1);
-    let until = Limit::Until(Instant::now() + Duration::from_secs(args.duration_secs));
-    engine_mode::run_load(name, args.size, args.concurrency, args.client_threads, until, |i| {
+    let until = Limit::Until(Instant::now() + Duration::from_secs(args.load.duration_secs));
+    engine_mode::run_load(name, args.size, &args.load, until, |i| {
         // A fixed interleaving (i * 37 mod 100) so GETs and PUTs mix evenly in time.
         let get = (i * 37) % 100 < args.get_pct;
         async move {
@@ -280,7 +269,7 @@ fn measure(run: usize, e: &Engine, args: &HealShareArgs, data: &Bytes) -> Result
 
     // 3. The rebuild alone, until it is done or the phase ends.
     let t0 = Instant::now();
-    let deadline = t0 + Duration::from_secs(args.duration_secs);
+    let deadline = t0 + Duration::from_secs(args.load.duration_secs);
     while Instant::now() < deadline && repairs_queued(e)? > 0 {
         std::thread::sleep(Duration::from_millis(POLL_MS));
     }
@@ -385,8 +374,8 @@ pub fn run(args: HealShareArgs) -> Result<(), String> {
         human_bytes(args.size),
         human_bytes(args.size),
         args.get_pct,
-        args.concurrency,
-        args.duration_secs,
+        args.load.concurrency,
+        args.load.duration_secs,
         args.repair_share,
         100.0 * promised
     );

@@ -184,6 +184,34 @@ unsafe impl monoio::buf::IoBuf for AlignedBuf {
     }
 }
 
+impl AsRef<[u8]> for AlignedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// One aligned buffer written by several I/Os at once (the mirrors of a log append): each
+/// I/O holds a reference, none a copy.
+#[derive(Clone)]
+pub struct SharedBuf(pub std::rc::Rc<AlignedBuf>);
+
+// SAFETY: the Rc keeps the buffer alive and unmoved while any I/O holds a clone; the bytes
+// are only read (no `IoBufMut`).
+unsafe impl monoio::buf::IoBuf for SharedBuf {
+    fn read_ptr(&self) -> *const u8 {
+        self.0.as_slice().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl AsRef<[u8]> for SharedBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 // SAFETY: as above; `set_init` is only called by the runtime with the count the kernel wrote.
 unsafe impl monoio::buf::IoBufMut for AlignedBuf {
     fn write_ptr(&mut self) -> *mut u8 {

@@ -148,20 +148,16 @@ impl DevFile {
     /// Write and make durable in one I/O (a file from `open_dsync`). The second value says
     /// whether the failure counts as a failed flush (the sync failpoints apply here too, since
     /// this write is also the flush).
-    pub async fn write_dsync_at(&self, buf: AlignedBuf, pos: u64) -> (Result<()>, bool) {
+    pub async fn write_dsync_at(&self, buf: crate::buf::SharedBuf, pos: u64) -> (Result<()>, bool) {
         if failpoints::hit(&self.path, FailOp::Sync).await.is_some() {
             return (Err(io_at(&self.path, failpoints::eio())), true);
         }
         (self.write_at(buf, pos).await.0, false)
     }
 
-    /// Drop the file's pages from the page cache (advice; a failure changes nothing). For a
-    /// log generation just flushed: its appends are O_DIRECT, and a direct write over cached
-    /// pages must invalidate them first, which io_uring cannot do without blocking, so each
-    /// such append would be handed to a kernel worker thread.
+    /// See [`drop_cached`].
     pub fn drop_cached(&self) {
-        // SAFETY: plain syscall on this file's open fd.
-        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        drop_cached(&self.file);
     }
 
     pub fn path(&self) -> &Path {
@@ -173,19 +169,22 @@ impl DevFile {
     }
 
     /// Write the whole buffer at `pos` (4 KiB-aligned position and length under O_DIRECT).
-    pub async fn write_at(&self, buf: AlignedBuf, pos: u64) -> (Result<()>, AlignedBuf) {
+    pub async fn write_at<B>(&self, buf: B, pos: u64) -> (Result<()>, B)
+    where
+        B: monoio::buf::IoBuf + AsRef<[u8]>,
+    {
         debug_assert!(
-            !self.direct || (pos.is_multiple_of(4096) && buf.len().is_multiple_of(4096)),
+            !self.direct || (pos.is_multiple_of(4096) && buf.as_ref().len().is_multiple_of(4096)),
             "unaligned O_DIRECT write"
         );
         match failpoints::hit(&self.path, FailOp::Write).await {
             Some(Fault::Error) => return (Err(io_at(&self.path, failpoints::eio())), buf),
             Some(Fault::ShortWrite) => {
                 // Half the buffer (4 KiB-aligned) reaches the file, then the write fails.
-                let half = (buf.len() / 2) & !4095;
+                let half = (buf.as_ref().len() / 2) & !4095;
                 if half > 0 {
                     let mut part = AlignedBuf::alloc(half);
-                    part.extend_from(&buf.as_slice()[..half]);
+                    part.extend_from(&buf.as_ref()[..half]);
                     let _ = self.file.write_all_at(part, pos).await;
                 }
                 return (Err(io_at(&self.path, failpoints::eio())), buf);
@@ -286,6 +285,15 @@ impl DevFile {
         }
         self.file.sync_data().await.map_err(|e| io_at(&self.path, e))
     }
+}
+
+/// Drop a file's pages from the page cache (advice; a failure changes nothing). For a log
+/// generation just flushed: its appends are O_DIRECT, and a direct write over cached pages
+/// must invalidate them first, which io_uring cannot do without blocking, so each such
+/// append would be handed to a kernel worker thread.
+pub fn drop_cached(f: &impl AsRawFd) {
+    // SAFETY: plain syscall on an open fd.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
 /// Whether O_DIRECT works in `dir`: some filesystems (tmpfs, some overlays) refuse it.

@@ -111,6 +111,7 @@ struct CkptRun {
     after: Vec<u8>,
     /// Set by the writer task.
     ready: Option<Result<CkptWritten>>,
+    started: std::time::Instant,
 }
 
 /// The live state as log records, with the (bucket, key) of each object record.
@@ -427,14 +428,9 @@ impl Shard {
         let cap = block.capacity();
         block.resize_zeroed(cap);
         let keep = block.as_slice()[(align_down(new_len) - start) as usize..(new_len - start) as usize].to_vec();
-        let mut copies: Vec<AlignedBuf> = Vec::with_capacity(direct.len());
-        for _ in 1..direct.len() {
-            let mut c = AlignedBuf::alloc(cap);
-            c.extend_from(block.as_slice());
-            copies.push(c);
-        }
-        copies.push(block);
-        let writes = join_all(direct.iter().zip(copies).map(|(f, b)| f.write_dsync_at(b, start))).await;
+        // One buffer for every mirror's write (a reference each, not a copy).
+        let block = crate::buf::SharedBuf(Rc::new(block));
+        let writes = join_all(direct.iter().map(|f| f.write_dsync_at(block.clone(), start))).await;
         self.check_mirrors(&files, writes)?;
         let mut w = self.wal.borrow_mut();
         debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per shard)");
@@ -511,7 +507,8 @@ impl Shard {
         self.last_gen.set(gen);
         let recs = self.checkpoint_snapshot()?;
         let w = self.wal.borrow();
-        Ok((CkptRun { gen, old_gen: w.gen, cut: w.len, after: Vec::new(), ready: None }, recs))
+        let started = std::time::Instant::now();
+        Ok((CkptRun { gen, old_gen: w.gen, cut: w.len, after: Vec::new(), ready: None, started }, recs))
     }
 
     /// The live state as log records (inline objects without their bytes yet).
@@ -669,6 +666,14 @@ impl Shard {
         }
         wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
         self.core.stats.borrow_mut().checkpoints += 1;
+        tracing::debug!(
+            "shard {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
+            self.id,
+            run.gen,
+            base >> 10,
+            run.started.elapsed().as_millis(),
+            tail_len >> 10
+        );
     }
 
     /// Rewrite the log at once as a new generation holding only the live state (to move it

@@ -185,8 +185,7 @@ fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
         left -= n as u64;
     }
     f.sync_all().map_err(|e| io_at(&p, e))?;
-    // SAFETY: plain syscall on an open fd; advice only (see `DevFile::drop_cached` for why).
-    unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    crate::io::drop_cached(&f);
     crate::superblock::sync_dir(&sd)
 }
 

@@ -116,17 +116,17 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u64,
-    pub minute: u64,
-    pub second: u64,
-    pub millis: u32,
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    millis: u32,
 }
 
-pub fn to_civil(t: SystemTime) -> Civil {
+fn to_civil(t: SystemTime) -> Civil {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
@@ -142,7 +142,35 @@ pub fn to_civil(t: SystemTime) -> Civil {
     }
 }
 
-/// ISO 8601 with milliseconds as S3 XML uses: `2013-05-24T00:00:00.000Z`.
+/// Append ISO 8601 with milliseconds as S3 XML uses, `2013-05-24T00:00:00.000Z`, written in
+/// place (a listing has one per object): no formatting machinery, no allocation.
+pub fn push_iso8601(out: &mut String, t: SystemTime) {
+    let c = to_civil(t);
+    push_digits(out, c.year.clamp(0, 9999) as u64, 4);
+    for (sep, v, width) in [
+        ('-', u64::from(c.month), 2),
+        ('-', u64::from(c.day), 2),
+        ('T', c.hour, 2),
+        (':', c.minute, 2),
+        (':', c.second, 2),
+        ('.', u64::from(c.millis), 3),
+    ] {
+        out.push(sep);
+        push_digits(out, v, width);
+    }
+    out.push('Z');
+}
+
+/// Append `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
+fn push_digits(out: &mut String, n: u64, width: u32) {
+    debug_assert!(n < 10u64.pow(width), "{n} has more than {width} digits");
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + ((n / 10u64.pow(i)) % 10) as u8));
+    }
+}
+
+/// `push_iso8601` with `format!`: the reference its tests compare against.
+#[cfg(test)]
 pub fn format_iso8601(t: SystemTime) -> String {
     let c = to_civil(t);
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis)
@@ -230,11 +258,11 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
 // ETags and conditionals
 
 /// Wraps an ETag in double quotes unless it already is.
-pub fn quote_etag(etag: &str) -> String {
+pub fn quote_etag(etag: &str) -> std::borrow::Cow<'_, str> {
     if etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"') {
-        etag.to_string()
+        std::borrow::Cow::Borrowed(etag)
     } else {
-        format!("\"{etag}\"")
+        std::borrow::Cow::Owned(format!("\"{etag}\""))
     }
 }
 

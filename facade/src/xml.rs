@@ -9,7 +9,7 @@ use quick_xml::Reader;
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::{S3Error, S3ErrorCode};
-use crate::http_util::{quote_etag, unquote_etag};
+use crate::http_util::{push_iso8601, quote_etag, unquote_etag};
 use crate::router::{ListObjectsArgs, ListObjectsV2Args, ListUploadsArgs, ListVersionsArgs, MAX_PART_NUMBER};
 
 pub const S3_XMLNS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
@@ -40,14 +40,6 @@ fn push_escaped(out: &mut String, s: &str) {
         out.push_str(&escaped.replace('\r', "&#13;"));
     } else {
         out.push_str(&escaped);
-    }
-}
-
-/// Append `n` as exactly `width` decimal digits (zero-padded; `n` must fit).
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    debug_assert!(u64::from(n) < 10u64.pow(width), "{n} has more than {width} digits");
-    for i in (0..width).rev() {
-        out.push(char::from(b'0' + ((n / 10u32.pow(i)) % 10) as u8));
     }
 }
 
@@ -107,35 +99,15 @@ impl Doc {
         self.text(name, if value { "true" } else { "false" });
     }
 
-    /// ISO 8601 with milliseconds (`format_iso8601`), written in place: a listing has one per
-    /// object.
     fn date(&mut self, name: &str, t: SystemTime) {
-        let c = crate::http_util::to_civil(t);
         self.open(name);
-        let out = &mut self.out;
-        push_digits(out, c.year.clamp(0, 9999) as u32, 4);
-        for (sep, v, w) in [
-            ('-', u64::from(c.month), 2),
-            ('-', u64::from(c.day), 2),
-            ('T', c.hour, 2),
-            (':', c.minute, 2),
-            (':', c.second, 2),
-            ('.', u64::from(c.millis), 3),
-        ] {
-            out.push(sep);
-            push_digits(out, v.min(999) as u32, w);
-        }
-        out.push('Z');
+        push_iso8601(&mut self.out, t);
         self.close(name);
     }
 
     fn etag(&mut self, etag: &str) {
         self.open("ETag");
-        if etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"') {
-            push_escaped(&mut self.out, etag);
-        } else {
-            push_escaped(&mut self.out, &quote_etag(etag));
-        }
+        push_escaped(&mut self.out, &quote_etag(etag));
         self.close("ETag");
     }
 
