@@ -213,6 +213,8 @@ pub struct CoreStats {
     pub sched_idle_bytes: [u64; 4],
     /// Log checkpoints (generations written while running) since start.
     pub checkpoints: u64,
+    /// Log generations written over a retired generation's file (recycled) instead of a new one.
+    pub log_files_recycled: u64,
     /// Group commits (log appends made durable), the records they carried, and the time
     /// they took in total (µs): records per commit and commit latency.
     pub log_commits: u64,

@@ -11,7 +11,7 @@
 //! Passes are bounded (runs, bytes, segments) and yield between runs, so foreground requests
 //! keep going; the next commit starts the next pass.
 
-use super::{Shard, Written};
+use super::{ReadFiles, Shard, Written};
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
@@ -161,7 +161,11 @@ impl Shard {
         let (tx, rx) = flume::bounded(2);
         let (btx, body) = body_channel();
         let read = async {
-            let res = if old.size > 0 { self.stream(&bucket, &key, &meta, r, plan, &tx).await } else { Ok(()) };
+            let res = if old.size > 0 {
+                self.stream(&bucket, &key, &meta, r, ReadFiles::Segments(plan), &tx).await
+            } else {
+                Ok(())
+            };
             drop(tx);
             res
         };

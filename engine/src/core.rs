@@ -407,19 +407,19 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
         }
     }
     let mut state = ShardState::default();
-    let (old_gen, old_files) = match log {
+    let (old_gen, old_files, salt) = match log {
         Some(l) => {
             for (_, r) in l.records {
                 state.apply(r, &mut segs);
             }
-            (l.gen, l.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>())
+            (l.gen, l.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), l.salt)
         }
-        None => (0, Vec::new()),
+        None => (0, Vec::new(), wal::Salt::Gen(0)),
     };
     segs.sweep_dead();
     let new_gen = old_gen + 1;
     let old = open_mirrors(&old_files);
-    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, m))?;
+    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, salt, m))?;
     let mirrors = choose_mirrors(&sh.set, &sh.set.paths, &healthy, id)?;
     let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
         Error::Io(format!("shard {id}: cannot write its log on device {dev}: {e} (start without that device)"))
@@ -431,6 +431,7 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
     }
     let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
     wal::remove_older(&healthy_paths, id, new_gen);
+    wal::remove_spares(&healthy_paths, id);
     let wal = WalState::open(new_gen, &bytes, &written, sh.log_direct)?;
     Ok(Shard::new(id, core.clone(), state, segs, wal))
 }

@@ -17,7 +17,7 @@ use crate::record::*;
 use crate::segment::Segments;
 use crate::stripe::{crc, shard_len_for};
 use crate::util::unix_ms;
-use crate::wal::{self, frame_into, FRAME_HEADER_BYTES};
+use crate::wal::{self, frame_into, Salt, FRAME_HEADER_BYTES};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use futures::StreamExt;
@@ -51,6 +51,22 @@ struct Pending {
 /// A log generation's mirror files: (device, file).
 pub type Mirrors = Vec<(u16, Rc<DevFile>)>;
 
+/// Where an inline object's frame is: its generation's mirror files (open, so a checkpoint
+/// that retires the generation meanwhile cannot take them away), the frame's offset and length.
+struct InlineFiles {
+    files: Vec<Rc<DevFile>>,
+    gen: u64,
+    offset: u64,
+    len: u32,
+}
+
+/// The files a read needs, opened when the object is looked up: an inline object's log
+/// mirrors, or the segment files of its stripes (see `read_plan`).
+enum ReadFiles {
+    Inline(InlineFiles),
+    Segments(HashMap<(u16, u32), Rc<DevFile>>),
+}
+
 pub struct WalState {
     pub gen: u64,
     pub len: u64,
@@ -64,9 +80,10 @@ pub struct WalState {
     /// append rewrites that block (the same bytes, so a torn write cannot change committed
     /// frames) followed by the new frames, zero-padded to the next boundary.
     pub tail: Vec<u8>,
-    /// The previous generation's mirrors, still open after the switch (their files may be
-    /// unlinked): a read that looked an inline object up before a checkpoint moved it reads
-    /// the same bytes at the old place.
+    /// The previous generation's mirrors during a switch, between the new generation taking
+    /// over and the inline objects being re-pointed at it (`install_checkpoint`): a read that
+    /// looks an object up in that window finds it at its old place. `None` otherwise, so the
+    /// retired files are not held once no reader needs them.
     pub prev: Option<(u64, Mirrors)>,
 }
 
@@ -186,6 +203,20 @@ pub struct Shard {
     compact_skip: RefCell<HashSet<(u16, u32)>>,
     /// Self-healing progress of this shard (scrub position, passes).
     heal: RefCell<repair::HealState>,
+    /// Retired log files kept for the next generation to reuse, at most one per device (see
+    /// `wal::Salt`): appends to a reused file overwrite written blocks instead of growing the
+    /// file, and retiring a generation frees nothing (freeing blocks makes the next journal
+    /// commit, which a durable append waits for, slow, more so with online discard).
+    spares: RefCell<Vec<Spare>>,
+}
+
+/// A retired log generation's file on `dev`, renamed to `wal::spare_path`. `held` is its
+/// handle from the generation's mirrors: while a reader that looked an inline object up
+/// before the switch still holds a clone, the file is not reused.
+struct Spare {
+    dev: u16,
+    path: PathBuf,
+    held: Rc<DevFile>,
 }
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
@@ -242,6 +273,7 @@ impl Shard {
             wal_rewrite: Cell::new(false),
             ckpt: RefCell::new(None),
             last_gen: Cell::new(wal_gen),
+            spares: RefCell::new(Vec::new()),
             heal: RefCell::new(Default::default()),
         })
     }
@@ -315,7 +347,7 @@ impl Shard {
                     if let Some(run) = self.ckpt.borrow_mut().as_mut() {
                         // These frames follow the cut: the new generation gets them too.
                         for p in &batch {
-                            frame_into(&mut run.after, &p.payload);
+                            frame_into(&mut run.after, run.gen, &p.payload);
                         }
                     }
                     let mut off = base;
@@ -365,9 +397,10 @@ impl Shard {
         let syncs = join_all(dirty.iter().map(|(_, f)| f.sync_data())).await;
         // A failed flush leaves the page cache in an unknown state: the device fails.
         self.check_mirrors(&dirty, syncs.into_iter().map(|r| (r, true)))?;
+        let gen = self.wal.borrow().gen;
         let mut buf = Vec::with_capacity(batch.iter().map(|p| p.payload.len() + FRAME_HEADER_BYTES).sum());
         for p in batch {
-            frame_into(&mut buf, &p.payload);
+            frame_into(&mut buf, gen, &p.payload);
         }
         let total = buf.len() as u64;
         self.append_frames(buf).await?;
@@ -531,9 +564,13 @@ impl Shard {
     async fn write_checkpoint_files(&self, gen: u64, mut recs: Snapshot) -> Result<CkptWritten> {
         let set = &self.core.shared.set;
         let mut reads = futures::stream::iter(recs.iter().enumerate().filter_map(|(i, (r, _))| match r {
-            Record::ObjectPut { meta, .. } if matches!(meta.data, DataLoc::Inline { .. }) => {
-                Some(async move { (i, self.read_inline(meta).await) })
-            }
+            Record::ObjectPut { meta, .. } if matches!(meta.data, DataLoc::Inline { .. }) => Some(async move {
+                let r = match self.inline_files(meta) {
+                    Ok(at) => self.read_inline(&at, meta.size).await,
+                    Err(e) => Err(e),
+                };
+                (i, r)
+            }),
             _ => None,
         }))
         .buffer_unordered(CHECKPOINT_READS_IN_FLIGHT);
@@ -549,11 +586,11 @@ impl Shard {
         }
         let mut bytes = Vec::new();
         let mut moved = Vec::new();
-        frame_into(&mut bytes, &Record::Header { shard: self.id, gen, set_id: set.set_id }.encode());
+        frame_into(&mut bytes, gen, &Record::Header { shard: self.id, gen, set_id: set.set_id }.encode());
         for (rec, key) in &recs {
             let off = bytes.len() as u64;
             let payload = rec.encode();
-            frame_into(&mut bytes, &payload);
+            frame_into(&mut bytes, gen, &payload);
             if let (Some((b, k)), Record::ObjectPut { meta, .. }) = (key, rec) {
                 if let DataLoc::Inline { offset: old, .. } = meta.data {
                     moved.push((b.clone(), k.clone(), old, off, (FRAME_HEADER_BYTES + payload.len()) as u32));
@@ -568,8 +605,12 @@ impl Shard {
                 healthy[*d as usize] = false;
             }
             let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
-            match wal::write_generation_async(&mirrors, self.id, gen, bytes.clone()).await {
-                Ok(w) => break w,
+            let spares = self.take_spares(&mirrors);
+            match wal::write_generation_async(&mirrors, self.id, gen, bytes.clone(), &spares).await {
+                Ok((w, recycled)) => {
+                    self.core.stats.borrow_mut().log_files_recycled += recycled as u64;
+                    break w;
+                }
                 Err((dev, e)) => {
                     tracing::warn!("shard {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
                     failed.push((dev, e.clone()));
@@ -585,6 +626,41 @@ impl Shard {
             }
         };
         Ok(CkptWritten { files, bytes, moved, failed })
+    }
+
+    /// The spares usable for a new generation on `mirrors`: one per mirror device whose spare
+    /// no reader holds any more. They leave the list (a spare is used once).
+    fn take_spares(&self, mirrors: &[(u16, PathBuf)]) -> Vec<(u16, PathBuf)> {
+        let mut spares = self.spares.borrow_mut();
+        let mut out = Vec::new();
+        for (dev, _) in mirrors {
+            if let Some(i) = spares.iter().position(|s| s.dev == *dev && Rc::strong_count(&s.held) == 1) {
+                let s = spares.swap_remove(i);
+                out.push((s.dev, s.path));
+            }
+        }
+        out
+    }
+
+    /// Retire a replaced generation's mirror files: each becomes its device's spare if the
+    /// device has none, else it is removed. (A rename that does not reach the disk before a
+    /// crash leaves an older complete generation, which recovery passes over for the newer.)
+    fn retire(&self, files: Mirrors) {
+        let paths = self.core.paths.borrow();
+        let mut spares = self.spares.borrow_mut();
+        for (dev, f) in files {
+            let spare = paths.get(dev as usize).cloned().flatten().map(|d| wal::spare_path(&d, self.id));
+            let kept = match spare {
+                Some(sp) if !spares.iter().any(|s| s.dev == dev) && std::fs::rename(f.path(), &sp).is_ok() => {
+                    spares.push(Spare { dev, path: sp, held: f.clone() });
+                    true
+                }
+                _ => false,
+            };
+            if !kept {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
     }
 
     /// Switch to a checkpoint's new generation (inside the commit leader): append the frames
@@ -619,7 +695,7 @@ impl Shard {
         // Every frame appended since the cut is in `after`: the two logs end at the same record.
         assert_eq!(cur_len - run.cut, run.after.len() as u64, "shard {}: checkpoint missed frames", self.id);
         let mut tail = run.after;
-        frame_into(&mut tail, &Record::CheckpointEnd.encode());
+        frame_into(&mut tail, run.gen, &Record::CheckpointEnd.encode());
         let tail_len = tail.len() as u64;
         let new = match WalState::open(run.gen, &w.bytes, &w.files, self.core.shared.log_direct) {
             Ok(n) => n,
@@ -629,8 +705,9 @@ impl Shard {
                 return;
             }
         };
-        // Until the objects are re-pointed below, readers still find them in the old
-        // generation, through `prev`.
+        // A read that looked an inline object up before the switch has its old generation's
+        // files open already (`inline_files`, at lookup). One that looks it up until the
+        // objects are re-pointed below finds the old generation through `prev`.
         let mut new = new;
         new.prev = Some((run.old_gen, self.wal.borrow().files.clone()));
         let old = std::mem::replace(&mut *self.wal.borrow_mut(), new);
@@ -643,7 +720,6 @@ impl Shard {
             return;
         }
         self.wal.borrow_mut().len += tail_len;
-        drop(old);
         {
             let mut st = self.state.borrow_mut();
             for (b, k, old_off, new_off, len) in w.moved {
@@ -664,6 +740,8 @@ impl Shard {
                 }
             }
         }
+        self.wal.borrow_mut().prev = None;
+        self.retire(old.files);
         wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
         self.core.stats.borrow_mut().checkpoints += 1;
         tracing::debug!(
@@ -702,7 +780,11 @@ impl Shard {
         let set = &core.shared.set;
         let k = set.k;
         let chunk = core.shared.chunk_bytes;
-        let mut bufs: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
+        // Stripe buffers are taken from the pool only once the body outgrows the inline limit:
+        // a small object (most of a small-PUT load) never holds k pool buffers, and many of
+        // them in flight never drain the pool into fresh allocations.
+        let mut bufs: Vec<AlignedBuf> = Vec::new();
+        let mut small: Vec<u8> = Vec::new();
         let mut cur = 0usize;
         // The ETag's MD5, hashed together with the other PUTs of this core (`md5batch`).
         let mut md5 = core.md5.stream();
@@ -726,27 +808,37 @@ impl Shard {
                     if size > MAX_OBJECT_BYTES {
                         return Err(Error::EntityTooLarge(size));
                     }
-                    let mut src = &bytes[..];
-                    while !src.is_empty() {
-                        let n = bufs[cur].extend_from(src);
-                        src = &src[n..];
-                        if bufs[cur].len() == chunk {
-                            cur += 1;
-                            if cur == k {
-                                let l = layout.get_or_insert_with(|| new_layout(set, chunk));
-                                if l.devices.is_empty() {
-                                    l.devices = self.place(rotate)?;
-                                }
-                                let full = std::mem::replace(&mut bufs, (0..k).map(|_| core.pool.get()).collect());
-                                // Keep a few stripes of this object in flight: the body keeps
-                                // streaming in while earlier stripes are on their way to disk.
-                                if inflight.len() >= MAX_STRIPES_IN_FLIGHT {
-                                    if let Some(h) = inflight.pop_front() {
-                                        h.await?;
+                    if allow_inline && bufs.is_empty() && size <= INLINE_MAX_BYTES {
+                        small.extend_from_slice(&bytes);
+                        continue;
+                    }
+                    if bufs.is_empty() {
+                        bufs = (0..k).map(|_| core.pool.get()).collect();
+                    }
+                    let spilled = std::mem::take(&mut small);
+                    for piece in [&spilled[..], &bytes[..]] {
+                        let mut src = piece;
+                        while !src.is_empty() {
+                            let n = bufs[cur].extend_from(src);
+                            src = &src[n..];
+                            if bufs[cur].len() == chunk {
+                                cur += 1;
+                                if cur == k {
+                                    let l = layout.get_or_insert_with(|| new_layout(set, chunk));
+                                    if l.devices.is_empty() {
+                                        l.devices = self.place(rotate)?;
                                     }
+                                    let full = std::mem::replace(&mut bufs, (0..k).map(|_| core.pool.get()).collect());
+                                    // Keep a few stripes of this object in flight: the body keeps
+                                    // streaming in while earlier stripes are on their way to disk.
+                                    if inflight.len() >= MAX_STRIPES_IN_FLIGHT {
+                                        if let Some(h) = inflight.pop_front() {
+                                            h.await?;
+                                        }
+                                    }
+                                    inflight.push_back(self.start_stripe(l, full, chunk * k, &mut pending)?);
+                                    cur = 0;
                                 }
-                                inflight.push_back(self.start_stripe(l, full, chunk * k, &mut pending)?);
-                                cur = 0;
                             }
                         }
                     }
@@ -754,14 +846,12 @@ impl Shard {
             }
         }
         let md5: [u8; 16] = md5.finish().await;
-        let tail: usize = bufs.iter().map(|b| b.len()).sum();
-        if layout.is_none() && allow_inline && size <= INLINE_MAX_BYTES {
-            let mut v = Vec::with_capacity(tail);
-            for b in &bufs {
-                v.extend_from_slice(b.as_slice());
-            }
-            return Ok(WriteResult { size, md5, data: Written::Inline(v), checksum, _pending: pending });
+        if bufs.is_empty() && allow_inline && size <= INLINE_MAX_BYTES {
+            assert_eq!(small.len() as u64, size, "an inline body kept every byte it received");
+            return Ok(WriteResult { size, md5, data: Written::Inline(small), checksum, _pending: pending });
         }
+        assert!(small.is_empty(), "a body that outgrew the inline limit moved its first bytes to the stripes");
+        let tail: usize = bufs.iter().map(|b| b.len()).sum();
         let mut l = layout.unwrap_or_else(|| new_layout(set, chunk));
         if l.devices.is_empty() {
             l.devices = self.place(rotate)?;
@@ -997,22 +1087,25 @@ impl Shard {
         self.core.foreground_io(r.end - r.start);
         let busy = self.core.foreground_guard();
         let (tx, rx) = flume::bounded(2);
+        // Open every file the read needs now, so a concurrent overwrite that deletes a
+        // segment, or a checkpoint that retires the log generation, cannot pull it away.
+        let files = match meta.data {
+            DataLoc::Inline { .. } => ReadFiles::Inline(self.inline_files(&meta)?),
+            DataLoc::Parts(_) => ReadFiles::Segments(self.read_plan(&meta, r)),
+        };
         // A small object whose log pages are cached is answered at once, with no read task.
-        if matches!(meta.data, DataLoc::Inline { .. }) {
-            if let Some(data) = self.read_inline_cached(&meta) {
+        if let ReadFiles::Inline(at) = &files {
+            if let Some(data) = self.read_inline_cached(at, meta.size) {
                 let b = Bytes::from(data).slice(r.start as usize..r.end as usize);
                 if tx.try_send(Ok(b)).is_ok() {
                     return Ok((info, r, rx));
                 }
             }
         }
-        // Open every file the read needs now, so a concurrent overwrite that deletes a
-        // segment cannot pull it away mid-stream.
-        let plan = self.read_plan(&meta, r);
         let me = self.clone();
         monoio::spawn(async move {
             let _busy = busy;
-            if let Err(e) = me.stream(&bucket, &key, &meta, r, plan, &tx).await {
+            if let Err(e) = me.stream(&bucket, &key, &meta, r, files, &tx).await {
                 let _ = tx.send_async(Err(e)).await;
             }
         });
@@ -1069,17 +1162,17 @@ impl Shard {
         key: &str,
         meta: &ObjectMeta,
         r: ByteRange,
-        plan: HashMap<(u16, u32), Rc<DevFile>>,
+        files: ReadFiles,
         tx: &flume::Sender<Result<Bytes>>,
     ) -> Result<()> {
-        match &meta.data {
-            DataLoc::Inline { .. } => {
-                let data = self.read_inline(meta).await?;
+        match (&meta.data, files) {
+            (DataLoc::Inline { .. }, ReadFiles::Inline(at)) => {
+                let data = self.read_inline(&at, meta.size).await?;
                 let b = Bytes::from(data).slice(r.start as usize..r.end as usize);
                 let _ = tx.send_async(Ok(b)).await;
                 Ok(())
             }
-            DataLoc::Parts(parts) => {
+            (DataLoc::Parts(parts), ReadFiles::Segments(plan)) => {
                 for (p, lo, hi) in parts_in_range(parts, r) {
                     let sdb = p.stripe_data_bytes();
                     for s in (lo / sdb)..=((hi - 1) / sdb) {
@@ -1094,46 +1187,47 @@ impl Shard {
                 }
                 Ok(())
             }
+            _ => Err(Error::Corrupt("an object read with the files of another kind of object".into())),
         }
     }
 
     /// The log mirrors holding an inline object, and where in them it is.
-    fn inline_files(&self, meta: &ObjectMeta) -> Result<(Vec<Rc<DevFile>>, u64, u32)> {
+    fn inline_files(&self, meta: &ObjectMeta) -> Result<InlineFiles> {
         let DataLoc::Inline { gen, offset, len } = meta.data else {
             return Err(Error::Corrupt("not an inline object".into()));
         };
         let w = self.wal.borrow();
-        let files = if w.gen == gen {
-            &w.files
-        } else {
-            match &w.prev {
-                Some((g, files)) if *g == gen => files,
-                _ => {
-                    return Err(Error::Corrupt(format!(
-                        "inline object points to log generation {gen}, current is {}",
-                        w.gen
-                    )))
-                }
+        let files = match &w.prev {
+            _ if w.gen == gen => &w.files,
+            Some((g, files)) if *g == gen => files,
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "inline object points to log generation {gen}, current is {}",
+                    w.gen
+                )))
             }
         };
-        Ok((files.iter().map(|(_, f)| f.clone()).collect(), offset, len))
+        Ok(InlineFiles { files: files.iter().map(|(_, f)| f.clone()).collect(), gen, offset, len })
     }
 
     /// An inline object's bytes from the first mirror whose pages are cached, checked; `None`
     /// when none is cached or the bytes do not check (the async path then reads and reports).
-    fn read_inline_cached(&self, meta: &ObjectMeta) -> Option<Vec<u8>> {
-        let (files, offset, len) = self.inline_files(meta).ok()?;
-        files.iter().find_map(|f| {
-            let frame = f.read_cached_at(len as usize, offset)?;
-            wal::inline_bytes(&frame, meta.size).ok()
+    fn read_inline_cached(&self, at: &InlineFiles, size: u64) -> Option<Vec<u8>> {
+        at.files.iter().find_map(|f| {
+            let frame = f.read_cached_at(at.len as usize, at.offset)?;
+            wal::inline_bytes(&frame, Salt::Gen(at.gen), size).ok()
         })
     }
 
-    async fn read_inline(&self, meta: &ObjectMeta) -> Result<Vec<u8>> {
-        let (files, offset, len) = self.inline_files(meta)?;
+    /// An inline object's bytes from the mirrors `at` names (opened at lookup), checked.
+    async fn read_inline(&self, at: &InlineFiles, size: u64) -> Result<Vec<u8>> {
         let mut last = Error::Unreadable("no log mirror is readable".into());
-        for f in files {
-            match f.read_vec_at(len as usize, offset).await.and_then(|fr| wal::inline_bytes(&fr, meta.size)) {
+        for f in &at.files {
+            match f
+                .read_vec_at(at.len as usize, at.offset)
+                .await
+                .and_then(|fr| wal::inline_bytes(&fr, Salt::Gen(at.gen), size))
+            {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     tracing::warn!("shard {}: inline read from {} failed: {e}", self.id, f.path().display());
@@ -1521,7 +1615,7 @@ pub fn open_mirrors(files: &[PathBuf]) -> Vec<std::fs::File> {
 
 /// Read an inline object's bytes with blocking I/O (checkpoints run outside the event loop's
 /// I/O and recovery happens before it starts).
-pub fn read_inline_sync(files: &[std::fs::File], meta: &ObjectMeta) -> Result<Vec<u8>> {
+pub fn read_inline_sync(files: &[std::fs::File], salt: Salt, meta: &ObjectMeta) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let DataLoc::Inline { offset, len, .. } = meta.data else {
         return Err(Error::Corrupt("not an inline object".into()));
@@ -1529,7 +1623,8 @@ pub fn read_inline_sync(files: &[std::fs::File], meta: &ObjectMeta) -> Result<Ve
     let mut last = Error::Unreadable("no log mirror holds the inline object".into());
     for f in files {
         let mut v = vec![0u8; len as usize];
-        let r = f.read_exact_at(&mut v, offset).map_err(Error::from).and_then(|()| wal::inline_bytes(&v, meta.size));
+        let r =
+            f.read_exact_at(&mut v, offset).map_err(Error::from).and_then(|()| wal::inline_bytes(&v, salt, meta.size));
         match r {
             Ok(v) => return Ok(v),
             Err(e) => last = e,
@@ -1550,11 +1645,11 @@ pub fn build_checkpoint(
 ) -> Result<(Vec<u8>, Vec<(String, String, u64, u32)>)> {
     let mut bytes = Vec::new();
     let mut moved = Vec::new();
-    frame_into(&mut bytes, &Record::Header { shard, gen, set_id }.encode());
+    frame_into(&mut bytes, gen, &Record::Header { shard, gen, set_id }.encode());
     st.checkpoint_records(inline, |rec, key| {
         let off = bytes.len() as u64;
         let payload = rec.encode();
-        frame_into(&mut bytes, &payload);
+        frame_into(&mut bytes, gen, &payload);
         if let (Some((b, k)), Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. }) =
             (key, rec)
         {
@@ -1562,7 +1657,7 @@ pub fn build_checkpoint(
         }
         Ok(())
     })?;
-    frame_into(&mut bytes, &Record::CheckpointEnd.encode());
+    frame_into(&mut bytes, gen, &Record::CheckpointEnd.encode());
     Ok((bytes, moved))
 }
 

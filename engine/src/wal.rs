@@ -1,9 +1,17 @@
 //! The per-shard metadata write-ahead log: framing, mirrored generations, recovery.
 //!
-//! A frame is `[len: u32][crc32c(len ++ payload): u32][payload]`. A generation file starts with
-//! a checkpoint (a `Header`, the live state, `CheckpointEnd`) and continues with appended
-//! records. Recovery takes the newest generation with a complete checkpoint and, among its
-//! mirrors, the longest valid prefix; the first bad frame ends the log (a torn tail).
+//! A frame is `[len: u32][crc32c(gen ++ len ++ payload): u32][payload]`: the checksum is
+//! salted with the generation (`gen` as 8 little-endian bytes), so a frame is valid only in
+//! the generation it was written for. That lets a retired generation's file be recycled as a
+//! later one (its blocks are already allocated and written, so appends overwrite instead of
+//! growing the file, and nothing is freed): the old frames left behind the new ones fail the
+//! new salt and end the log there. Logs written before the salt (no `gen` in the checksum)
+//! are still read, as "legacy" generations, and rewritten salted at the next start.
+//!
+//! A generation file starts with a checkpoint (a `Header`, the live state, `CheckpointEnd`)
+//! and continues with appended records. Recovery takes the newest generation with a complete
+//! checkpoint and, among its mirrors, the longest valid prefix; the first bad frame ends the
+//! log (a torn tail).
 
 use crate::error::{io_at, Error, Result};
 use crate::io::DevFile;
@@ -22,18 +30,40 @@ pub fn wal_path(dev: &Path, shard: u32, gen: u64) -> PathBuf {
     shard_dir(dev, shard).join(format!("wal-{gen:010}.log"))
 }
 
-pub fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
+/// How a generation's frames are checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Salt {
+    /// With the generation in the checksum (everything written now).
+    Gen(u64),
+    /// Without it (logs written before the salt; read only).
+    Legacy,
+}
+
+fn frame_crc(salt: Salt, len: &[u8], payload: &[u8]) -> u32 {
+    let crc = match salt {
+        Salt::Gen(g) => crc32c::crc32c_append(crc32c::crc32c(&g.to_le_bytes()), len),
+        Salt::Legacy => crc32c::crc32c(len),
+    };
+    crc32c::crc32c_append(crc, payload)
+}
+
+/// Append one frame of generation `gen` holding `payload`.
+pub fn frame_into(out: &mut Vec<u8>, gen: u64, payload: &[u8]) {
     let len = (payload.len() as u32).to_le_bytes();
-    let mut crc = crc32c::crc32c(&len);
-    crc = crc32c::crc32c_append(crc, payload);
+    let crc = frame_crc(Salt::Gen(gen), &len, payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
 }
 
-/// Parse frames from the start of `bytes`: every valid record with its offset, and the length
-/// of the valid prefix.
+/// Parse generation `gen`'s frames from the start of `bytes`: every valid record with its
+/// offset, and the length of the valid prefix.
 pub fn read_frames(bytes: &[u8], gen: u64) -> (Vec<(u64, Record)>, u64) {
+    read_frames_salted(bytes, gen, Salt::Gen(gen))
+}
+
+/// `read_frames` with the checksum salt given: `Salt::Legacy` reads a log from before the salt.
+pub fn read_frames_salted(bytes: &[u8], gen: u64, salt: Salt) -> (Vec<(u64, Record)>, u64) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while bytes.len() - pos >= FRAME_HEADER_BYTES {
@@ -43,7 +73,7 @@ pub fn read_frames(bytes: &[u8], gen: u64) -> (Vec<(u64, Record)>, u64) {
             break;
         }
         let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + len];
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[pos..pos + 4]), payload);
+        let crc = frame_crc(salt, &bytes[pos..pos + 4], payload);
         if crc != want {
             break;
         }
@@ -68,10 +98,10 @@ pub fn set_inline_pos(r: &mut Record, gen: u64, offset: u64, frame_len: u32) {
     }
 }
 
-/// The inline bytes of the object whose whole frame is `frame` (as read back from the log),
-/// checked against the frame's checksum and the expected size.
-pub fn inline_bytes(frame: &[u8], size: u64) -> Result<Vec<u8>> {
-    let (mut recs, _) = read_frames(frame, 0);
+/// The inline bytes of the object whose whole frame is `frame` (as read back from a log of
+/// checksum salt `salt`), checked against the frame's checksum and the expected size.
+pub fn inline_bytes(frame: &[u8], salt: Salt, size: u64) -> Result<Vec<u8>> {
+    let (mut recs, _) = read_frames_salted(frame, 0, salt);
     match recs.pop() {
         Some((_, Record::ObjectPut { inline, .. })) if inline.len() as u64 == size && recs.is_empty() => Ok(inline),
         _ => Err(Error::Corrupt(
@@ -86,12 +116,14 @@ pub struct RecoveredLog {
     pub records: Vec<(u64, Record)>,
     /// Every mirror file of that generation (devices that had it), for reading inline data.
     pub files: Vec<(u16, PathBuf)>,
+    /// How its frames are checksummed.
+    pub salt: Salt,
 }
 
 /// Scan every device for this shard's log generations and pick what to replay.
 pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Option<RecoveredLog>> {
-    // (gen, dev, path, records)
-    type Candidate = (u64, usize, Vec<(u64, Record)>);
+    // (gen, record count, records, salt)
+    type Candidate = (u64, usize, Vec<(u64, Record)>, Salt);
     let mut best: Option<Candidate> = None;
     let mut by_gen: Vec<(u64, u16, PathBuf)> = Vec::new();
     for (i, dev) in devs.iter().enumerate() {
@@ -121,20 +153,27 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
                 continue;
             }
         };
-        let (recs, _) = read_frames(&bytes, *gen);
-        let header_ok = matches!(recs.first(), Some((_, Record::Header { shard: s, gen: g, set_id: id })) if *s == shard && *g == *gen && *id == set_id);
+        let header_ok = |recs: &[(u64, Record)]| matches!(recs.first(), Some((_, Record::Header { shard: s, gen: g, set_id: id })) if *s == shard && *g == *gen && *id == set_id);
+        // Salted first; a log from before the salt has a header that checks only unsalted.
+        // (A recycled file not yet rewritten holds an older generation's header: neither.)
+        let (mut recs, _) = read_frames(&bytes, *gen);
+        let mut salt = Salt::Gen(*gen);
+        if !header_ok(&recs) {
+            (recs, _) = read_frames_salted(&bytes, *gen, Salt::Legacy);
+            salt = Salt::Legacy;
+        }
         let complete = recs.iter().any(|(_, r)| matches!(r, Record::CheckpointEnd));
-        if !header_ok || !complete {
+        if !header_ok(&recs) || !complete {
             continue;
         }
         let n = recs.len();
         if best.as_ref().is_none_or(|b| b.0 < *gen || b.1 < n) {
-            best = Some((*gen, n, recs));
+            best = Some((*gen, n, recs, salt));
         }
     }
-    Ok(best.map(|(gen, _, records)| {
+    Ok(best.map(|(gen, _, records, salt)| {
         let files = by_gen.iter().filter(|(g, _, _)| *g == gen).map(|(_, d, p)| (*d, p.clone())).collect();
-        RecoveredLog { gen, records, files }
+        RecoveredLog { gen, records, files, salt }
     }))
 }
 
@@ -190,26 +229,32 @@ fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
 }
 
 /// `write_generation` on the core's event loop (io_uring), the mirrors in parallel: the core
-/// goes on serving other shards and reads while a checkpoint is written. No zero-fill: the
-/// appends that follow grow the file (on a machine whose disk bandwidth is the limit, writing
-/// zeros ahead cost more than the journal commits of growing writes save; measured in
-/// docs/BENCHMARKS.md).
+/// goes on serving other shards and reads while a checkpoint is written. No zero-fill: on a
+/// device in `spares` the shard's spare file (a retired generation, see `Salt`) is renamed and
+/// rewritten, so the appends that follow overwrite its blocks; elsewhere the appends grow the
+/// file. Returns the files written and how many of them were recycled spares.
 pub async fn write_generation_async(
     mirrors: &[(u16, PathBuf)],
     shard: u32,
     gen: u64,
     bytes: bytes::Bytes,
-) -> std::result::Result<Vec<(u16, PathBuf)>, (u16, Error)> {
+    spares: &[(u16, PathBuf)],
+) -> std::result::Result<(Vec<(u16, PathBuf)>, usize), (u16, Error)> {
     let writes = mirrors.iter().map(|(dev, dir)| {
         let bytes = bytes.clone();
-        async move { (*dev, write_one_async(dir, shard, gen, bytes).await) }
+        let spare = spares.iter().find(|(d, _)| d == dev).map(|(_, p)| p.as_path());
+        async move { (*dev, write_one_async(dir, shard, gen, bytes, spare).await) }
     });
     let results = futures::future::join_all(writes).await;
     let mut out = Vec::new();
+    let mut recycled = 0;
     let mut first_err = None;
     for ((_, dir), (dev, r)) in mirrors.iter().zip(results) {
         match r {
-            Ok(()) => out.push((dev, wal_path(dir, shard, gen))),
+            Ok(reused) => {
+                recycled += reused as usize;
+                out.push((dev, wal_path(dir, shard, gen)));
+            }
             Err(e) => {
                 first_err.get_or_insert((dev, e));
             }
@@ -225,22 +270,72 @@ pub async fn write_generation_async(
         }
         return Err(err);
     }
-    Ok(out)
+    Ok((out, recycled))
 }
 
-async fn write_one_async(dir: &Path, shard: u32, gen: u64, bytes: bytes::Bytes) -> Result<()> {
+/// Bytes of a new generation in one O_DIRECT write: small enough that a group commit's flush
+/// on the same device never queues behind much of a checkpoint, large enough to stream.
+pub const GENERATION_WRITE_BYTES: usize = 1 << 20;
+
+/// The file a shard keeps on a device for its next generation there to reuse (see `Salt`):
+/// recovery never reads it (its name holds no generation).
+pub fn spare_path(dev: &Path, shard: u32) -> PathBuf {
+    shard_dir(dev, shard).join("wal-spare.log")
+}
+
+/// Write one mirror of a new generation, durably (file and directory entry). With `spare`,
+/// that file is renamed to the generation's name and overwritten from the start, its size
+/// kept (the bytes past the new content are older frames that fail this generation's salt).
+/// Returns whether the spare was used.
+async fn write_one_async(dir: &Path, shard: u32, gen: u64, bytes: bytes::Bytes, spare: Option<&Path>) -> Result<bool> {
     let p = wal_path(dir, shard, gen);
     let sd = crate::segment::ensure_shard_dir(dir, shard)?;
-    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| io_at(&p, e))?;
-    let f = DevFile::from_std(f, &p, false)?;
-    f.write_buf_at(bytes, 0).await?;
-    f.sync_data().await?;
-    f.drop_cached();
+    let recycled = spare.is_some_and(|sp| sp.parent() == Some(sd.as_path()) && std::fs::rename(sp, &p).is_ok());
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(!recycled);
+    let direct = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut od = o.clone();
+        od.custom_flags(libc::O_DIRECT);
+        od.open(&p)
+    };
+    match direct {
+        Ok(f) => {
+            // O_DIRECT, one bounded write at a time: no page-cache copy and no writeback
+            // burst for the commits' flushes to wait behind, and nothing cached for the
+            // appends to invalidate. The last block is padded with zeros, which read back as
+            // the end of the log.
+            let f = DevFile::from_std(f, &p, true)?;
+            let mut buf = crate::buf::AlignedBuf::alloc(GENERATION_WRITE_BYTES);
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let n = (bytes.len() - pos).min(GENERATION_WRITE_BYTES);
+                buf.clear();
+                buf.extend_from(&bytes[pos..pos + n]);
+                buf.resize_zeroed(n.div_ceil(crate::util::ALIGN_BYTES) * crate::util::ALIGN_BYTES);
+                let (r, b) = f.write_at(buf, pos as u64).await;
+                r?;
+                buf = b;
+                pos += n;
+            }
+            f.sync_data().await?;
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let f = o.open(&p).map_err(|e| io_at(&p, e))?;
+            let f = DevFile::from_std(f, &p, false)?;
+            f.write_buf_at(bytes, 0).await?;
+            f.sync_data().await?;
+            f.drop_cached();
+        }
+        Err(e) => return Err(io_at(&p, e)),
+    }
     let d = std::fs::File::open(&sd).map_err(|e| io_at(&sd, e))?;
-    DevFile::from_std(d, &sd, false)?.sync_all().await
+    DevFile::from_std(d, &sd, false)?.sync_all().await?;
+    Ok(recycled)
 }
 
-/// Remove every generation older than `keep` of this shard on every device.
+/// Remove every generation older than `keep` of this shard on every device (not the spare
+/// files: see `remove_spares`).
 pub fn remove_older(devs: &[Option<PathBuf>], shard: u32, keep: u64) {
     for dev in devs.iter().flatten() {
         let dir = shard_dir(dev, shard);
@@ -259,6 +354,13 @@ pub fn remove_older(devs: &[Option<PathBuf>], shard: u32, keep: u64) {
     }
 }
 
+/// Remove this shard's spare files on every device (at start: a shard begins with none).
+pub fn remove_spares(devs: &[Option<PathBuf>], shard: u32) {
+    for dev in devs.iter().flatten() {
+        let _ = std::fs::remove_file(spare_path(dev, shard));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +369,7 @@ mod tests {
     fn torn_tail_is_cut_at_the_first_bad_frame() {
         let mut log = Vec::new();
         for i in 0..5u64 {
-            frame_into(&mut log, &Record::BucketCreate { name: format!("b{i}"), created_ms: i }.encode());
+            frame_into(&mut log, 1, &Record::BucketCreate { name: format!("b{i}"), created_ms: i }.encode());
         }
         let (all, len) = read_frames(&log, 1);
         assert_eq!(all.len(), 5);
@@ -280,5 +382,76 @@ mod tests {
         let third = all[2].0 as usize + 10;
         flipped[third] ^= 1;
         assert_eq!(read_frames(&flipped, 1).0.len(), 2);
+    }
+
+    fn bucket(i: u64) -> Record {
+        Record::BucketCreate { name: format!("b{i}"), created_ms: i }
+    }
+
+    /// A generation's file: header, `n` bucket records, CheckpointEnd, framed for `gen` (or
+    /// the legacy way, without the salt).
+    fn generation(gen: u64, n: u64, legacy: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut push = |r: Record| {
+            let payload = r.encode();
+            if legacy {
+                let len = (payload.len() as u32).to_le_bytes();
+                out.extend_from_slice(&len);
+                out.extend_from_slice(&frame_crc(Salt::Legacy, &len, &payload).to_le_bytes());
+                out.extend_from_slice(&payload);
+            } else {
+                frame_into(&mut out, gen, &payload);
+            }
+        };
+        push(Record::Header { shard: 0, gen, set_id: 7 });
+        for i in 0..n {
+            push(bucket(i));
+        }
+        push(Record::CheckpointEnd);
+        out
+    }
+
+    #[test]
+    fn a_frame_is_valid_only_in_its_own_generation() {
+        let mut log = Vec::new();
+        frame_into(&mut log, 5, &bucket(1).encode());
+        assert_eq!(read_frames(&log, 5).0.len(), 1);
+        assert!(read_frames(&log, 6).0.is_empty(), "gen 5's frame read as gen 6's");
+        assert!(read_frames(&log, 4).0.is_empty(), "gen 5's frame read as gen 4's");
+        assert!(read_frames_salted(&log, 5, Salt::Legacy).0.is_empty(), "a salted frame read as legacy");
+    }
+
+    #[test]
+    fn a_recycled_file_ends_where_its_own_generation_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(shard_dir(dir.path(), 0)).unwrap();
+        // Generation 9 written over generation 7's longer file: 7's frames follow 9's.
+        let mut bytes = generation(9, 2, false);
+        let stale = generation(7, 50, false);
+        bytes.extend_from_slice(&stale[bytes.len()..]);
+        std::fs::write(wal_path(dir.path(), 0, 9), &bytes).unwrap();
+        let got = recover(&[Some(dir.path().to_path_buf())], 0, 7).unwrap().expect("generation 9 recovers");
+        assert_eq!((got.gen, got.salt), (9, Salt::Gen(9)));
+        assert_eq!(got.records.len(), 4, "only generation 9's header, 2 records and end");
+        // Renamed for reuse but not yet rewritten: a complete generation 7 under 9's name is
+        // no generation 9 at all.
+        std::fs::write(wal_path(dir.path(), 0, 9), &stale).unwrap();
+        assert!(recover(&[Some(dir.path().to_path_buf())], 0, 7).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_log_from_before_the_salt_still_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(shard_dir(dir.path(), 0)).unwrap();
+        let bytes = generation(3, 5, true);
+        std::fs::write(wal_path(dir.path(), 0, 3), &bytes).unwrap();
+        let got = recover(&[Some(dir.path().to_path_buf())], 0, 7).unwrap().expect("legacy generation recovers");
+        assert_eq!((got.gen, got.salt, got.records.len()), (3, Salt::Legacy, 7));
+        // Its inline frames are checked the same way.
+        let (_, r) = &got.records[1];
+        assert_eq!(r, &bucket(0));
+        let frame = &bytes[got.records[1].0 as usize..got.records[2].0 as usize];
+        assert_eq!(read_frames_salted(frame, 3, Salt::Legacy).0.len(), 1);
+        assert!(read_frames(frame, 3).0.is_empty());
     }
 }

@@ -88,8 +88,12 @@ fn crash_child_writer() {
                     say(&format!("ACK PUT {key} {cseed} {size}"));
                 }
                 if n.is_multiple_of(16) {
-                    let c: u64 = e.stats().await.map(|v| v.iter().map(|s| s.checkpoints).sum()).unwrap_or(0);
-                    say(&format!("CHECKPOINTS {c}"));
+                    let (c, r) = e
+                        .stats()
+                        .await
+                        .map(|v| v.iter().fold((0u64, 0u64), |a, s| (a.0 + s.checkpoints, a.1 + s.log_files_recycled)))
+                        .unwrap_or((0, 0));
+                    say(&format!("CHECKPOINTS {c} {r}"));
                 }
             }
         }
@@ -115,6 +119,7 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
     let mut model = Model::new();
     let mut total_acks = 0;
     let mut checkpoints = 0u64;
+    let mut recycled = 0u64;
     for round in 0..KILLS {
         let child_seed: u64 = rng.gen();
         let run_ms = rng.gen_range(0..MAX_RUN_MS);
@@ -165,17 +170,25 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
         let text = out.lock().unwrap().clone();
         let acks = apply_child_output(&mut model, &text);
         total_acks += acks;
-        checkpoints += text
+        // The last "CHECKPOINTS c r" line: checkpoints, and log files recycled by them.
+        let (c, r) = text
             .lines()
-            .filter_map(|l| l.strip_prefix("CHECKPOINTS ").and_then(|n| n.trim().parse::<u64>().ok()))
+            .filter_map(|l| {
+                let mut n = l.strip_prefix("CHECKPOINTS ")?.split_whitespace().map(|v| v.parse::<u64>().ok());
+                Some((n.next()??, n.next()??))
+            })
             .max()
-            .unwrap_or(0);
+            .unwrap_or((0, 0));
+        checkpoints += c;
+        recycled += r;
         let e = open(dir.path());
         verify(&e, BUCKET, &mut model, &format!("round {round}, seed {seed}"));
         e.shutdown();
         println!("round {round}: killed after {run_ms} ms, {acks} acknowledged operations");
     }
     assert!(total_acks > KILLS * 5, "seed {seed}: only {total_acks} operations were acknowledged in all rounds");
-    println!("{checkpoints} log checkpoints completed in the children");
+    println!("{checkpoints} log checkpoints completed in the children, {recycled} log files recycled by them");
     assert!(checkpoints >= KILLS as u64, "seed {seed}: only {checkpoints} checkpoints ran; kills did not meet them");
+    // Later generations are written over retired ones' files: kills land on those too.
+    assert!(recycled >= KILLS as u64, "seed {seed}: only {recycled} log files were recycled");
 }

@@ -199,8 +199,9 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             .iter()
             .fold((0u64, 0u64, 0u64), |a, s| (a.0 + s.log_commits, a.1 + s.log_records, a.2 + s.log_commit_us));
         let ck: u64 = stats.iter().map(|s| s.checkpoints).sum();
+        let recycled: u64 = stats.iter().map(|s| s.log_files_recycled).sum();
         tracing::info!(
-            "log: {c} group commits of {:.1} records on average, {:.2} ms each; {ck} checkpoints",
+            "log: {c} group commits of {:.1} records on average, {:.2} ms each; {ck} checkpoints ({recycled} mirror files recycled)",
             r as f64 / c.max(1) as f64,
             us as f64 / 1000.0 / c.max(1) as f64
         );

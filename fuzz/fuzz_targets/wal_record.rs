@@ -31,7 +31,7 @@ fn frames(b: &[u8], gen: u64) {
         let mut copy = r.clone();
         set_inline_pos(&mut copy, gen, *off, (FRAME_HEADER_BYTES + payload.len()) as u32);
         assert_eq!(&copy, r, "inline position not set from the frame");
-        frame_into(&mut rebuilt, &payload);
+        frame_into(&mut rebuilt, gen, &payload);
     }
     // Lengths only: the decoder accepts a few non-canonical encodings (any non-zero tag for a
     // checksum's presence or `aborted`), so the bytes themselves need not match.
@@ -48,6 +48,6 @@ fuzz_target!(|data: &[u8]| {
     record(body, gen, off);
     frames(body, gen);
     let mut framed = Vec::new();
-    frame_into(&mut framed, body);
+    frame_into(&mut framed, gen, body);
     frames(&framed, gen);
 });
