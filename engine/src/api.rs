@@ -195,6 +195,9 @@ pub struct CoreStats {
     pub degraded_reads: u64,
     pub repairs_queued: u64,
     pub pool_overflow_allocs: u64,
+    /// The most bytes of I/O buffers (stripes being filled, encoded, written or read) held at
+    /// once on the core since start.
+    pub pool_peak_bytes: u64,
     pub log_bytes: u64,
     /// Bytes the scrubber read and verified.
     pub scrubbed_bytes: u64,

@@ -29,6 +29,9 @@ struct PoolInner {
     buf_bytes: usize,
     free: RefCell<Vec<u32>>,
     overflow_allocs: Cell<u64>,
+    /// Buffers handed out and not yet returned (pool and overflow), and the most ever at once.
+    out: Cell<usize>,
+    peak_out: Cell<usize>,
 }
 
 /// A per-core pool of equal-sized aligned buffers. Not `Send`: it belongs to one core.
@@ -58,6 +61,8 @@ impl BufPool {
                 buf_bytes,
                 free: RefCell::new(free),
                 overflow_allocs: Cell::new(0),
+                out: Cell::new(0),
+                peak_out: Cell::new(0),
             }),
         }
     }
@@ -75,8 +80,17 @@ impl BufPool {
         self.inner.free.borrow().len()
     }
 
+    /// The most bytes of buffers handed out at once since start (pool and overflow): what the
+    /// requests in flight held.
+    pub fn peak_bytes(&self) -> u64 {
+        (self.inner.peak_out.get() * self.inner.buf_bytes) as u64
+    }
+
     /// A zero-length buffer of the pool's size.
     pub fn get(&self) -> AlignedBuf {
+        let inner = &self.inner;
+        inner.out.set(inner.out.get() + 1);
+        inner.peak_out.set(inner.peak_out.get().max(inner.out.get()));
         let slot = self.inner.free.borrow_mut().pop();
         match slot {
             Some(i) => {
@@ -91,7 +105,11 @@ impl BufPool {
             }
             None => {
                 self.inner.overflow_allocs.set(self.inner.overflow_allocs.get() + 1);
-                AlignedBuf::alloc(self.inner.buf_bytes)
+                let mut b = AlignedBuf::alloc(self.inner.buf_bytes);
+                if let Home::Heap(layout) = b.home {
+                    b.home = Home::Overflow(self.inner.clone(), layout);
+                }
+                b
             }
         }
     }
@@ -100,6 +118,8 @@ impl BufPool {
 enum Home {
     Pool(Rc<PoolInner>, u32),
     Heap(Layout),
+    /// Allocated because the pool was empty: counted as handed out by the pool.
+    Overflow(Rc<PoolInner>, Layout),
 }
 
 /// An owned, 4 KiB-aligned buffer with a fixed capacity and an initialised length.
@@ -166,9 +186,17 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         match &self.home {
-            Home::Pool(p, i) => p.free.borrow_mut().push(*i),
+            Home::Pool(p, i) => {
+                p.out.set(p.out.get() - 1);
+                p.free.borrow_mut().push(*i)
+            }
             // SAFETY: allocated by `alloc` with this layout.
             Home::Heap(l) => unsafe { dealloc(self.ptr.as_ptr(), *l) },
+            Home::Overflow(p, l) => {
+                p.out.set(p.out.get() - 1);
+                // SAFETY: allocated by `alloc` with this layout.
+                unsafe { dealloc(self.ptr.as_ptr(), *l) }
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Shared {
     pub chunk_bytes: usize,
     pub segment_bytes: u64,
     pub pool_buffers: usize,
+    /// See `EngineConfig::stripes_in_flight`.
+    pub stripes_in_flight: usize,
     pub cores: usize,
     pub senders: Vec<flume::Sender<CoreMsg>>,
     /// Serialises bucket creation and deletion (rare; never on the object data path).

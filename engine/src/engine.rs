@@ -13,11 +13,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Default bytes per shard per stripe: a 1 MiB stripe of data at k=4.
-pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
+/// Default bytes per shard per stripe: a 256 KiB stripe of data at k=4. With
+/// `DEFAULT_STRIPES_IN_FLIGHT` a PUT holds at most (k + 2 (k+m)) × 64 KiB = 1 MiB of buffers
+/// at 4+2 (one stripe filling, two being written); a GET about one stripe being read and two
+/// queued for the socket. Measured against 256 KiB in docs/BENCHMARKS.md ("Buffers per request").
+pub const DEFAULT_CHUNK_BYTES: usize = 64 << 10;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
-/// Buffers per core's pool (each `chunk_bytes`): 64 MiB per core at the defaults.
-pub const DEFAULT_POOL_BUFFERS: usize = 256;
+/// Buffers per core's pool (each `chunk_bytes`): 64 MiB per core at the defaults, enough for
+/// 64 large requests in flight on a core before buffers are allocated outside the pool.
+pub const DEFAULT_POOL_BUFFERS: usize = 1024;
+/// See `EngineConfig::stripes_in_flight`.
+pub const DEFAULT_STRIPES_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -27,6 +33,9 @@ pub struct EngineConfig {
     pub chunk_bytes: usize,
     pub segment_bytes: u64,
     pub pool_buffers: usize,
+    /// Stripes of one object written at once while its body streams in (each holds k+m
+    /// buffers until its shards are on disk; one more stripe is being filled).
+    pub stripes_in_flight: usize,
     /// Pin each core thread to its CPU.
     pub pin: bool,
     /// Repair, scrub, device health and I/O shares.
@@ -54,6 +63,7 @@ impl EngineConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             pool_buffers: DEFAULT_POOL_BUFFERS,
+            stripes_in_flight: DEFAULT_STRIPES_IN_FLIGHT,
             pin: true,
             heal: HealConfig::default(),
             md5_batch_min_lanes: crate::md5batch::MD5_BATCH_MIN_LANES,
@@ -167,6 +177,7 @@ impl Engine {
             chunk_bytes: cfg.chunk_bytes,
             segment_bytes: cfg.segment_bytes,
             pool_buffers: cfg.pool_buffers,
+            stripes_in_flight: cfg.stripes_in_flight.max(1),
             cores,
             senders,
             bucket_lock: futures::lock::Mutex::new(()),
@@ -652,6 +663,7 @@ impl Engine {
             .on_all(|core| async move {
                 let mut s = core.stats.borrow().clone();
                 s.pool_overflow_allocs = core.pool.overflow_allocs();
+                s.pool_peak_bytes = core.pool.peak_bytes();
                 let md5 = core.md5.stats();
                 (s.md5_chunks, s.md5_batched_chunks, s.md5_flushes) = (md5.chunks, md5.batched_chunks, md5.flushes);
                 {

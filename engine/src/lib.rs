@@ -27,6 +27,7 @@ pub mod wal;
 pub use api::*;
 pub use engine::{
     format, Engine, EngineConfig, ReplaceReport, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES,
+    DEFAULT_STRIPES_IN_FLIGHT,
 };
 pub use error::{Error, Result};
 pub use heal::{DeviceHealth, HealConfig, HealthStatus, SCRUB_PERIOD_SECS_DEFAULT};

@@ -32,8 +32,6 @@ use std::rc::Rc;
 pub const INLINE_MAX_BYTES: u64 = 16 << 10;
 /// The log is rewritten (checkpointed) once it is this large and mostly dead.
 pub const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
-/// Stripes of one object being written at once (each holds k+m pool buffers).
-pub const MAX_STRIPES_IN_FLIGHT: usize = 4;
 
 #[path = "compact.rs"]
 mod compact;
@@ -808,17 +806,19 @@ impl Shard {
                     if size > MAX_OBJECT_BYTES {
                         return Err(Error::EntityTooLarge(size));
                     }
-                    if allow_inline && bufs.is_empty() && size <= INLINE_MAX_BYTES {
+                    if allow_inline && layout.is_none() && bufs.is_empty() && size <= INLINE_MAX_BYTES {
                         small.extend_from_slice(&bytes);
                         continue;
-                    }
-                    if bufs.is_empty() {
-                        bufs = (0..k).map(|_| core.pool.get()).collect();
                     }
                     let spilled = std::mem::take(&mut small);
                     for piece in [&spilled[..], &bytes[..]] {
                         let mut src = piece;
                         while !src.is_empty() {
+                            // The next stripe's buffers are taken only when its first byte
+                            // arrives, after the oldest stripe in flight has let go of its own.
+                            if bufs.is_empty() {
+                                bufs = (0..k).map(|_| core.pool.get()).collect();
+                            }
                             let n = bufs[cur].extend_from(src);
                             src = &src[n..];
                             if bufs[cur].len() == chunk {
@@ -828,10 +828,10 @@ impl Shard {
                                     if l.devices.is_empty() {
                                         l.devices = self.place(rotate)?;
                                     }
-                                    let full = std::mem::replace(&mut bufs, (0..k).map(|_| core.pool.get()).collect());
+                                    let full = std::mem::take(&mut bufs);
                                     // Keep a few stripes of this object in flight: the body keeps
                                     // streaming in while earlier stripes are on their way to disk.
-                                    if inflight.len() >= MAX_STRIPES_IN_FLIGHT {
+                                    if inflight.len() >= core.shared.stripes_in_flight {
                                         if let Some(h) = inflight.pop_front() {
                                             h.await?;
                                         }
@@ -846,7 +846,7 @@ impl Shard {
             }
         }
         let md5: [u8; 16] = md5.finish().await;
-        if bufs.is_empty() && allow_inline && size <= INLINE_MAX_BYTES {
+        if allow_inline && layout.is_none() && bufs.is_empty() && size <= INLINE_MAX_BYTES {
             assert_eq!(small.len() as u64, size, "an inline body kept every byte it received");
             return Ok(WriteResult { size, md5, data: Written::Inline(small), checksum, _pending: pending });
         }

@@ -125,6 +125,13 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
     ecfg.heal.io_shares = cfg.io_shares;
     ecfg.log_direct = !cfg.log_buffered;
+    if let Some(v) = std::env::var("TESSERA_CHUNK_KIB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        ecfg.chunk_bytes = v << 10;
+        ecfg.pool_buffers = (64 << 20) / ecfg.chunk_bytes;
+    }
+    if let Some(v) = std::env::var("TESSERA_STRIPES").ok().and_then(|v| v.parse::<usize>().ok()) {
+        ecfg.stripes_in_flight = v;
+    }
     ecfg.heal.scrub_period_secs = cfg.scrub_period_secs;
     if cfg.md5_single_stream {
         ecfg.md5_batch_min_lanes = usize::MAX;
@@ -200,6 +207,11 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             .fold((0u64, 0u64, 0u64), |a, s| (a.0 + s.log_commits, a.1 + s.log_records, a.2 + s.log_commit_us));
         let ck: u64 = stats.iter().map(|s| s.checkpoints).sum();
         let recycled: u64 = stats.iter().map(|s| s.log_files_recycled).sum();
+        let peak: u64 = stats.iter().map(|s| s.pool_peak_bytes).sum();
+        tracing::info!(
+            "buffers: peak {:.1} MiB over all cores (sum of each core's peak)",
+            peak as f64 / (1u64 << 20) as f64
+        );
         tracing::info!(
             "log: {c} group commits of {:.1} records on average, {:.2} ms each; {ck} checkpoints ({recycled} mirror files recycled)",
             r as f64 / c.max(1) as f64,

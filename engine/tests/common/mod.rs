@@ -41,9 +41,12 @@ pub fn open_cfg(root: &Path, cores: usize, tune: impl FnOnce(&mut EngineConfig))
     Engine::open(cfg).expect("open")
 }
 
-/// What every test engine runs with: 2 unpinned cores, 8 MiB segments, a small buffer pool.
+/// What every test engine runs with: 2 unpinned cores, 8 MiB segments, a small buffer pool,
+/// 256 KiB chunks (the tests that plant damage compute shard offsets from that `CHUNK`; the
+/// default chunk is covered by the server tests in `tests/`).
 pub fn test_config(devices: Vec<DeviceSpec>) -> EngineConfig {
     let mut cfg = EngineConfig::new(devices);
+    cfg.chunk_bytes = 256 << 10;
     cfg.cores = 2;
     cfg.segment_bytes = 8 << 20;
     cfg.pool_buffers = 64;
