@@ -29,7 +29,8 @@ struct PoolInner {
     buf_bytes: usize,
     free: RefCell<Vec<u32>>,
     overflow_allocs: Cell<u64>,
-    /// Buffers handed out and not yet returned (pool and overflow), and the most ever at once.
+    /// Bytes of buffers handed out and not yet returned (pool and overflow), and the most
+    /// ever at once.
     out: Cell<usize>,
     peak_out: Cell<usize>,
 }
@@ -83,14 +84,33 @@ impl BufPool {
     /// The most bytes of buffers handed out at once since start (pool and overflow): what the
     /// requests in flight held.
     pub fn peak_bytes(&self) -> u64 {
-        (self.inner.peak_out.get() * self.inner.buf_bytes) as u64
+        self.inner.peak_out.get() as u64
     }
 
     /// A zero-length buffer of the pool's size.
     pub fn get(&self) -> AlignedBuf {
+        self.get_for(self.inner.buf_bytes)
+    }
+
+    fn count_out(&self, bytes: usize) {
         let inner = &self.inner;
-        inner.out.set(inner.out.get() + 1);
+        inner.out.set(inner.out.get() + bytes);
         inner.peak_out.set(inner.peak_out.get().max(inner.out.get()));
+    }
+
+    /// A zero-length buffer of at least `len` bytes: the pool's size when that is enough,
+    /// else a buffer of its own (a shard of an object written with a larger chunk than the
+    /// pool's, which is read, rebuilt and re-encoded at its own size).
+    pub fn get_for(&self, len: usize) -> AlignedBuf {
+        if len > self.inner.buf_bytes {
+            let mut b = AlignedBuf::alloc(len);
+            if let Home::Heap(layout) = b.home {
+                self.count_out(layout.size());
+                b.home = Home::Overflow(self.inner.clone(), layout);
+            }
+            return b;
+        }
+        self.count_out(self.inner.buf_bytes);
         let slot = self.inner.free.borrow_mut().pop();
         match slot {
             Some(i) => {
@@ -107,6 +127,7 @@ impl BufPool {
                 self.inner.overflow_allocs.set(self.inner.overflow_allocs.get() + 1);
                 let mut b = AlignedBuf::alloc(self.inner.buf_bytes);
                 if let Home::Heap(layout) = b.home {
+                    // Counted above, at the pool's size (the same as this layout's).
                     b.home = Home::Overflow(self.inner.clone(), layout);
                 }
                 b
@@ -187,13 +208,13 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         match &self.home {
             Home::Pool(p, i) => {
-                p.out.set(p.out.get() - 1);
+                p.out.set(p.out.get() - p.buf_bytes);
                 p.free.borrow_mut().push(*i)
             }
             // SAFETY: allocated by `alloc` with this layout.
             Home::Heap(l) => unsafe { dealloc(self.ptr.as_ptr(), *l) },
             Home::Overflow(p, l) => {
-                p.out.set(p.out.get() - 1);
+                p.out.set(p.out.get() - l.size());
                 // SAFETY: allocated by `alloc` with this layout.
                 unsafe { dealloc(self.ptr.as_ptr(), *l) }
             }
@@ -256,6 +277,22 @@ unsafe impl monoio::buf::IoBufMut for AlignedBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_larger_than_the_pool_s_are_their_own_and_counted() {
+        let pool = BufPool::new(8192, 2);
+        let a = pool.get();
+        let mut big = pool.get_for(3 * 8192);
+        assert!(big.capacity() >= 3 * 8192, "a buffer for a larger shard holds it");
+        big.resize_zeroed(3 * 8192);
+        assert_eq!(pool.free_count(), 1, "a larger buffer does not take a pool slot");
+        assert_eq!(pool.peak_bytes(), 4 * 8192);
+        drop(big);
+        drop(a);
+        let _c = pool.get_for(100);
+        assert_eq!(pool.free_count(), 1, "a smaller request is served from the pool");
+        assert_eq!(pool.peak_bytes(), 4 * 8192, "the peak stays; what is out went back");
+    }
 
     #[test]
     fn pool_recycles_and_overflows_cleanly() {

@@ -274,14 +274,14 @@ impl Shard {
             }
             let sl = p.shard_len(s);
             let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get()).map_err(|e| {
+            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
                 Error::Unreadable(format!("shard {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
             })?;
             let data: Vec<AlignedBuf> = shards[..k]
                 .iter_mut()
                 .map(|b| b.take().ok_or_else(|| Error::Unreadable("data shard missing after rebuild".into())))
                 .collect::<Result<_>>()?;
-            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.core.pool.get()).collect();
+            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.core.pool.get_for(sl)).collect();
             self.core.codec.borrow_mut().encode(&data, &mut parity)?;
             let mut writes = Vec::new();
             for &i in &bad {
@@ -307,7 +307,7 @@ impl Shard {
                 };
                 pending.extents.push((dev, ext.seg));
                 new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
-                let mut copy = self.core.pool.get();
+                let mut copy = self.core.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
                 writes.push((dev, ext.file, copy, ext.block as u64 * 4096));

@@ -919,7 +919,7 @@ impl Shard {
         for b in &mut data {
             b.resize_zeroed(sl);
         }
-        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| core.pool.get()).collect();
+        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| core.pool.get_for(sl)).collect();
         core.codec.borrow_mut().encode(&data, &mut parity)?;
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
@@ -1268,10 +1268,12 @@ impl Shard {
             self.core.stats.borrow_mut().degraded_reads += 1;
             self.repair_queue.borrow_mut().insert((bucket.to_string(), key.to_string()));
             let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get()).map_err(|e| match e {
-                Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
-                e => e,
-            })?;
+            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
+                |e| match e {
+                    Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
+                    e => e,
+                },
+            )?;
         }
         let mut out = BytesMut::with_capacity(b - a);
         for (i, sh) in shards.iter().enumerate().take(last + 1).skip(first) {
@@ -1301,7 +1303,7 @@ impl Shard {
             let dev = p.devices[i];
             // A failed device is not read (it may hang or return garbage): rebuild instead.
             let f = plan.get(&(dev, loc.seg)).cloned().filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
-            let buf = self.core.pool.get();
+            let buf = self.core.pool.get_for(sl);
             async move {
                 let f = f?;
                 let (r, b) = f.read_at(buf, loc.block as u64 * 4096, sl).await;

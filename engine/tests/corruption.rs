@@ -154,3 +154,36 @@ fn damaged_log_mirrors_are_outvoted_by_the_longest_valid_one() {
         e.shutdown();
     }
 }
+
+/// Objects keep the chunk they were written with: after a restart with a smaller chunk (and so
+/// smaller pool buffers), their larger shards are still read, rebuilt from parity when bad, and
+/// repaired, at their own size.
+#[test]
+fn shards_of_a_larger_chunk_than_the_pool_s_are_read_rebuilt_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let e = open_no_heal(root);
+    block_on(e.create_bucket("rot")).unwrap();
+    let truth = data(78, (2 << 20) + 12_345);
+    put(&e, "rot", "big", truth.clone());
+    e.shutdown();
+    drop(e);
+    // One bad shard in the first stripe (device 0: data shard 0 or a parity shard).
+    flip(&seg_of_device(root, 0), 4321);
+    let small = |cfg: &mut engine::EngineConfig| cfg.chunk_bytes = 64 << 10;
+    let e = open_cfg(root, 2, |cfg| {
+        small(cfg);
+        cfg.heal.scrub = false;
+    });
+    assert_eq!(get_checked(&e, "big", None, &truth).expect("degraded read"), truth);
+    let r = RangeSpec::FromTo(CHUNK - 7, Some(CHUNK + 70_000));
+    assert!(get_checked(&e, "big", Some(r), &truth).is_ok(), "a range across 256 KiB shards");
+    wait_for("the repair of the flipped shard", &e, std::time::Duration::from_secs(15), |s| {
+        s.repairs_queued == 0 && s.repaired_parts > 0
+    });
+    let before: u64 = block_on(e.stats()).unwrap().iter().map(|s| s.degraded_reads).sum();
+    assert_eq!(get_checked(&e, "big", None, &truth).expect("read after repair"), truth);
+    let after: u64 = block_on(e.stats()).unwrap().iter().map(|s| s.degraded_reads).sum();
+    assert_eq!(before, after, "a read after the repair still rebuilt from parity");
+    e.shutdown();
+}

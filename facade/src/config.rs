@@ -20,6 +20,10 @@ pub struct ServerConfig {
     pub region: String,
     /// Size of each preallocated segment file, in MiB (tests use small ones).
     pub segment_mib: u64,
+    /// Bytes per shard of a stripe, for objects written from now on.
+    pub chunk_bytes: usize,
+    /// Stripes of one object written at once.
+    pub stripes_in_flight: usize,
     /// Hash every PUT's MD5 alone instead of batching a core's PUTs over SIMD lanes (for
     /// measuring the batcher).
     pub md5_single_stream: bool,

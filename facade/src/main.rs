@@ -55,6 +55,14 @@ enum Cmd {
         /// Size of each preallocated segment file in MiB (space is reserved per shard and device).
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
+        /// Bytes of each shard of a stripe, in KiB, for objects written from now on (a multiple
+        /// of 4). With --stripes-in-flight it sets the buffers a large request holds: at 4+2,
+        /// 64 KiB and 2 make at most 1 MiB; larger is faster on some disks and costs memory.
+        #[arg(long, default_value_t = (engine::DEFAULT_CHUNK_BYTES >> 10) as u32, value_parser = parse_chunk_kib)]
+        chunk_kib: u32,
+        /// Stripes of one object written at once while its body streams in.
+        #[arg(long, default_value_t = engine::DEFAULT_STRIPES_IN_FLIGHT as u32, value_parser = clap::value_parser!(u32).range(1..=16))]
+        stripes_in_flight: u32,
         /// Hash every PUT's ETag MD5 alone instead of batching a core's concurrent PUTs over
         /// SIMD lanes (for measuring the batcher; slower).
         #[arg(long)]
@@ -148,6 +156,15 @@ enum DeviceCmd {
     },
 }
 
+/// `--chunk-kib`: 4 to 4096, a multiple of 4 (shards are written O_DIRECT in 4 KiB blocks).
+fn parse_chunk_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of KiB"))?;
+    if !(4..=4096).contains(&v) || !v.is_multiple_of(4) {
+        return Err(format!("{v} KiB: a chunk is 4 to 4096 KiB, a multiple of 4"));
+    }
+    Ok(v)
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -168,6 +185,8 @@ fn main() {
             domain,
             region,
             segment_mib,
+            chunk_kib,
+            stripes_in_flight,
             md5_single_stream,
             log_buffered,
             repair_share,
@@ -191,6 +210,8 @@ fn main() {
                 domain,
                 region,
                 segment_mib,
+                chunk_bytes: chunk_kib as usize * 1024,
+                stripes_in_flight: stripes_in_flight as usize,
                 md5_single_stream,
                 log_buffered,
                 io_shares: engine::IoShares {

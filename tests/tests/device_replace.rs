@@ -200,3 +200,33 @@ fn io_shares_and_scrub_period_are_set_on_the_command_line_and_shown_in_the_statu
         assert!(!d.exists(), "{bad:?}: a refused start created its data directory");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_written_with_one_chunk_size_read_back_after_a_restart_with_another() {
+    let seed: u64 = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("[chunk] seed {seed} (rerun with TEST_SEED={seed})");
+    let dir = tempfile::tempdir().unwrap();
+    // 128 KiB chunks, one stripe in flight: every size class, including multi-stripe objects.
+    let srv = Server::start_with(dir.path(), "127.0.0.1:0", &["--chunk-kib", "128", "--stripes-in-flight", "1"]);
+    let c = srv.client();
+    c.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut objects = put_all(&c, "c128", seed, 8).await;
+    read_all(&c, &objects, "written with 128 KiB chunks").await;
+    drop(srv);
+    // The defaults (64 KiB, two in flight) over the same data: old objects keep their chunk.
+    let srv = Server::start_in(dir.path(), "127.0.0.1:0");
+    let c = srv.client();
+    read_all(&c, &objects, "128 KiB objects after a restart with the default chunk").await;
+    objects.extend(put_all(&c, "c64", seed ^ 1, 8).await);
+    read_all(&c, &objects, "both chunk sizes").await;
+    drop(srv);
+
+    for bad in [["--chunk-kib", "6"], ["--chunk-kib", "0"], ["--chunk-kib", "8192"], ["--stripes-in-flight", "0"]] {
+        let d = dir.path().join("never");
+        let out = cli(&["server", "--listen", "127.0.0.1:0", "--data", d.to_str().unwrap(), bad[0], bad[1]]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?} was not refused: {err}");
+        assert!(err.contains(bad[0]), "{bad:?}: the error does not name the flag: {err}");
+        assert!(!d.exists(), "{bad:?}: a refused start created its data directory");
+    }
+}
