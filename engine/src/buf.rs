@@ -139,7 +139,8 @@ impl BufPool {
 enum Home {
     Pool(Rc<PoolInner>, u32),
     Heap(Layout),
-    /// Allocated because the pool was empty: counted as handed out by the pool.
+    /// Allocated outside the pool (the pool was empty, or the buffer is larger than the
+    /// pool's): counted as handed out by the pool, in bytes.
     Overflow(Rc<PoolInner>, Layout),
 }
 

@@ -307,6 +307,9 @@ impl Core {
         if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
             *r = true;
         }
+        for sh in self.shards.borrow().values() {
+            sh.drop_spares_on(dev);
+        }
         self.shards.borrow().values().map(|sh| sh.segs.borrow_mut().detach(dev)).max().unwrap_or(0)
     }
 
@@ -419,7 +422,8 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
         None => (0, Vec::new(), wal::Salt::Gen(0)),
     };
     segs.sweep_dead();
-    let new_gen = old_gen + 1;
+    let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
+    let new_gen = old_gen.max(wal::max_generation(&healthy_paths, id)) + 1;
     let old = open_mirrors(&old_files);
     let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, salt, m))?;
     let mirrors = choose_mirrors(&sh.set, &sh.set.paths, &healthy, id)?;
@@ -431,7 +435,6 @@ fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc
             m.data = crate::record::DataLoc::Inline { gen: new_gen, offset: off, len };
         }
     }
-    let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
     wal::remove_older(&healthy_paths, id, new_gen);
     wal::remove_spares(&healthy_paths, id);
     let wal = WalState::open(new_gen, &bytes, &written, sh.log_direct)?;

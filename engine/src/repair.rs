@@ -66,6 +66,8 @@ impl Shard {
 
     /// Device `dev` failed: move the log off it and queue every object with a shard there.
     pub fn device_failed(self: &Rc<Self>, dev: u16) {
+        // A spare there is never reused (no mirror goes to a failed device): let its file go.
+        self.drop_spares_on(dev);
         if self.wal.borrow().files.iter().any(|(d, _)| *d == dev) {
             // The commit leader rewrites the log before its next batch; with no leader
             // running, a task becomes the leader for it.

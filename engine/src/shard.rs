@@ -640,6 +640,11 @@ impl Shard {
         out
     }
 
+    /// Forget the spare on `dev` (its file stays; the next start removes it).
+    pub(crate) fn drop_spares_on(&self, dev: u16) {
+        self.spares.borrow_mut().retain(|s| s.dev != dev);
+    }
+
     /// Retire a replaced generation's mirror files: each becomes its device's spare if the
     /// device has none, else it is removed. (A rename that does not reach the disk before a
     /// crash leaves an older complete generation, which recovery passes over for the newer.)

@@ -125,24 +125,12 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
     // (gen, record count, records, salt)
     type Candidate = (u64, usize, Vec<(u64, Record)>, Salt);
     let mut best: Option<Candidate> = None;
-    let mut by_gen: Vec<(u64, u16, PathBuf)> = Vec::new();
-    for (i, dev) in devs.iter().enumerate() {
-        let Some(dev) = dev else { continue };
-        let dir = shard_dir(dev, shard);
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let Some(gen) =
-                name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            by_gen.push((gen, i as u16, e.path()));
-        }
-    }
+    let mut by_gen = generation_files(devs, shard);
+    // The mirrors whose header and `CheckpointEnd` check: only those are read later (another
+    // file of the same number, abandoned by a crash, may hold other bytes at the same offsets).
+    let mut complete_files: Vec<(u64, u16, PathBuf)> = Vec::new();
     by_gen.sort_by_key(|g| std::cmp::Reverse(g.0));
-    for (gen, _dev, path) in &by_gen {
+    for (gen, dev, path) in &by_gen {
         if best.as_ref().is_some_and(|b| b.0 > *gen) {
             break;
         }
@@ -166,15 +154,43 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
         if !header_ok(&recs) || !complete {
             continue;
         }
+        complete_files.push((*gen, *dev, path.clone()));
         let n = recs.len();
         if best.as_ref().is_none_or(|b| b.0 < *gen || b.1 < n) {
             best = Some((*gen, n, recs, salt));
         }
     }
     Ok(best.map(|(gen, _, records, salt)| {
-        let files = by_gen.iter().filter(|(g, _, _)| *g == gen).map(|(_, d, p)| (*d, p.clone())).collect();
+        let files = complete_files.iter().filter(|(g, _, _)| *g == gen).map(|(_, d, p)| (*d, p.clone())).collect();
         RecoveredLog { gen, records, files, salt }
     }))
+}
+
+/// Every log generation file of this shard on `devs`: (generation, device, path).
+fn generation_files(devs: &[Option<PathBuf>], shard: u32) -> Vec<(u64, u16, PathBuf)> {
+    let mut out = Vec::new();
+    for (i, dev) in devs.iter().enumerate() {
+        let Some(dev) = dev else { continue };
+        let Ok(rd) = std::fs::read_dir(shard_dir(dev, shard)) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if let Some(gen) =
+                name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(|s| s.parse::<u64>().ok())
+            {
+                out.push((gen, i as u16, e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// The highest generation number of any log file of this shard on `devs`, complete or not.
+/// A start numbers its new generation above it: a checkpoint that a crash cut short may have
+/// left a file one above the recovered generation on a device that is not a mirror now, and
+/// reusing that number would leave two different files of one generation.
+pub fn max_generation(devs: &[Option<PathBuf>], shard: u32) -> u64 {
+    generation_files(devs, shard).iter().map(|(g, _, _)| *g).max().unwrap_or(0)
 }
 
 /// Write a whole new generation (checkpoint) to `mirrors` and make it durable; returns the
@@ -437,6 +453,28 @@ mod tests {
         // no generation 9 at all.
         std::fs::write(wal_path(dir.path(), 0, 9), &stale).unwrap();
         assert!(recover(&[Some(dir.path().to_path_buf())], 0, 7).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_abandoned_file_of_the_recovered_generation_is_never_read_and_never_renumbered_over() {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        for d in &dirs {
+            std::fs::create_dir_all(shard_dir(d.path(), 0)).unwrap();
+        }
+        // Device 0: generation 5 cut short by a crash (header and records, no end), its
+        // inline bytes at the same offsets as device 1's complete generation 5.
+        let complete = generation(5, 3, false);
+        let end_frame = FRAME_HEADER_BYTES + Record::CheckpointEnd.encode().len();
+        std::fs::write(wal_path(dirs[0].path(), 0, 5), &complete[..complete.len() - end_frame]).unwrap();
+        std::fs::write(wal_path(dirs[1].path(), 0, 5), &complete).unwrap();
+        // And a generation 6 that never got its end (a checkpoint a crash abandoned).
+        std::fs::write(wal_path(dirs[0].path(), 0, 6), generation(6, 1, false).split_last().unwrap().1).unwrap();
+        let devs: Vec<Option<PathBuf>> = dirs.iter().map(|d| Some(d.path().to_path_buf())).collect();
+        let got = recover(&devs, 0, 7).unwrap().expect("generation 5 recovers");
+        assert_eq!(got.gen, 5);
+        assert_eq!(got.files, vec![(1, wal_path(dirs[1].path(), 0, 5))], "only the complete mirror is read");
+        // The next generation is numbered above every file on disk, complete or not.
+        assert_eq!(max_generation(&devs, 0), 6);
     }
 
     #[test]
