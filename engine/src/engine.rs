@@ -72,6 +72,14 @@ impl EngineConfig {
             checkpoint_install_delay_ms: 0,
         }
     }
+
+    /// Set the chunk size, with the pool resized to keep its bytes (64 MiB per core at the
+    /// defaults) in buffers of the new size.
+    pub fn set_chunk_bytes(&mut self, chunk: usize) {
+        let pool_bytes = self.pool_buffers * self.chunk_bytes;
+        self.chunk_bytes = chunk;
+        self.pool_buffers = (pool_bytes / chunk.max(1)).max(16);
+    }
 }
 
 struct Inner {

@@ -17,7 +17,7 @@ use crate::record::*;
 use crate::segment::Segments;
 use crate::stripe::{crc, shard_len_for};
 use crate::util::unix_ms;
-use crate::wal::{self, frame_into, Salt, FRAME_HEADER_BYTES};
+use crate::wal::{self, frame_into, remove_generation, Salt, FRAME_HEADER_BYTES};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use futures::StreamExt;
@@ -69,7 +69,7 @@ pub struct WalState {
     pub gen: u64,
     pub len: u64,
     /// The mirrors, opened through the page cache (reads of inline objects).
-    pub files: Vec<(u16, Rc<DevFile>)>,
+    pub files: Mirrors,
     /// The same files opened O_DIRECT|O_DSYNC, in `files` order, for appends; `None` where the
     /// filesystem refuses O_DIRECT (or `EngineConfig::log_direct` is off): appends then go
     /// through the page cache and each mirror is fdatasync'd.
@@ -140,17 +140,6 @@ struct CkptWritten {
     moved: Vec<(String, String, u64, u64, u32)>,
     /// Mirror devices that failed while it was written (failed once it is installed).
     failed: Vec<(u16, Error)>,
-}
-
-/// Remove a generation's files (durably: a new generation left complete behind the log's
-/// back would win at recovery).
-fn remove_generation(files: &[(u16, PathBuf)]) {
-    for (_, p) in files {
-        let _ = std::fs::remove_file(p);
-        if let Some(d) = p.parent() {
-            let _ = crate::superblock::sync_dir(d);
-        }
-    }
 }
 
 /// Inline objects a checkpoint reads at once.
@@ -582,20 +571,19 @@ impl Shard {
                 *inline = d;
             }
         }
-        let mut bytes = Vec::new();
+        let mut g = GenerationBytes::new(self.id, gen, set.set_id);
         let mut moved = Vec::new();
-        frame_into(&mut bytes, gen, &Record::Header { shard: self.id, gen, set_id: set.set_id }.encode());
         for (rec, key) in &recs {
-            let off = bytes.len() as u64;
-            let payload = rec.encode();
-            frame_into(&mut bytes, gen, &payload);
-            if let (Some((b, k)), Record::ObjectPut { meta, .. }) = (key, rec) {
-                if let DataLoc::Inline { offset: old, .. } = meta.data {
-                    moved.push((b.clone(), k.clone(), old, off, (FRAME_HEADER_BYTES + payload.len()) as u32));
+            if let (Some((b, k)), Some((off, len))) = (key, g.push(rec)) {
+                if let Record::ObjectPut {
+                    meta: ObjectMeta { data: DataLoc::Inline { offset: old, .. }, .. }, ..
+                } = rec
+                {
+                    moved.push((b.clone(), k.clone(), *old, off, len));
                 }
             }
         }
-        let bytes = Bytes::from(bytes);
+        let bytes = Bytes::from(g.bytes);
         let mut failed: Vec<(u16, Error)> = Vec::new();
         let files = loop {
             let mut healthy = self.core.healthy.borrow().clone();
@@ -1650,22 +1638,40 @@ pub fn build_checkpoint(
     set_id: u128,
     inline: impl FnMut(&ObjectMeta) -> Result<Vec<u8>>,
 ) -> Result<(Vec<u8>, Vec<(String, String, u64, u32)>)> {
-    let mut bytes = Vec::new();
+    let mut g = GenerationBytes::new(shard, gen, set_id);
     let mut moved = Vec::new();
-    frame_into(&mut bytes, gen, &Record::Header { shard, gen, set_id }.encode());
     st.checkpoint_records(inline, |rec, key| {
-        let off = bytes.len() as u64;
-        let payload = rec.encode();
-        frame_into(&mut bytes, gen, &payload);
-        if let (Some((b, k)), Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. }) =
-            (key, rec)
-        {
-            moved.push((b.to_string(), k.to_string(), off, (FRAME_HEADER_BYTES + payload.len()) as u32));
+        if let (Some((b, k)), Some((off, len))) = (key, g.push(rec)) {
+            moved.push((b.to_string(), k.to_string(), off, len));
         }
         Ok(())
     })?;
-    frame_into(&mut bytes, gen, &Record::CheckpointEnd.encode());
-    Ok((bytes, moved))
+    g.push(&Record::CheckpointEnd);
+    Ok((g.bytes, moved))
+}
+
+/// A new log generation's bytes as they are built: its header, then the records pushed.
+struct GenerationBytes {
+    gen: u64,
+    bytes: Vec<u8>,
+}
+
+impl GenerationBytes {
+    fn new(shard: u32, gen: u64, set_id: u128) -> GenerationBytes {
+        let mut g = GenerationBytes { gen, bytes: Vec::new() };
+        g.push(&Record::Header { shard, gen, set_id });
+        g
+    }
+
+    /// Frame `rec`. For an inline object: where its frame starts in the generation, and its
+    /// length (where the object's bytes now live).
+    fn push(&mut self, rec: &Record) -> Option<(u64, u32)> {
+        let off = self.bytes.len() as u64;
+        let payload = rec.encode();
+        frame_into(&mut self.bytes, self.gen, &payload);
+        matches!(rec, Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. })
+            .then_some((off, (FRAME_HEADER_BYTES + payload.len()) as u32))
+    }
 }
 
 /// The devices that mirror a shard's log: m+1 healthy devices, at most m per zone, at their

@@ -208,12 +208,7 @@ pub fn write_generation(
     let mut out: Vec<(u16, PathBuf)> = Vec::new();
     for (dev, dir) in mirrors {
         if let Err(e) = write_one(dir, shard, gen, bytes) {
-            for (_, p) in &out {
-                let _ = std::fs::remove_file(p);
-                if let Some(d) = p.parent() {
-                    let _ = crate::superblock::sync_dir(d);
-                }
-            }
+            remove_generation(&out);
             return Err((*dev, e));
         }
         out.push((*dev, wal_path(dir, shard, gen)));
@@ -277,13 +272,7 @@ pub async fn write_generation_async(
         }
     }
     if let Some(err) = first_err {
-        // A complete newer generation left behind would win over the old one at recovery.
-        for (_, p) in &out {
-            let _ = std::fs::remove_file(p);
-            if let Some(d) = p.parent() {
-                let _ = crate::superblock::sync_dir(d);
-            }
-        }
+        remove_generation(&out);
         return Err(err);
     }
     Ok((out, recycled))
@@ -350,22 +339,23 @@ async fn write_one_async(dir: &Path, shard: u32, gen: u64, bytes: bytes::Bytes, 
     Ok(recycled)
 }
 
+/// Remove a generation's files durably (a complete generation left behind the log's back
+/// would win over the one in use at recovery).
+pub fn remove_generation(files: &[(u16, PathBuf)]) {
+    for (_, p) in files {
+        let _ = std::fs::remove_file(p);
+        if let Some(d) = p.parent() {
+            let _ = crate::superblock::sync_dir(d);
+        }
+    }
+}
+
 /// Remove every generation older than `keep` of this shard on every device (not the spare
 /// files: see `remove_spares`).
 pub fn remove_older(devs: &[Option<PathBuf>], shard: u32, keep: u64) {
-    for dev in devs.iter().flatten() {
-        let dir = shard_dir(dev, shard);
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if let Some(gen) =
-                name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")).and_then(|s| s.parse::<u64>().ok())
-            {
-                if gen < keep {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+    for (gen, _, path) in generation_files(devs, shard) {
+        if gen < keep {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

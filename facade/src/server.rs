@@ -125,9 +125,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     ecfg.segment_bytes = cfg.segment_mib.max(1) << 20;
     ecfg.heal.io_shares = cfg.io_shares;
     ecfg.log_direct = !cfg.log_buffered;
-    ecfg.chunk_bytes = cfg.chunk_bytes;
-    // The pool keeps its bytes (64 MiB per core at the defaults) whatever the chunk.
-    ecfg.pool_buffers = (engine::DEFAULT_POOL_BUFFERS * engine::DEFAULT_CHUNK_BYTES / cfg.chunk_bytes).max(16);
+    ecfg.set_chunk_bytes(cfg.chunk_bytes);
     ecfg.stripes_in_flight = cfg.stripes_in_flight;
     ecfg.heal.scrub_period_secs = cfg.scrub_period_secs;
     if cfg.md5_single_stream {
