@@ -773,6 +773,59 @@ def test_presigned_put_url_stores_the_body(s3, bucket):
     assert get_bytes(s3, bucket, "pre/put") == data
 
 
+def test_unsigned_amz_headers_are_refused_and_change_nothing(s3, bucket):
+    """A presigned PUT URL, a presigned UploadPart URL or a header-signed PUT, each sent with an
+    `x-amz-*` header its signature does not cover, is 403 AccessDenied: the holder of an upload
+    URL must not turn it into a CopyObject of another key, nor add metadata."""
+    secret = blob(4_096, seed=7)
+    s3.put_object(Bucket=bucket, Key="secret", Body=secret)
+    s3.put_object(Bucket=bucket, Key="mine", Body=b"before")
+
+    def refused(url, data, extra):
+        req = urllib.request.Request(url, data=data, method="PUT", headers=extra)
+        with pytest.raises(urllib.error.HTTPError) as e:
+            no_proxy_opener().open(req, timeout=30)
+        body = e.value.read()
+        assert e.value.code == 403, body
+        assert b"<Code>AccessDenied</Code>" in body
+        assert b"<HeadersNotSigned>" in body
+
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "mine"}, ExpiresIn=300
+    )
+    refused(put_url, b"", {"x-amz-copy-source": f"/{bucket}/secret"})
+    refused(put_url, b"after", {"x-amz-meta-owner": "mallory"})
+    head = s3.head_object(Bucket=bucket, Key="mine")
+    assert head["Metadata"] == {}
+    assert get_bytes(s3, bucket, "mine") == b"before"
+
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    part_url = s3.generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": bucket, "Key": "parts", "UploadId": upload, "PartNumber": 1},
+        ExpiresIn=300,
+    )
+    refused(part_url, b"", {"x-amz-copy-source": f"/{bucket}/secret"})
+    assert s3.list_parts(Bucket=bucket, Key="parts", UploadId=upload).get("Parts", []) == []
+    s3.abort_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload)
+
+    # A header-signed request with a header added after signing (a replay within its window).
+    def add_after_signing(request, **_):
+        request.headers["x-amz-meta-added"] = "later"
+
+    s3.meta.events.register("before-send.s3.PutObject", add_after_signing)
+    try:
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="mine", Body=b"replayed")
+        assert error_of(e) == ("AccessDenied", 403)
+    finally:
+        s3.meta.events.unregister("before-send.s3.PutObject", add_after_signing)
+    assert get_bytes(s3, bucket, "mine") == b"before"
+    # The same client, signing everything it sends, still works.
+    s3.put_object(Bucket=bucket, Key="mine", Body=b"signed", Metadata={"owner": "me"})
+    assert s3.head_object(Bucket=bucket, Key="mine")["Metadata"] == {"owner": "me"}
+
+
 def test_expired_presigned_url_is_refused(s3, bucket):
     import time
 
@@ -1005,3 +1058,4 @@ def test_concurrent_clients_read_their_own_writes(tessera, bucket):
     ):
         listed.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
     assert listed == expected
+

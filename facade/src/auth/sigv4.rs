@@ -170,6 +170,26 @@ fn parse_signed_headers(value: &str) -> Vec<String> {
     value.split(';').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()
 }
 
+/// Every `x-amz-*` header a request carries must be among its signed headers, or whoever holds
+/// a signed request (a presigned URL, or one seen on the wire within its window) could add one
+/// the signer never meant, such as `x-amz-copy-source`. S3 answers such a request 403
+/// AccessDenied and so do we, once the key is known, before the signature is computed and
+/// before the router sees the request.
+fn check_amz_headers_signed(headers: &HeaderMap, signed_headers: &[String]) -> Result<(), S3Error> {
+    let mut unsigned: Vec<&str> = headers
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") && !signed_headers.iter().any(|s| s == name))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    unsigned.dedup();
+    Err(S3Error::access_denied("There were headers present in the request which were not signed")
+        .detail("HeadersNotSigned", unsigned.join(", ")))
+}
+
 fn check_signature_hex(sig: &str, malformed: &dyn Fn(&str) -> S3Error) -> Result<(), S3Error> {
     if sig.len() == 64 && sig.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
@@ -474,6 +494,7 @@ fn authenticate_header(
         .ok_or_else(|| S3Error::invalid_request("Missing required header for this request: x-amz-content-sha256"))?;
     let payload_mode = PayloadMode::parse(payload_hash)?;
     let secret = lookup_secret(&auth.credential.access_key, secret_for)?;
+    check_amz_headers_signed(req.headers, &auth.signed_headers)?;
     let (signing_key, scope) =
         verify(req, &auth.credential, &secret, &auth.signed_headers, &amz_date, payload_hash, &auth.signature)?;
     Ok(AuthContext {
@@ -531,6 +552,7 @@ fn authenticate_presigned(
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
     let secret = lookup_secret(&credential.access_key, secret_for)?;
+    check_amz_headers_signed(req.headers, &signed_headers)?;
     let (signing_key, scope) =
         verify(req, &credential, &secret, &signed_headers, &amz_date, UNSIGNED_PAYLOAD, &signature)?;
     Ok(AuthContext {
@@ -706,6 +728,48 @@ mod tests {
             authenticate(&req, example_time(), secrets).expect_err("week").code,
             S3ErrorCode::AuthorizationQueryParametersError
         );
+    }
+
+    #[test]
+    fn unsigned_amz_header_on_a_presigned_url_is_access_denied() {
+        // The presigned-PUT attack: a valid URL plus an `x-amz-copy-source` the signer never
+        // saw must not reach the router as a CopyObject.
+        let query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        let method = Method::GET;
+        for extra in ["x-amz-copy-source", "x-amz-meta-owner", "X-Amz-Server-Side-Encryption"] {
+            let mut h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
+            h.insert(http::HeaderName::from_bytes(extra.as_bytes()).expect("name"), "x".parse().expect("value"));
+            let req = SignedRequest { method: &method, path: "/test.txt", query: Some(query), headers: &h };
+            let e = authenticate(&req, example_time() + Duration::from_secs(60), secrets).expect_err(extra);
+            assert_eq!(e.code, S3ErrorCode::AccessDenied, "{extra}");
+            assert_eq!(e.message, "There were headers present in the request which were not signed");
+            let named = e.details.iter().find(|(k, _)| *k == "HeadersNotSigned").map(|(_, v)| v.as_str());
+            assert_eq!(named, Some(extra.to_ascii_lowercase().as_str()));
+        }
+        // Headers outside the x-amz- family (and x-amzn-*) need no signature.
+        let h = headers(&[("host", "examplebucket.s3.amazonaws.com"), ("x-amzn-trace-id", "t"), ("user-agent", "u")]);
+        let req = SignedRequest { method: &method, path: "/test.txt", query: Some(query), headers: &h };
+        authenticate(&req, example_time() + Duration::from_secs(60), secrets).expect("unsigned non-amz headers");
+    }
+
+    #[test]
+    fn unsigned_amz_header_on_a_header_signed_request_is_access_denied() {
+        let sig = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+        let authz = auth_header("host;range;x-amz-content-sha256;x-amz-date", sig);
+        let mut h = headers(&[
+            ("host", "examplebucket.s3.amazonaws.com"),
+            ("range", "bytes=0-9"),
+            ("x-amz-content-sha256", EMPTY_SHA256_HEX),
+            ("x-amz-date", "20130524T000000Z"),
+            ("authorization", &authz),
+        ]);
+        check(Method::GET, "/test.txt", None, &h).expect("signed as published");
+        h.insert("x-amz-copy-source", "/other/secret".parse().expect("value"));
+        h.insert("x-amz-meta-a", "1".parse().expect("value"));
+        let e = check(Method::GET, "/test.txt", None, &h).expect_err("unsigned x-amz-*");
+        assert_eq!(e.code, S3ErrorCode::AccessDenied);
+        let named = e.details.iter().find(|(k, _)| *k == "HeadersNotSigned").map(|(_, v)| v.as_str());
+        assert_eq!(named, Some("x-amz-copy-source, x-amz-meta-a"));
     }
 
     #[test]
