@@ -3,6 +3,7 @@
 
 use crate::api::*;
 use crate::core::{run_core, CoreInit, CoreMsg, Shared};
+use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
@@ -86,6 +87,8 @@ struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     drivers: Vec<String>,
+    /// This process's locks on the device directories, released at shutdown.
+    locks: Mutex<Vec<DirLock>>,
 }
 
 impl Drop for Inner {
@@ -123,6 +126,7 @@ impl Engine {
         if !cfg.chunk_bytes.is_multiple_of(4096) || cfg.chunk_bytes == 0 {
             return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
         }
+        let locks = lock_devices(&cfg.devices)?;
         let set = superblock::open(&cfg.devices)?;
         let up = set.healthy.iter().filter(|h| **h).count();
         if up < set.k {
@@ -228,7 +232,7 @@ impl Engine {
                 Err(_) => failure = Some(Error::Io("a core thread died while starting".into())),
             }
         }
-        let inner = Arc::new(Inner { shared, threads: Mutex::new(threads), drivers });
+        let inner = Arc::new(Inner { shared, threads: Mutex::new(threads), drivers, locks: Mutex::new(locks) });
         let engine = Engine { inner };
         if let Some(e) = failure {
             engine.shutdown();
@@ -249,6 +253,8 @@ impl Engine {
                 let _ = t.join();
             }
         }
+        // The cores are gone (or this is one of them, stopping): the devices are free again.
+        self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn cores(&self) -> usize {
@@ -819,6 +825,10 @@ impl Engine {
         self.set_device_health(dev, false).await?;
         let next = sh.on_all(move |core| async move { Ok(core.detach_device(dev)) }).await?;
         let seg_base = next.into_iter().max().unwrap_or(0).max(1);
+        // The old device is out of service on every core: let go of its directory, so a
+        // replacement path that turns out to be that same directory (moved) is refused for what
+        // it is, a device of this set, not for being locked by ourselves.
+        self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).retain(|l| Some(l.path()) != old_path.as_deref());
         let formatted = {
             let (set, paths, path) = (set.clone(), paths.clone(), path.to_path_buf());
             // Blocking file system work (fsyncs, maybe removals): on a thread of its own, not on
@@ -827,23 +837,37 @@ impl Engine {
             std::thread::Builder::new()
                 .name("tessera-format".into())
                 .spawn(move || {
-                    let _ = tx.send(superblock::format_replacement(&set, &paths, dev, &path, seg_base, force));
+                    // Locked before it is formatted when it exists (a directory another process
+                    // holds is never erased), else as soon as formatting has made it.
+                    let formatted = (|| {
+                        let early = if path.exists() { Some(DirLock::acquire(&path, "device")?) } else { None };
+                        superblock::format_replacement(&set, &paths, dev, &path, seg_base, force)?;
+                        match early {
+                            Some(l) => Ok(l),
+                            None => DirLock::acquire(&path, "device"),
+                        }
+                    })();
+                    let _ = tx.send(formatted);
                 })
                 .map_err(|e| Error::Io(format!("cannot start the format thread: {e}")))?;
             rx.await
                 .map_err(|_| Error::Io("formatting the replacement stopped without an answer".into()))
                 .and_then(|r| r)
         };
-        if let Err(e) = formatted {
-            // The old device stays failed (and detached): nothing points the set at `path`.
-            let _ = sh
-                .on_all(move |core| async move {
-                    core.end_replacing(dev);
-                    Ok(())
-                })
-                .await;
-            return Err(e);
-        }
+        let lock = match formatted {
+            Ok(lock) => lock,
+            Err(e) => {
+                // The old device stays failed (and detached): nothing points the set at `path`.
+                let _ = sh
+                    .on_all(move |core| async move {
+                        core.end_replacing(dev);
+                        Ok(())
+                    })
+                    .await;
+                return Err(e);
+            }
+        };
+        self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).push(lock);
         let direct = crate::io::probe_direct(path);
         if !direct {
             tracing::warn!(
@@ -880,6 +904,21 @@ impl Engine {
             direct_io: direct,
         })
     }
+}
+
+/// Lock every listed device directory that exists, before anything reads or writes it. One that
+/// cannot be opened is left to `superblock::open`, which reports it unavailable; one that
+/// another process holds refuses the whole start.
+fn lock_devices(devices: &[crate::layout::DeviceSpec]) -> Result<Vec<DirLock>> {
+    let mut locks = Vec::with_capacity(devices.len());
+    for d in devices {
+        match DirLock::acquire(&d.path, &format!("device {}", d.zone)) {
+            Ok(l) => locks.push(l),
+            Err(e @ Error::InUse(_)) => return Err(e),
+            Err(e) => tracing::debug!("device {}={} not locked: {e}", d.zone, d.path.display()),
+        }
+    }
+    Ok(locks)
 }
 
 /// A replacement may not take the path of another device of the set.

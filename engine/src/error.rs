@@ -38,6 +38,8 @@ pub enum Error {
     InsufficientDevices(String),
     /// Refused by `format`/`open`: the device set or layout is unusable.
     Layout(String),
+    /// A data or device directory is held by another process (see `dirlock`).
+    InUse(String),
     Corrupt(String),
     Io(String),
     ShuttingDown,
@@ -69,6 +71,7 @@ impl fmt::Display for Error {
             Error::Unreadable(m) => write!(f, "data unreadable: {m}"),
             Error::InsufficientDevices(m) => write!(f, "not enough healthy devices: {m}"),
             Error::Layout(m) => write!(f, "{m}"),
+            Error::InUse(m) => write!(f, "{m}"),
             Error::Corrupt(m) => write!(f, "corrupt: {m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
             Error::ShuttingDown => write!(f, "the engine is shutting down"),

@@ -7,6 +7,7 @@ pub mod api;
 pub mod buf;
 pub mod codec;
 mod core;
+pub mod dirlock;
 mod engine;
 pub mod error;
 pub mod heal;

@@ -111,6 +111,10 @@ async fn serve_core(
 
 pub fn run(cfg: ServerConfig) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.data).map_err(|e| format!("cannot create {}: {e}", cfg.data.display()))?;
+    // Held until this function returns (and by the kernel until the process ends, however it
+    // ends): a second server on the same data directory is refused before it formats, reads the
+    // credentials or opens a device. `Engine::open` locks each device directory the same way.
+    let _data_lock = engine::dirlock::DirLock::acquire(&cfg.data, "data directory").map_err(|e| e.to_string())?;
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cores = if cfg.cores == 0 { ncpu } else { cfg.cores };
     let layout = cfg.layout(cores as u32);
