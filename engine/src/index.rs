@@ -24,27 +24,27 @@ pub struct ShardState {
     pub live_log_bytes: u64,
 }
 
-/// Call `f(device, segment, bytes)` for every shard extent of a layout.
-pub fn for_each_extent(p: &PartLayout, mut f: impl FnMut(u16, u32, u64)) {
+/// Call `f(device, segment, first block, bytes)` for every shard extent of a layout.
+pub fn for_each_extent(p: &PartLayout, mut f: impl FnMut(u16, u32, u32, u64)) {
     let w = p.width();
     for s in 0..p.stripe_count() {
         let len = p.shard_len(s) as u64;
         for i in 0..w {
             let loc = p.loc(s, i);
-            f(p.devices[i], loc.seg, len);
+            f(p.devices[i], loc.seg, loc.block, len);
         }
     }
 }
 
 fn add_parts(segs: &mut Segments, parts: &[PartLayout]) {
     for p in parts {
-        for_each_extent(p, |d, s, b| segs.add_live(d, s, b));
+        for_each_extent(p, |d, s, block, b| segs.add_live(d, s, block, b));
     }
 }
 
 fn sub_parts(segs: &mut Segments, parts: &[PartLayout]) {
     for p in parts {
-        for_each_extent(p, |d, s, b| segs.sub_live(d, s, b));
+        for_each_extent(p, |d, s, _, b| segs.sub_live(d, s, b));
     }
 }
 

@@ -52,8 +52,12 @@ pub struct SegInfo {
     pub live: u64,
     /// Writes allocated here whose records are not yet committed (or aborted).
     pub pending: u32,
-    /// Bytes appended so far (the write pointer).
+    /// Bytes appended so far (the write pointer); for a segment found at open, its file's length.
     pub used: u64,
+    /// The end of the furthest extent any record replayed or applied in this run pointed at
+    /// (a high-water mark: deletes do not lower it). Past it, a sealed segment holds nothing a
+    /// record can reach, so `trim_sealed` may cut it off.
+    pub referenced_end: u64,
     pub sealed: bool,
     pub file: Option<Rc<DevFile>>,
 }
@@ -116,7 +120,10 @@ impl Segments {
                         .and_then(|s| s.parse::<u32>().ok())
                     {
                         d.next_id = d.next_id.max(id + 1);
-                        d.segs.insert(id, SegInfo { sealed: true, used: seg_bytes, ..Default::default() });
+                        // A segment trimmed by an earlier start is shorter than `seg_bytes`.
+                        let len = e.metadata().map_err(|err| io_at(&e.path(), err))?.len();
+                        let used = len.min(seg_bytes) / ALIGN_BYTES as u64 * ALIGN_BYTES as u64;
+                        d.segs.insert(id, SegInfo { sealed: true, used, ..Default::default() });
                     }
                 }
             }
@@ -262,12 +269,16 @@ impl Segments {
         }
     }
 
-    pub fn add_live(&mut self, dev: u16, seg: u32, bytes: u64) {
+    /// A record points at `bytes` from `block` of `seg` on `dev`.
+    pub fn add_live(&mut self, dev: u16, seg: u32, block: u32, bytes: u64) {
         if let Some(d) = self.devs.get_mut(dev as usize) {
             // A device absent at open has no files to scan: what the index points at there
             // still decides which ids are taken (a replacement's `seg_base` builds on it).
             d.next_id = d.next_id.max(seg.saturating_add(1));
-            d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() }).live += bytes;
+            let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
+            s.live += bytes;
+            let end = block as u64 * ALIGN_BYTES as u64 + bytes.next_multiple_of(ALIGN_BYTES as u64);
+            s.referenced_end = s.referenced_end.max(end);
         }
     }
 
@@ -294,8 +305,8 @@ impl Segments {
         }
     }
 
-    /// After recovery: delete sealed segments nothing refers to, and from now on delete a
-    /// segment as soon as it dies.
+    /// After recovery: delete sealed segments nothing refers to, trim the rest to what records
+    /// reach (`trim_sealed`), and from now on delete a segment as soon as it dies.
     pub fn sweep_dead(&mut self) {
         self.replaying = false;
         let shard = self.shard;
@@ -306,6 +317,50 @@ impl Segments {
                 Self::maybe_delete(&dir, shard, id, &mut d.segs);
             }
         }
+        self.trim_sealed();
+    }
+
+    /// Give back the space a sealed segment holds past the last extent any record points at.
+    ///
+    /// Every segment found at open is sealed (new writes go to fresh segments), and one that
+    /// was being filled when the process died keeps its whole preallocation: without this, each
+    /// crash would strand up to `seg_bytes` per device and shard, and a crash loop fills the
+    /// disk. Run only after the whole log is replayed, so `referenced_end` covers every extent
+    /// a durable record names; what lies past it was written for requests never acknowledged
+    /// (or for objects since deleted) and no record can reach it. Sealed segments are never
+    /// appended to again, so a shorter file is never written past its end. A trim lost in a
+    /// crash costs only the space it would have freed. Returns the bytes given back.
+    pub fn trim_sealed(&mut self) -> u64 {
+        assert!(!self.replaying, "segments are trimmed only after the whole log is replayed");
+        let shard = self.shard;
+        let mut freed = 0;
+        for (dev, d) in self.devs.iter_mut().enumerate() {
+            let Some(dir) = d.dir.clone() else { continue };
+            for (&id, s) in d.segs.iter_mut() {
+                if !s.sealed || s.pending > 0 || s.referenced_end >= s.used || id < d.lost_below {
+                    continue;
+                }
+                assert!(s.referenced_end.is_multiple_of(ALIGN_BYTES as u64), "extent ends are block-aligned");
+                let path = seg_path(&dir, shard, id);
+                let trimmed = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(s.referenced_end).and_then(|()| f.sync_all()));
+                match trimmed {
+                    Ok(()) => {
+                        freed += s.used - s.referenced_end;
+                        s.used = s.referenced_end;
+                        // A handle opened before the trim would see the old length; reopen lazily.
+                        s.file = None;
+                    }
+                    Err(e) => tracing::warn!("device {dev}: cannot trim {}: {e}", path.display()),
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::info!("shard {shard}: trimmed {} MiB of unused segment space", freed >> 20);
+        }
+        freed
     }
 
     /// (device, segment, live bytes, used bytes) of every sealed segment, for compaction.

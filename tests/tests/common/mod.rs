@@ -69,6 +69,17 @@ impl Server {
         }
     }
 
+    /// SIGKILL and wait (no shutdown of any kind runs), then start again on the same data and
+    /// the same address.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let mut next = Server::start_in(&self.data, &self.addr);
+        self.child = next.child.take();
+    }
+
     /// Stop and start again on the same data and the same address.
     pub fn restart(&mut self) {
         self.stop();
