@@ -97,6 +97,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         return replace_device(srv, raw_query.as_deref()).await;
     }
+    crate::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);

@@ -14,4 +14,5 @@ pub mod http_util;
 pub mod ops;
 pub mod router;
 pub mod server;
+pub mod unhonoured;
 pub mod xml;

@@ -1059,3 +1059,65 @@ def test_concurrent_clients_read_their_own_writes(tessera, bucket):
         listed.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
     assert listed == expected
 
+
+# ---------------------------------------------------------------------------------------------
+# Requests the server cannot honour are refused, never accepted and ignored
+
+
+def test_encryption_lock_tagging_and_public_acls_are_refused_and_change_nothing(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"plain bytes")
+    sse_c = {
+        "SSECustomerAlgorithm": "AES256",
+        "SSECustomerKey": "k" * 32,
+    }
+    refused_puts = [
+        {"ServerSideEncryption": "AES256"},
+        {"ServerSideEncryption": "aws:kms"},
+        sse_c,
+        {"Tagging": "team=a&tier=gold"},
+        {"ACL": "public-read"},
+        {"StorageClass": "GLACIER"},
+        {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": dt.datetime(2099, 1, 1)},
+        {"ObjectLockLegalHoldStatus": "ON"},
+    ]
+    for extra in refused_puts:
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="refused", Body=b"secret", **extra)
+        assert error_of(e) == ("NotImplemented", 501), extra
+        assert_missing(s3, bucket, "refused")
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="plain", Body=b"overwrite", **extra)
+        assert error_of(e) == ("NotImplemented", 501), extra
+        assert get_bytes(s3, bucket, "plain") == b"plain bytes"
+
+    # A read with a customer key is not served as if the object were encrypted with it.
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="plain", **sse_c)
+    assert error_of(e) == ("NotImplemented", 501)
+
+    for extra in [{"ServerSideEncryption": "AES256"}, {"Tagging": "a=b"}, sse_c]:
+        with pytest.raises(ClientError) as e:
+            s3.create_multipart_upload(Bucket=bucket, Key="mp", **extra)
+        assert error_of(e) == ("NotImplemented", 501), extra
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(
+            Bucket=bucket,
+            Key="copied",
+            CopySource={"Bucket": bucket, "Key": "plain"},
+            ServerSideEncryption="AES256",
+        )
+    assert error_of(e) == ("NotImplemented", 501)
+    assert_missing(s3, bucket, "copied")
+
+    locked = unique_bucket_name("locked")
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    assert error_of(e) == ("NotImplemented", 501)
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert locked not in names
+
+    # What asks for nothing beyond what every object gets is accepted.
+    s3.put_object(Bucket=bucket, Key="ok", Body=b"ok", ACL="private", StorageClass="STANDARD")
+    assert get_bytes(s3, bucket, "ok") == b"ok"
