@@ -211,9 +211,15 @@ class Worker(threading.Thread):
         if not sources:
             return self.put(key)
         src = self.rng.choice(sources)
-        key.maybe.append(src.acked)
-        self.s3.copy_object(Bucket=BUCKET, Key=key.name, CopySource={"Bucket": BUCKET, "Key": src.name})
-        self.acked(key, src.acked)
+        # A copy is a new single-part object: its ETag is the MD5 of the bytes (not a
+        # multipart source's ETag), known only from the answer; until then any ETag will do.
+        key.maybe.append(Value(src.acked.sha, src.acked.size, None))
+        r = self.s3.copy_object(Bucket=BUCKET, Key=key.name, CopySource={"Bucket": BUCKET, "Key": src.name})
+        etag = r["CopyObjectResult"]["ETag"]
+        if "-" not in src.acked.etag and etag != src.acked.etag:
+            with self.lock:
+                self.totals.lost.append(f"{key.name}: copy of {src.name} answered ETag {etag}, the bytes' is {src.acked.etag}")
+        self.acked(key, Value(src.acked.sha, src.acked.size, etag))
 
     def multipart(self, key: Key) -> None:
         parts = [os.urandom(5 * MIB), os.urandom(self.rng.randint(1, 2 * MIB))]
