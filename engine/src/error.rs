@@ -41,8 +41,72 @@ pub enum Error {
     /// A data or device directory is held by another process (see `dirlock`).
     InUse(String),
     Corrupt(String),
+    /// An I/O failure described in words (no errno to act on: a thread that died, a channel
+    /// that closed, a condition found by our own checks).
     Io(String),
+    /// An I/O error the kernel reported, with its errno and the file it concerned.
+    Os(OsError),
     ShuttingDown,
+}
+
+/// An operating-system I/O error as the kernel reported it. Code that decides something from
+/// it (is the device failing? is it full?) matches on `errno`, never on the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsError {
+    /// The errno, when the error came from a system call.
+    pub errno: Option<i32>,
+    /// The file or directory the call was about.
+    pub path: Option<std::path::PathBuf>,
+    /// The kernel's (or std's) description, without the errno suffix.
+    pub message: String,
+}
+
+impl OsError {
+    pub fn new(path: Option<&std::path::Path>, e: &std::io::Error) -> OsError {
+        let errno = e.raw_os_error();
+        let mut message = e.to_string();
+        // std's Display appends " (os error N)"; it is kept as a number, not as text.
+        if let Some(n) = errno {
+            if let Some(cut) = message.strip_suffix(&format!(" (os error {n})")) {
+                message = cut.to_string();
+            }
+        }
+        OsError { errno, path: path.map(|p| p.to_path_buf()), message }
+    }
+
+    /// An errno of ours, with what it means here (e.g. a device directory without superblock).
+    pub fn with_errno(path: &std::path::Path, errno: i32, message: impl Into<String>) -> OsError {
+        OsError { errno: Some(errno), path: Some(path.to_path_buf()), message: message.into() }
+    }
+}
+
+impl fmt::Display for OsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.path {
+            write!(f, "{}: ", p.display())?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(n) = self.errno {
+            write!(f, " (os error {n})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// The errno of an operating-system error, if this is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Os(e) => e.errno,
+            _ => None,
+        }
+    }
+
+    /// Whether this is an I/O failure (of the OS, or described in words) rather than a
+    /// request, layout or data error.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::Os(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -74,6 +138,7 @@ impl fmt::Display for Error {
             Error::InUse(m) => write!(f, "{m}"),
             Error::Corrupt(m) => write!(f, "corrupt: {m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
+            Error::Os(e) => write!(f, "I/O error: {e}"),
             Error::ShuttingDown => write!(f, "the engine is shutting down"),
         }
     }
@@ -83,11 +148,31 @@ impl std::error::Error for Error {}
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e.to_string())
+        Error::Os(OsError::new(None, &e))
     }
 }
 
 /// Attach a path to an I/O error so the message says which file failed.
 pub(crate) fn io_at(path: &std::path::Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{}: {e}", path.display()))
+    Error::Os(OsError::new(Some(path), &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_os_error_keeps_its_errno_and_path_apart_from_its_text() {
+        let p = std::path::Path::new("/dev/nonexistent/seg-1.dat");
+        let e = io_at(p, std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(e.errno(), Some(libc::EIO));
+        assert!(e.is_io());
+        let Error::Os(os) = &e else { panic!("{e:?}") };
+        assert_eq!(os.path.as_deref(), Some(p));
+        assert!(!os.message.contains("os error"), "{}", os.message);
+        assert_eq!(e.to_string(), format!("I/O error: {}: {} (os error {})", p.display(), os.message, libc::EIO));
+        let plain: Error = std::io::Error::other("no errno").into();
+        assert_eq!(plain.errno(), None);
+        assert_eq!(Error::Io("words".into()).errno(), None);
+    }
 }

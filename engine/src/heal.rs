@@ -52,15 +52,11 @@ impl Default for HealConfig {
     }
 }
 
-/// EIO (the device failed the I/O) and ENOENT (a segment file vanished) fail a device at
-/// once. The engine's I/O errors carry the OS error in their text (`io_at`).
+/// EIO (the device failed the I/O), ENOENT (a segment file or the device's superblock
+/// vanished), ENXIO and ENODEV (the device is gone) fail a device at once. Matched on the
+/// errno the kernel gave (`Error::Os`), never on text.
 pub fn is_fatal_io(e: &Error) -> bool {
-    match e {
-        Error::Io(s) => {
-            s.contains(&format!("(os error {})", libc::EIO)) || s.contains(&format!("(os error {})", libc::ENOENT))
-        }
-        _ => false,
-    }
+    matches!(e.errno(), Some(libc::EIO | libc::ENOENT | libc::ENXIO | libc::ENODEV))
 }
 
 /// One device as the engine sees it now.

@@ -301,7 +301,7 @@ impl Shard {
                 let ext = match alloc {
                     Ok(ext) => ext,
                     Err(e) => {
-                        if matches!(e, Error::Io(_)) {
+                        if e.is_io() {
                             self.core.note_io_error(dev, &e, false);
                         }
                         return Err(e);

@@ -2,7 +2,7 @@
 //! device. Live bytes per segment are tracked from the index; a sealed segment with no live
 //! and no pending bytes is deleted, and compaction empties mostly-dead ones.
 
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Error, OsError, Result};
 use crate::io::{fallocate, DevFile};
 use crate::superblock::sync_dir;
 use crate::util::ALIGN_BYTES;
@@ -28,13 +28,11 @@ pub fn ensure_shard_dir(dev: &Path, shard: u32) -> Result<PathBuf> {
     }
     let sb = dev.join(crate::superblock::SUPERBLOCK_FILE);
     if !sb.is_file() {
-        return Err(io_at(
+        return Err(Error::Os(OsError::with_errno(
             &sb,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("device has no superblock (missing or unmounted; not re-created) (os error {})", libc::ENOENT),
-            ),
-        ));
+            libc::ENOENT,
+            "device has no superblock (missing or unmounted; not re-created)",
+        )));
     }
     match std::fs::create_dir(&sd) {
         Ok(()) => {

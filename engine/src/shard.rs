@@ -938,7 +938,7 @@ impl Shard {
         if let Some((dev, e)) = failed {
             // A new segment file that cannot be created (its device directory is gone: ENOENT)
             // counts against the device like any I/O error, so the next write avoids it.
-            if matches!(e, Error::Io(_)) {
+            if e.is_io() {
                 self.core.note_io_error(dev, &e, false);
             }
             return Err(e);
