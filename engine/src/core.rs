@@ -28,6 +28,13 @@ pub enum CoreMsg {
     Stop,
 }
 
+/// What a hop does when the target core's mailbox is full.
+#[derive(Clone, Copy)]
+enum WhenFull {
+    Wait,
+    Refuse,
+}
+
 /// What every core and every engine handle share: immutable after open.
 pub struct Shared {
     pub set: DeviceSet,
@@ -77,8 +84,29 @@ impl Shared {
         shard as usize % self.cores
     }
 
-    /// Run `f` on core `core` and return its result: the engine's only cross-core hop.
+    /// Run `f` on core `core` and return its result: the engine's only cross-core hop. Waits
+    /// for room when that core's mailbox is full (the engine's own messages, admin, tests).
     pub async fn on<T, F, Fut>(&self, core: usize, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
+        self.hop(core, f, WhenFull::Wait).await
+    }
+
+    /// `on` for a client request: refused with `Error::SlowDown` when the owner core's mailbox
+    /// is full, instead of waiting (the client retries later; memory stays bounded).
+    pub async fn on_request<T, F, Fut>(&self, core: usize, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + 'static,
+    {
+        self.hop(core, f, WhenFull::Refuse).await
+    }
+
+    async fn hop<T, F, Fut>(&self, core: usize, f: F, when_full: WhenFull) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
@@ -101,7 +129,17 @@ impl Shared {
             None => Some(Box::new(job)),
         };
         if let Some(job) = remote {
-            self.senders[core].send_async(CoreMsg::Job(job)).await.map_err(|_| Error::ShuttingDown)?;
+            let mailbox = &self.senders[core];
+            match when_full {
+                WhenFull::Wait => mailbox.send_async(CoreMsg::Job(job)).await.map_err(|_| Error::ShuttingDown)?,
+                WhenFull::Refuse => match mailbox.try_send(CoreMsg::Job(job)) {
+                    Ok(()) => {}
+                    Err(flume::TrySendError::Full(_)) => {
+                        return Err(Error::SlowDown(format!("core {core} has {} messages waiting", mailbox.len())))
+                    }
+                    Err(flume::TrySendError::Disconnected(_)) => return Err(Error::ShuttingDown),
+                },
+            }
         }
         rx.await.map_err(|_| Error::ShuttingDown)?
     }

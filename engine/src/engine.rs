@@ -25,6 +25,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
 pub const DEFAULT_POOL_BUFFERS: usize = 1024;
 /// See `EngineConfig::stripes_in_flight`.
 pub const DEFAULT_STRIPES_IN_FLIGHT: usize = 2;
+/// See `EngineConfig::mailbox_depth_max`. A request occupies a slot only from the moment it is
+/// sent until its owner core picks it up (then it runs as a task there), so a full mailbox
+/// means that core is far behind, not merely busy.
+pub const MAILBOX_DEPTH_MAX_DEFAULT: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -54,6 +58,10 @@ pub struct EngineConfig {
     /// Tests only: a checkpoint waits this long before its switch, so that a crash test's
     /// kills land in the window between "new generation written" and "switched" (0 in use).
     pub checkpoint_install_delay_ms: u64,
+    /// Messages waiting in one core's mailbox at most. Past it a client request is refused
+    /// (`Error::SlowDown`, 503 SlowDown) instead of queueing memory without bound; the engine's
+    /// own messages wait for room.
+    pub mailbox_depth_max: usize,
 }
 
 impl EngineConfig {
@@ -71,6 +79,7 @@ impl EngineConfig {
             log_direct: true,
             checkpoint_min_bytes: crate::shard::CHECKPOINT_MIN_BYTES,
             checkpoint_install_delay_ms: 0,
+            mailbox_depth_max: MAILBOX_DEPTH_MAX_DEFAULT,
         }
     }
 
@@ -94,8 +103,19 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         for s in &self.shared.senders {
-            let _ = s.send(CoreMsg::Stop);
+            send_stop(s);
         }
+    }
+}
+
+/// Ask a core to stop without blocking the caller, which may be a core thread itself: when its
+/// mailbox is full, a short-lived thread waits for room.
+fn send_stop(s: &flume::Sender<CoreMsg>) {
+    if let Err(flume::TrySendError::Full(msg)) = s.try_send(CoreMsg::Stop) {
+        let s = s.clone();
+        let _ = std::thread::Builder::new().name("tessera-stop".into()).spawn(move || {
+            let _ = s.send(msg);
+        });
     }
 }
 
@@ -182,7 +202,8 @@ impl Engine {
         }
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let cores = if cfg.cores == 0 { ncpu } else { cfg.cores }.min(set.shards as usize).max(1);
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
+        let depth = cfg.mailbox_depth_max.max(1);
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::bounded(depth)).unzip();
         let shared = Arc::new(Shared {
             set,
             direct,
@@ -244,7 +265,7 @@ impl Engine {
     /// Stop every core and wait for their threads. Acknowledged writes are already durable.
     pub fn shutdown(&self) {
         for s in &self.inner.shared.senders {
-            let _ = s.send(CoreMsg::Stop);
+            send_stop(s);
         }
         let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let me = std::thread::current().id();
@@ -416,7 +437,7 @@ impl Engine {
         crate::shard::check_key(key)?;
         let (s, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.put_object(b, k, opts, body).await }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.put_object(b, k, opts, body).await }).await
     }
 
     /// Convenience for tests and tools: put a whole in-memory body.
@@ -441,7 +462,7 @@ impl Engine {
         crate::shard::check_key(key)?;
         let (s, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.head_object(&b, &k) }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.head_object(&b, &k) }).await
     }
 
     /// Start reading an object (or a range of it): the info, the resolved range and a stream
@@ -455,7 +476,7 @@ impl Engine {
         crate::shard::check_key(key)?;
         let (s, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.get_object(b, k, range) }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.get_object(b, k, range) }).await
     }
 
     /// Convenience: read a whole object (or range) into memory.
@@ -474,7 +495,7 @@ impl Engine {
     pub async fn delete_object(&self, bucket: &str, key: &str, if_match: Option<String>) -> Result<()> {
         let (s, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.delete_object(b, k, if_match).await }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.delete_object(b, k, if_match).await }).await
     }
 
     /// Server-side copy: stream the source (or a range of it) from its owner into a new
@@ -574,7 +595,8 @@ impl Engine {
                 let q3 = ListQuery { start_after: after, max_keys: budget, ..q.clone() };
                 let (b, sid) = (bucket.to_string(), r.sid);
                 let c = self.shared().core_of_shard(sid);
-                let more = self.shared().on(c, move |core| async move { Ok(core.shard(sid)?.list(&b, &q3)) }).await?;
+                let more =
+                    self.shared().on_request(c, move |core| async move { Ok(core.shard(sid)?.list(&b, &q3)) }).await?;
                 r.more = more.len() > budget;
                 r.items.extend(more.into_iter().take(budget));
             }
@@ -600,7 +622,7 @@ impl Engine {
         crate::shard::check_key(key)?;
         let (s, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.create_upload(b, k, headers).await }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.create_upload(b, k, headers).await }).await
     }
 
     pub async fn upload_part(
@@ -615,7 +637,9 @@ impl Engine {
         let (s, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.shared()
-            .on(c, move |core| async move { core.shard(s)?.upload_part(b, k, u, part_number, content_md5, body).await })
+            .on_request(c, move |core| async move {
+                core.shard(s)?.upload_part(b, k, u, part_number, content_md5, body).await
+            })
             .await
     }
 
@@ -629,20 +653,22 @@ impl Engine {
     ) -> Result<ObjectInfo> {
         let (s, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.complete_upload(b, k, u, parts, opts).await }).await
+        self.shared()
+            .on_request(c, move |core| async move { core.shard(s)?.complete_upload(b, k, u, parts, opts).await })
+            .await
     }
 
     pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let (s, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.abort_upload(b, k, u).await }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.abort_upload(b, k, u).await }).await
     }
 
     /// The upload's headers and its parts in order.
     pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
         let (s, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.shared().on(c, move |core| async move { core.shard(s)?.list_parts(&b, &k, &u) }).await
+        self.shared().on_request(c, move |core| async move { core.shard(s)?.list_parts(&b, &k, &u) }).await
     }
 
     /// Open uploads of a bucket, by key then initiation; up to `max_uploads + 1` so the

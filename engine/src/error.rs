@@ -46,6 +46,8 @@ pub enum Error {
     Io(String),
     /// An I/O error the kernel reported, with its errno and the file it concerned.
     Os(OsError),
+    /// A bound was reached (a core's mailbox is full): the client should retry later.
+    SlowDown(String),
     ShuttingDown,
 }
 
@@ -139,6 +141,7 @@ impl fmt::Display for Error {
             Error::Corrupt(m) => write!(f, "corrupt: {m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
             Error::Os(e) => write!(f, "I/O error: {e}"),
+            Error::SlowDown(m) => write!(f, "too busy: {m}; retry later"),
             Error::ShuttingDown => write!(f, "the engine is shutting down"),
         }
     }

@@ -24,6 +24,7 @@ pub fn to_s3(e: E) -> S3Error {
         E::BadDigest => S3Error::new(C::BadDigest),
         E::InvalidRange { .. } => S3Error::new(C::InvalidRange),
         E::BodyAborted(m) => S3Error::with_message(C::IncompleteBody, m),
+        E::SlowDown(_) => S3Error::new(C::SlowDown),
         E::InsufficientDevices(_) | E::ShuttingDown => S3Error::with_message(C::ServiceUnavailable, msg),
         E::Unreadable(_) | E::Layout(_) | E::InUse(_) | E::Corrupt(_) | E::Io(_) | E::Os(_) => {
             tracing::error!("internal error: {msg}");

@@ -43,6 +43,7 @@ pub enum S3ErrorCode {
     RequestTimeTooSkewed,
     ServiceUnavailable,
     SignatureDoesNotMatch,
+    SlowDown,
     XAmzContentSHA256Mismatch,
 }
 
@@ -85,6 +86,7 @@ impl S3ErrorCode {
             PreconditionFailed => "PreconditionFailed",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
             ServiceUnavailable => "ServiceUnavailable",
+            SlowDown => "SlowDown",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
         }
@@ -104,7 +106,7 @@ impl S3ErrorCode {
             InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
-            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceUnavailable | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             AuthorizationHeaderMalformed
             | AuthorizationQueryParametersError
             | BadDigest
@@ -168,6 +170,7 @@ impl S3ErrorCode {
             PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
             RequestTimeTooSkewed => "The difference between the request time and the server's time is too large.",
             ServiceUnavailable => "Please reduce your request rate.",
+            SlowDown => "Please reduce your request rate.",
             SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
             XAmzContentSHA256Mismatch => "The provided 'x-amz-content-sha256' header does not match what was computed.",
         }
