@@ -1,2 +1,3 @@
 pub mod chunked;
+pub mod policy;
 pub mod sigv4;
