@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub io_shares: engine::IoShares,
     /// The scrubber re-reads the whole data set once per this many seconds.
     pub scrub_period_secs: u64,
+    /// Bounds per core, past which clients get 503 SlowDown (see `server`).
+    pub connections_per_core_max: usize,
+    pub requests_per_core_max: usize,
 }
 
 /// Parse `K+M`.

@@ -40,30 +40,10 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("{method} {path} -> {} {}", e.status(), e.code.as_str());
-            let mut r = Response::new(full(e.to_xml(&rid)));
-            *r.status_mut() = e.status();
-            if e.code.has_body() {
-                r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
-            }
-            // The body may be unread (and a client that sent `Expect: 100-continue` may still
-            // send it): close the connection so those bytes are never taken for a request.
-            if has_body {
-                r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            for (k, v) in &e.details {
-                if *k == "ETag" {
-                    if let Ok(v) = HeaderValue::from_str(v) {
-                        r.headers_mut().insert(http::header::ETAG, v);
-                    }
-                }
-            }
-            r
+            error_response(&e, &rid, has_body)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert("x-amz-request-id", v.clone());
-        resp.headers_mut().insert("x-amz-id-2", v);
-    }
+    set_request_id(&mut resp, &rid);
     // `Expect: 100-continue` on an empty body: hyper answers with the final status and no
     // interim 100 (allowed by RFC 9110). botocore (the AWS CLI, boto3) then keeps that final
     // status line on the connection object and, if its next request on the same connection
@@ -75,6 +55,49 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
     resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
     tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// An S3 error as its HTTP response. `has_body`: the request's body may be unread (and a client
+/// that sent `Expect: 100-continue` may still send it), so the connection is closed and those
+/// bytes are never taken for a request.
+fn error_response(e: &S3Error, rid: &str, has_body: bool) -> Response<RespBody> {
+    let mut r = Response::new(full(e.to_xml(rid)));
+    *r.status_mut() = e.status();
+    if e.code.has_body() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    }
+    if has_body {
+        r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    for (k, v) in &e.details {
+        if *k == "ETag" {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                r.headers_mut().insert(http::header::ETAG, v);
+            }
+        }
+    }
+    r
+}
+
+fn set_request_id(resp: &mut Response<RespBody>, rid: &str) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-amz-request-id", v.clone());
+        resp.headers_mut().insert("x-amz-id-2", v);
+    }
+}
+
+/// The answer to a request refused before it is read because its core is at a bound (requests
+/// in flight): 503 SlowDown, and the connection closed (its body, if any, is never read).
+pub fn slow_down() -> Response<RespBody> {
+    let rid = request_id();
+    let e = S3Error::with_message(
+        crate::error::S3ErrorCode::SlowDown,
+        "Please reduce your request rate: this server's core has too many requests in flight.",
+    );
+    let mut r = error_response(&e, &rid, true);
+    set_request_id(&mut r, &rid);
+    r.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+    r
 }
 
 async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error> {

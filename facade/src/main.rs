@@ -85,6 +85,13 @@ enum Cmd {
         /// adapts to the data size).
         #[arg(long, default_value_t = engine::SCRUB_PERIOD_SECS_DEFAULT / 3600, value_parser = clap::value_parser!(u64).range(1..))]
         scrub_period_hours: u64,
+        /// Open connections one core serves at most; past it a connection gets 503 SlowDown.
+        #[arg(long, default_value_t = tessera::server::CONNECTIONS_PER_CORE_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        connections_per_core_max: usize,
+        /// Requests one core runs at once at most; past it a request gets 503 SlowDown before
+        /// its body is read.
+        #[arg(long, default_value_t = tessera::server::REQUESTS_IN_FLIGHT_PER_CORE_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        requests_per_core_max: usize,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -193,6 +200,8 @@ fn main() {
             scrub_share,
             compaction_share,
             scrub_period_hours,
+            connections_per_core_max,
+            requests_per_core_max,
         } => (|| {
             let (k, m) = parse_ec(&ec)?;
             let devices = devices
@@ -220,6 +229,8 @@ fn main() {
                     compaction_percent: compaction_share,
                 },
                 scrub_period_secs: scrub_period_hours.saturating_mul(3600),
+                connections_per_core_max,
+                requests_per_core_max,
             })
         })(),
         Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),

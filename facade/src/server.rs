@@ -21,6 +21,14 @@ use std::time::Duration;
 /// How long graceful shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 const LISTEN_BACKLOG: i32 = 1024;
+/// Open connections one core serves at most; past it a new connection is answered 503
+/// SlowDown and closed. Each costs hyper's buffers (tens of KiB) while idle.
+pub const CONNECTIONS_PER_CORE_MAX: usize = 4096;
+// (Both defaults; `tessera server --connections-per-core-max / --requests-per-core-max`.)
+/// Requests one core runs at once at most; past it a request is answered 503 SlowDown before
+/// its body is read. A request in flight holds at most its body channel (8 chunks) and one
+/// PUT's stripe buffers (1 MiB) on its owner core, so this bounds a core's request memory.
+pub const REQUESTS_IN_FLIGHT_PER_CORE_MAX: usize = 1024;
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
@@ -33,11 +41,45 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Per-core connection registry, for graceful shutdown.
-#[derive(Default)]
+/// Per-core connection registry (for graceful shutdown and the connection bound) and the
+/// count of requests in flight on this core.
 struct Conns {
     next: Cell<u64>,
     stop: RefCell<HashMap<u64, futures::channel::oneshot::Sender<()>>>,
+    requests: Cell<usize>,
+    connections_max: usize,
+    requests_max: usize,
+}
+
+/// Counts a request in flight on its core while it lives.
+struct InFlight(Rc<Conns>);
+
+impl InFlight {
+    fn enter(conns: &Rc<Conns>) -> Option<InFlight> {
+        let n = conns.requests.get();
+        if n >= conns.requests_max {
+            return None;
+        }
+        conns.requests.set(n + 1);
+        Some(InFlight(conns.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests.set(self.0.requests.get() - 1);
+    }
+}
+
+/// Answer a connection past the bound with a fixed 503 SlowDown and close it.
+async fn refuse_connection(mut stream: monoio::net::TcpStream) {
+    use monoio::io::AsyncWriteRentExt;
+    const BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate: this server's core has too many open connections.</Message></Error>";
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\nServer: Tessera\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = monoio::time::timeout(Duration::from_secs(5), stream.write_all(head.into_bytes())).await;
 }
 
 async fn serve_core(
@@ -45,6 +87,7 @@ async fn serve_core(
     listener: std::net::TcpListener,
     stop: flume::Receiver<()>,
     done: std::sync::mpsc::Sender<()>,
+    bounds: (usize, usize),
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -54,13 +97,23 @@ async fn serve_core(
             return;
         }
     };
-    let conns = Rc::new(Conns::default());
+    let conns = Rc::new(Conns {
+        next: Cell::new(0),
+        stop: RefCell::new(HashMap::new()),
+        requests: Cell::new(0),
+        connections_max: bounds.0,
+        requests_max: bounds.1,
+    });
     loop {
         let accept = std::pin::pin!(listener.accept());
         let stopping = std::pin::pin!(stop.recv_async());
         match select(accept, stopping).await {
             Either::Left((Ok((stream, _peer)), _)) => {
                 let _ = stream.set_nodelay(true);
+                if conns.stop.borrow().len() >= conns.connections_max {
+                    monoio::spawn(refuse_connection(stream));
+                    continue;
+                }
                 let Ok(io) = stream.try_into_poll_io() else { continue };
                 let srv = srv.clone();
                 let conns = conns.clone();
@@ -69,9 +122,16 @@ async fn serve_core(
                     conns.next.set(id + 1);
                     let (tx, rx) = futures::channel::oneshot::channel();
                     conns.stop.borrow_mut().insert(id, tx);
+                    let counted = conns.clone();
                     let svc = service_fn(move |req| {
                         let srv = srv.clone();
-                        async move { Ok::<_, Infallible>(handle(&srv, req).await) }
+                        let in_flight = InFlight::enter(&counted);
+                        async move {
+                            let Some(_in_flight) = in_flight else {
+                                return Ok::<_, Infallible>(crate::handler::slow_down());
+                            };
+                            Ok::<_, Infallible>(handle(&srv, req).await)
+                        }
                     });
                     let conn = http1::Builder::new()
                         .timer(MonoioTimer)
@@ -163,7 +223,8 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         stops.push(stop_tx);
         let srv = srv.clone();
         let done = done_tx.clone();
-        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done)).map_err(|e| e.to_string())?;
+        let bounds = (cfg.connections_per_core_max, cfg.requests_per_core_max);
+        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done, bounds)).map_err(|e| e.to_string())?;
     }
     let set = engine.device_set();
     if source == "generated" {
