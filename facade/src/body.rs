@@ -18,6 +18,11 @@ use hyper::body::{Frame, Incoming};
 
 pub type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// A request body that sends nothing for this long is abandoned (400 RequestTimeout): a client
+/// that stops mid-body must not hold its connection, its core's request slot and its buffers
+/// forever.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub fn full(b: impl Into<Bytes>) -> RespBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }
@@ -92,7 +97,16 @@ impl BodyPump {
             return Ok(None);
         }
         loop {
-            match self.body.frame().await {
+            let frame = monoio::time::timeout(BODY_IDLE_TIMEOUT, self.body.frame()).await.map_err(|_| {
+                S3Error::with_message(
+                    S3ErrorCode::RequestTimeout,
+                    format!(
+                        "No body bytes arrived for {} s: the request is abandoned and nothing is stored.",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    ),
+                )
+            })?;
+            match frame {
                 None => return Ok(None),
                 Some(Err(e)) => {
                     return Err(S3Error::with_message(

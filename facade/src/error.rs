@@ -41,6 +41,7 @@ pub enum S3ErrorCode {
     NotModified,
     PreconditionFailed,
     RequestTimeTooSkewed,
+    RequestTimeout,
     ServiceUnavailable,
     SignatureDoesNotMatch,
     SlowDown,
@@ -85,6 +86,7 @@ impl S3ErrorCode {
             NotModified => "NotModified",
             PreconditionFailed => "PreconditionFailed",
             RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            RequestTimeout => "RequestTimeout",
             ServiceUnavailable => "ServiceUnavailable",
             SlowDown => "SlowDown",
             SignatureDoesNotMatch => "SignatureDoesNotMatch",
@@ -123,6 +125,7 @@ impl S3ErrorCode {
             | KeyTooLongError
             | MalformedXML
             | MissingSecurityHeader
+            | RequestTimeout
             | XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
         }
     }
@@ -169,6 +172,7 @@ impl S3ErrorCode {
             NotModified => "Not Modified",
             PreconditionFailed => "At least one of the pre-conditions you specified did not hold",
             RequestTimeTooSkewed => "The difference between the request time and the server's time is too large.",
+            RequestTimeout => "Your socket connection to the server was not read from or written to within the timeout period.",
             ServiceUnavailable => "Please reduce your request rate.",
             SlowDown => "Please reduce your request rate.",
             SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",

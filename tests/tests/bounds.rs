@@ -98,3 +98,23 @@ async fn connections_past_the_per_core_bound_get_slow_down_and_close() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     srv.client().list_buckets().send().await.expect("served again once the connections are gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_abandoned_with_request_timeout_and_frees_its_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Server::start_with(dir.path(), "127.0.0.1:0", &["--requests-per-core-max", "1"]);
+    let c = srv.client();
+    c.create_bucket().bucket("bounds").send().await.expect("create bucket");
+    let (mut s, body) = stalled_put(&srv, "stalled").await;
+    s.write_all(&body[..100]).await.expect("part of the body");
+    let limit = tessera::body::BODY_IDLE_TIMEOUT + Duration::from_secs(15);
+    let (status, text) = status_within(&mut s, limit).await.expect("an answer before the limit");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>RequestTimeout</Code>"), "{text}");
+    let e = c.head_object().bucket("bounds").key("stalled").send().await.expect_err("nothing stored");
+    assert_eq!(status_of(&e), 404);
+    // Its core's only request slot is free again: a burst of PUTs all lands.
+    for i in 0..8 {
+        c.put_object().bucket("bounds").key(format!("after{i}")).body(data(i, 100).into()).send().await.expect("PUT");
+    }
+}
