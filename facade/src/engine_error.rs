@@ -12,8 +12,8 @@ pub fn to_s3(e: E) -> S3Error {
         E::InvalidBucketName(b) => S3Error::new(C::InvalidBucketName).resource(b),
         E::NoSuchKey { bucket, key } => S3Error::new(C::NoSuchKey).resource(format!("/{bucket}/{key}")),
         E::KeyTooLong(_) => S3Error::with_message(C::KeyTooLongError, msg),
-        E::MetadataTooLarge(_) => {
-            S3Error::invalid_argument(format!("Your metadata headers exceed the maximum allowed metadata size: {msg}"))
+        E::MetadataTooLarge(n) => {
+            S3Error::new(C::MetadataTooLarge).detail("Size", n.to_string()).detail("MaxSizeAllowed", "2048")
         }
         E::NoSuchUpload(u) => S3Error::new(C::NoSuchUpload).resource(u),
         E::InvalidPart(_) => S3Error::with_message(C::InvalidPart, msg),

@@ -24,12 +24,14 @@ pub enum S3ErrorCode {
     InvalidBucketName,
     InvalidChunkSizeError,
     InvalidDigest,
+    InvalidLocationConstraint,
     InvalidPart,
     InvalidPartOrder,
     InvalidRange,
     InvalidRequest,
     KeyTooLongError,
     MalformedXML,
+    MetadataTooLarge,
     MethodNotAllowed,
     MissingContentLength,
     MissingSecurityHeader,
@@ -69,12 +71,14 @@ impl S3ErrorCode {
             InvalidBucketName => "InvalidBucketName",
             InvalidChunkSizeError => "InvalidChunkSizeError",
             InvalidDigest => "InvalidDigest",
+            InvalidLocationConstraint => "InvalidLocationConstraint",
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
             KeyTooLongError => "KeyTooLongError",
             MalformedXML => "MalformedXML",
+            MetadataTooLarge => "MetadataTooLarge",
             MethodNotAllowed => "MethodNotAllowed",
             MissingContentLength => "MissingContentLength",
             MissingSecurityHeader => "MissingSecurityHeader",
@@ -119,11 +123,13 @@ impl S3ErrorCode {
             | InvalidBucketName
             | InvalidChunkSizeError
             | InvalidDigest
+            | InvalidLocationConstraint
             | InvalidPart
             | InvalidPartOrder
             | InvalidRequest
             | KeyTooLongError
             | MalformedXML
+            | MetadataTooLarge
             | MissingSecurityHeader
             | RequestTimeout
             | XAmzContentSHA256Mismatch => StatusCode::BAD_REQUEST,
@@ -155,12 +161,14 @@ impl S3ErrorCode {
             InvalidBucketName => "The specified bucket is not valid.",
             InvalidChunkSizeError => "Only the last chunk is allowed to have a size less than 8192 bytes",
             InvalidDigest => "The Content-MD5 you specified is not valid.",
+            InvalidLocationConstraint => "The specified location-constraint is not valid.",
             InvalidPart => "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
             InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.",
             InvalidRange => "The requested range is not satisfiable",
             InvalidRequest => "Invalid Request",
             KeyTooLongError => "Your key is too long",
             MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
+            MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
             MissingContentLength => "You must provide the Content-Length HTTP header.",
             MissingSecurityHeader => "Your request is missing a required header.",
@@ -309,6 +317,8 @@ mod tests {
             (RequestTimeTooSkewed, 403),
             (BadDigest, 400),
             (InvalidDigest, 400),
+            (InvalidLocationConstraint, 400),
+            (MetadataTooLarge, 400),
             (XAmzContentSHA256Mismatch, 400),
             (PreconditionFailed, 412),
             (NotModified, 304),

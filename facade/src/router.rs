@@ -353,6 +353,15 @@ fn check_key(key: &str) -> Result<(), S3Error> {
             .detail("Size", key.len().to_string())
             .detail("MaxSizeAllowed", MAX_KEY_BYTES.to_string()));
     }
+    // Every key must come back intact in ListObjects and DeleteObjects XML: XML 1.0 cannot
+    // carry C0 control characters (and a parser turns CR into LF), nor U+FFFE/U+FFFF.
+    if let Some(c) = key.chars().find(|c| (*c as u32) < 0x20 || matches!(c, '\u{FFFE}' | '\u{FFFF}')) {
+        return Err(S3Error::invalid_argument(format!(
+            "Object keys may not contain the control character U+{:04X}: XML listings cannot carry it",
+            c as u32
+        ))
+        .detail("ArgumentName", "key"));
+    }
     Ok(())
 }
 
@@ -726,6 +735,16 @@ mod tests {
         assert!(route_with(Method::PUT, &ok, &[]).is_ok());
         let long = format!("/b1/{}", "k".repeat(1025));
         assert_eq!(route_with(Method::PUT, &long, &[]).expect_err("long").code, S3ErrorCode::KeyTooLongError);
+    }
+
+    #[test]
+    fn keys_with_characters_xml_cannot_carry_are_refused() {
+        for bad in ["/b1/a%00b", "/b1/a%01", "/b1/line%0Abreak", "/b1/cr%0D", "/b1/tab%09", "/b1/x%EF%BF%BF"] {
+            assert_eq!(route_with(Method::PUT, bad, &[]).expect_err(bad).code, S3ErrorCode::InvalidArgument, "{bad}");
+        }
+        for good in ["/b1/del%7F", "/b1/%C2%80c1", "/b1/%F0%9F%98%80"] {
+            assert!(route_with(Method::PUT, good, &[]).is_ok(), "{good}");
+        }
     }
 
     #[test]

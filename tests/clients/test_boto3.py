@@ -1121,3 +1121,52 @@ def test_encryption_lock_tagging_and_public_acls_are_refused_and_change_nothing(
     # What asks for nothing beyond what every object gets is accepted.
     s3.put_object(Bucket=bucket, Key="ok", Body=b"ok", ACL="private", StorageClass="STANDARD")
     assert get_bytes(s3, bucket, "ok") == b"ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Input S3 refuses
+
+
+def test_keys_xml_cannot_carry_are_refused_and_listings_stay_parseable(s3, bucket):
+    for key in ["ctl\x01char", "nul\x00byte", "line\nbreak", "carriage\rreturn"]:
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        assert error_of(e) == ("InvalidArgument", 400), repr(key)
+    s3.put_object(Bucket=bucket, Key="del\x7fand\u0085c1", Body=b"ok")
+    # Listings and DeleteObjects parse (boto3 asks for url-encoded keys in listings; not here).
+    raw = s3.list_objects_v2(Bucket=bucket)
+    assert [o["Key"] for o in raw["Contents"]] == ["del\x7fand\u0085c1"]
+    done = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "del\x7fand\u0085c1"}]})
+    assert [d["Key"] for d in done["Deleted"]] == ["del\x7fand\u0085c1"]
+
+
+def test_metadata_over_2_kb_is_metadata_too_large(s3, bucket):
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
+    assert error_of(e) == ("MetadataTooLarge", 400)
+    assert_missing(s3, bucket, "meta")
+
+
+def test_a_location_constraint_other_than_the_servers_region_is_refused(s3):
+    name = unique_bucket_name("elsewhere")
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert error_of(e) == ("InvalidLocationConstraint", 400)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_delete_objects_without_an_integrity_header_is_refused(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"kept")
+
+    def drop_integrity(request, **_):
+        for h in [h for h in request.headers.keys() if h.lower() == "content-md5" or h.lower().startswith("x-amz-checksum-") or h.lower() in ("x-amz-sdk-checksum-algorithm", "x-amz-trailer")]:
+            del request.headers[h]
+
+    s3.meta.events.register("before-sign.s3.DeleteObjects", drop_integrity)
+    try:
+        with pytest.raises(ClientError) as e:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "keep"}]})
+        assert error_of(e) == ("InvalidRequest", 400)
+    finally:
+        s3.meta.events.unregister("before-sign.s3.DeleteObjects", drop_integrity)
+    assert get_bytes(s3, bucket, "keep") == b"kept"

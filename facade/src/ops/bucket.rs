@@ -24,7 +24,13 @@ pub async fn create_bucket(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3
         let pump = BodyPump::new(&req.parts, &req.auth, req.body)?;
         let body = pump.read_all(MAX_CONFIG_BODY_BYTES).await?;
         if !body.is_empty() {
-            x::parse_create_bucket_configuration(&body)?;
+            // One node is one region: a bucket asked for elsewhere cannot be made here.
+            if let Some(region) = x::parse_create_bucket_configuration(&body)? {
+                if region != ctx.region {
+                    return Err(S3Error::new(crate::error::S3ErrorCode::InvalidLocationConstraint)
+                        .detail("LocationConstraint", region));
+                }
+            }
         }
     }
     ctx.engine.create_bucket(bucket).await.map_err(engine_err)?;

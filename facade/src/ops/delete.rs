@@ -30,6 +30,17 @@ pub async fn delete_object(
 }
 
 pub async fn delete_objects(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3Error> {
+    // S3 requires an integrity check of the list of keys to delete: Content-MD5 or an
+    // x-amz-checksum-* (as a header, or announced as a trailer).
+    let h = &req.parts.headers;
+    let checked = h.contains_key("content-md5")
+        || h.keys().any(|k| k.as_str().starts_with("x-amz-checksum-"))
+        || h.get("x-amz-trailer").and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("x-amz-checksum-"));
+    if !checked {
+        return Err(S3Error::invalid_request(
+            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-* header)",
+        ));
+    }
     let pump = BodyPump::new(&req.parts, &req.auth, req.body)?;
     let body = pump.read_all(MAX_DELETE_BODY_BYTES).await?;
     let d = x::parse_delete(&body)?;
