@@ -106,9 +106,22 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     let raw_query = parts.uri.query().map(str::to_string);
     let signed =
         SignedRequest { method: &parts.method, path: &path, query: raw_query.as_deref(), headers: &parts.headers };
-    let auth = sigv4::authenticate(&signed, SystemTime::now(), |ak| {
-        (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone())
-    })?;
+    let secret_for = |ak: &str| (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone());
+    let auth = if crate::auth::sigv2::is_v2(&parts.headers, raw_query.as_deref()) {
+        let resource_path = match router::virtual_hosted_bucket(&parts.headers, srv.domain.as_deref()) {
+            Some(bucket) => format!("/{bucket}{path}"),
+            None => path.clone(),
+        };
+        let v2 = crate::auth::sigv2::V2Request {
+            method: &parts.method,
+            resource_path: &resource_path,
+            query: raw_query.as_deref(),
+            headers: &parts.headers,
+        };
+        crate::auth::sigv2::authenticate_v2(&v2, SystemTime::now(), secret_for)?
+    } else {
+        sigv4::authenticate(&signed, SystemTime::now(), secret_for)?
+    };
     // The admin endpoint, before the S3 router (bucket names cannot contain `_`, so it
     // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {

@@ -380,6 +380,11 @@ pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
     }
 }
 
+/// The bucket a virtual-hosted-style request names in its Host header, if it is one.
+pub fn virtual_hosted_bucket(headers: &HeaderMap, domain: Option<&str>) -> Option<String> {
+    bucket_from_host(headers.get(http::header::HOST).and_then(|h| h.to_str().ok()), domain)
+}
+
 /// Finds the bucket named by a virtual-hosted-style Host (`bucket.<domain>[:port]`).
 fn bucket_from_host(host: Option<&str>, domain: Option<&str>) -> Option<String> {
     let (host, domain) = (host?, domain?);

@@ -256,7 +256,12 @@ def tessera_factory(tmp_path):
         server.stop()
 
 
-def boto3_client(endpoint: Endpoint, secret_key: str | None = None, access_key: str | None = None):
+def boto3_client(
+    endpoint: Endpoint,
+    secret_key: str | None = None,
+    access_key: str | None = None,
+    signature_version: str = "s3v4",
+):
     import boto3
     from botocore.config import Config
 
@@ -267,7 +272,7 @@ def boto3_client(endpoint: Endpoint, secret_key: str | None = None, access_key: 
         aws_access_key_id=access_key or endpoint.access_key,
         aws_secret_access_key=secret_key or endpoint.secret_key,
         config=Config(
-            signature_version="s3v4",
+            signature_version=signature_version,
             s3={"addressing_style": "path"},
             retries={"max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
