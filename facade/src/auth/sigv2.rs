@@ -280,7 +280,9 @@ mod tests {
 
     #[test]
     fn aws_examples_verify_and_a_changed_byte_does_not() {
-        let cases: [(Method, &str, Option<&str>, Vec<(&'static str, &str)>, &str); 4] = [
+        // (method, resource, query, headers, signature)
+        type Case<'a> = (Method, &'a str, Option<&'a str>, Vec<(&'static str, &'a str)>, &'a str);
+        let cases: [Case; 4] = [
             (
                 Method::GET,
                 "/awsexamplebucket1/photos/puppy.jpg",
