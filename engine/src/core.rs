@@ -6,14 +6,12 @@ use crate::api::CoreStats;
 use crate::buf::BufPool;
 use crate::error::{Error, Result};
 use crate::heal::HealConfig;
-use crate::index::ShardState;
 use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
-use crate::segment::Segments;
-use crate::shard::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync, Shard, WalState};
+use crate::shard::{start_shard, Shard};
 use crate::stripe::Codec;
 use crate::superblock::DeviceSet;
-use crate::wal::{self, RecoveredLog};
+use crate::wal::RecoveredLog;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -291,7 +289,7 @@ impl Core {
         for sh in shards {
             if up {
                 if let Some(p) = &path {
-                    sh.segs.borrow_mut().attach(dev, p);
+                    sh.attach_device(dev, p);
                 }
                 // Room to restore redundancy may exist now.
                 sh.retry_waiting();
@@ -310,7 +308,7 @@ impl Core {
         for sh in self.shards.borrow().values() {
             sh.drop_spares_on(dev);
         }
-        self.shards.borrow().values().map(|sh| sh.segs.borrow_mut().detach(dev)).max().unwrap_or(0)
+        self.shards.borrow().values().map(|sh| sh.detach_device(dev)).max().unwrap_or(0)
     }
 
     /// Step two of a replacement, on every core: `path` is device `dev` from now on, a fresh
@@ -327,7 +325,7 @@ impl Core {
         }
         self.health_epoch.set(self.health_epoch.get() + 1);
         for sh in self.shards.borrow().values() {
-            sh.segs.borrow_mut().attach_replacement(dev, path, direct, base);
+            sh.attach_replacement(dev, path, direct, base);
             sh.queue_objects_on(dev);
         }
         if let Some(r) = self.replacing.borrow_mut().get_mut(i) {
@@ -372,7 +370,7 @@ impl Core {
             return Err(Error::BucketNotEmpty(name.into()));
         }
         for sh in self.shards.borrow().values() {
-            if sh.state.borrow().bucket_in_use(name) {
+            if sh.bucket_in_use(name) {
                 return Err(Error::BucketNotEmpty(name.into()));
             }
         }
@@ -396,49 +394,6 @@ fn pin_to_cpu(cpu: usize) {
             tracing::warn!("could not pin core thread to CPU {cpu}: {}", std::io::Error::last_os_error());
         }
     }
-}
-
-/// Build a shard from its recovered log and write a fresh generation (checkpoint), which also
-/// reconciles mirrors that diverged in a crash and cuts any torn tail.
-fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Shard>> {
-    let sh = &core.shared;
-    let healthy = core.healthy.borrow().clone();
-    let devs: Vec<(Option<PathBuf>, bool)> =
-        sh.set.paths.iter().enumerate().map(|(i, p)| (p.clone().filter(|_| healthy[i]), sh.direct[i])).collect();
-    let mut segs = Segments::open(id, sh.segment_bytes, &devs)?;
-    for (dev, base) in sh.set.seg_base.iter().enumerate() {
-        if *base > 0 {
-            segs.set_seg_base(dev as u16, *base);
-        }
-    }
-    let mut state = ShardState::default();
-    let (old_gen, old_files, salt) = match log {
-        Some(l) => {
-            for (_, r) in l.records {
-                state.apply(r, &mut segs);
-            }
-            (l.gen, l.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), l.salt)
-        }
-        None => (0, Vec::new(), wal::Salt::Gen(0)),
-    };
-    segs.sweep_dead();
-    let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
-    let new_gen = old_gen.max(wal::max_generation(&healthy_paths, id)) + 1;
-    let old = open_mirrors(&old_files);
-    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, salt, m))?;
-    let mirrors = choose_mirrors(&sh.set, &sh.set.paths, &healthy, id)?;
-    let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
-        Error::Io(format!("shard {id}: cannot write its log on device {dev}: {e} (start without that device)"))
-    })?;
-    for (b, k, off, len) in moved {
-        if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
-            m.data = crate::record::DataLoc::Inline { gen: new_gen, offset: off, len };
-        }
-    }
-    wal::remove_older(&healthy_paths, id, new_gen);
-    wal::remove_spares(&healthy_paths, id);
-    let wal = WalState::open(new_gen, &bytes, &written, sh.log_direct)?;
-    Ok(Shard::new(id, core.clone(), state, segs, wal))
 }
 
 pub fn run_core(

@@ -10,7 +10,6 @@ use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
 use crate::superblock::{self, DeviceSet};
 use crate::wal;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -161,25 +160,7 @@ impl Engine {
             .collect();
         let healthy_paths: Vec<Option<std::path::PathBuf>> =
             set.paths.iter().enumerate().map(|(i, p)| p.clone().filter(|_| set.healthy[i])).collect();
-        let mut logs = Vec::with_capacity(set.shards as usize);
-        for s in 0..set.shards {
-            logs.push(wal::recover(&healthy_paths, s, set.set_id)?);
-        }
-        // The bucket table is shard 0's; replay just its bucket records for every core.
-        let mut buckets = BTreeMap::new();
-        if let Some(l) = &logs[0] {
-            for (_, r) in &l.records {
-                match r {
-                    Record::BucketCreate { name, created_ms } => {
-                        buckets.insert(name.clone(), *created_ms);
-                    }
-                    Record::BucketDelete { name } => {
-                        buckets.remove(name);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let (logs, buckets) = crate::shard::recover_logs(&set, &healthy_paths)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let cores = if cfg.cores == 0 { ncpu } else { cfg.cores }.min(set.shards as usize).max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
@@ -686,10 +667,10 @@ impl Engine {
                     s.sched_idle_bytes = sched.moved_idle_bytes;
                 }
                 for sh in core.shards.borrow().values() {
-                    s.objects += sh.state.borrow().object_count() as u64;
-                    s.segment_files += sh.segs.borrow().file_count() as u64;
-                    s.repairs_queued += sh.repair_queue.borrow().len() as u64;
-                    s.log_bytes += sh.wal.borrow().len;
+                    s.objects += sh.object_count() as u64;
+                    s.segment_files += sh.segment_file_count() as u64;
+                    s.repairs_queued += sh.repairs_queued() as u64;
+                    s.log_bytes += sh.log_bytes();
                 }
                 Ok(s)
             })
@@ -711,8 +692,8 @@ impl Engine {
                 let (mut below, mut queued, mut waiting, mut passes) = (0u64, 0u64, 0u64, u64::MAX);
                 for sh in core.shards.borrow().values() {
                     below += sh.objects_below_redundancy();
-                    queued += sh.repair_queue.borrow().len() as u64;
-                    waiting += sh.repair_waiting.borrow().len() as u64;
+                    queued += sh.repairs_queued() as u64;
+                    waiting += sh.repairs_waiting() as u64;
                     passes = passes.min(sh.scrub_passes());
                 }
                 Ok((healthy, errors, stats, below, queued, waiting, passes, paths))
@@ -881,7 +862,7 @@ impl Engine {
                 let p = p.clone();
                 async move {
                     core.attach_replacement(dev, &p, direct, seg_base);
-                    Ok(core.shards.borrow().values().map(|s| s.repair_queue.borrow().len() as u64).sum::<u64>())
+                    Ok(core.shards.borrow().values().map(|s| s.repairs_queued() as u64).sum::<u64>())
                 }
             })
             .await?

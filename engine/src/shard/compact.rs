@@ -11,7 +11,9 @@
 //! Passes are bounded (runs, bytes, segments) and yield between runs, so foreground requests
 //! keep going; the next commit starts the next pass.
 
-use super::{ReadFiles, Shard, Written};
+use super::read::ReadFiles;
+use super::write::{rotate_for, Written};
+use super::Shard;
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
@@ -98,14 +100,14 @@ impl Shard {
                             mtime_ms: m.mtime_ms,
                             index: i as u32,
                         };
-                        work.push((target, p.clone(), super::rotate_for(bucket, key).wrapping_add(i)));
+                        work.push((target, p.clone(), rotate_for(bucket, key).wrapping_add(i)));
                     }
                 }
             }
             for (id, u) in &st.uploads {
                 for p in u.parts.values().filter(|p| touches(&p.layout, &victims)) {
                     let target = RelocTarget::Part { upload_id: id.clone(), number: p.number, mtime_ms: p.mtime_ms };
-                    let rotate = super::rotate_for(&u.bucket, &u.key).wrapping_add(p.number as usize);
+                    let rotate = rotate_for(&u.bucket, &u.key).wrapping_add(p.number as usize);
                     work.push((target, p.layout.clone(), rotate));
                 }
             }

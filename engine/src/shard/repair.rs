@@ -64,6 +64,23 @@ impl Shard {
         }
     }
 
+    /// Device `dev` is back (or in service again) at `path`: its segments are used again.
+    pub fn attach_device(&self, dev: u16, path: &std::path::Path) {
+        self.segs.borrow_mut().attach(dev, path);
+    }
+
+    /// Stop using device `dev` (step one of its replacement). Returns the next segment id this
+    /// shard would have used there.
+    pub fn detach_device(&self, dev: u16) -> u32 {
+        self.segs.borrow_mut().detach(dev)
+    }
+
+    /// `path` is device `dev` from now on, a fresh device whose segment ids start at `base`
+    /// (step two of a replacement).
+    pub fn attach_replacement(&self, dev: u16, path: &std::path::Path, direct: bool, base: u32) {
+        self.segs.borrow_mut().attach_replacement(dev, path, direct, base);
+    }
+
     /// Device `dev` failed: move the log off it and queue every object with a shard there.
     pub fn device_failed(self: &Rc<Self>, dev: u16) {
         // A spare there is never reused (no mirror goes to a failed device): let its file go.
@@ -157,6 +174,16 @@ impl Shard {
         n
     }
 
+    /// Objects waiting in the repair queue.
+    pub fn repairs_queued(&self) -> usize {
+        self.repair_queue.borrow().len()
+    }
+
+    /// Objects whose repair waits for room (see `repair_waiting`).
+    pub fn repairs_waiting(&self) -> usize {
+        self.repair_waiting.borrow().len()
+    }
+
     pub fn scrub_passes(&self) -> u64 {
         self.heal.borrow().scrub_passes
     }
@@ -236,7 +263,7 @@ impl Shard {
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
                 // Re-place the whole part on healthy devices through the write path, paced
                 // chunk by chunk by the scheduler.
-                let rotate = super::rotate_for(bucket, key).wrapping_add(index);
+                let rotate = super::write::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate, IoClass::Repair).await?;
                 let mut st = self.core.stats.borrow_mut();
                 st.repaired_stripes += p.stripe_count() as u64;
