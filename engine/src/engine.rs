@@ -9,6 +9,7 @@ use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
 use crate::superblock::{self, DeviceSet};
+use crate::util::ALIGN_BYTES;
 use crate::wal;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,6 +25,12 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
 pub const DEFAULT_POOL_BUFFERS: usize = 1024;
 /// See `EngineConfig::stripes_in_flight`.
 pub const DEFAULT_STRIPES_IN_FLIGHT: usize = 2;
+// Shards are written and read O_DIRECT at 4 KiB-aligned offsets in whole blocks (`Engine::open`
+// refuses another chunk size), and a shard must fit in a (preallocated) segment.
+const _: () = assert!(DEFAULT_CHUNK_BYTES > 0 && DEFAULT_CHUNK_BYTES.is_multiple_of(ALIGN_BYTES));
+const _: () = assert!(DEFAULT_SEGMENT_BYTES >= 1 << 20 && DEFAULT_SEGMENT_BYTES.is_multiple_of(ALIGN_BYTES as u64));
+const _: () = assert!(DEFAULT_CHUNK_BYTES as u64 <= DEFAULT_SEGMENT_BYTES, "a shard fits in one segment");
+const _: () = assert!(DEFAULT_STRIPES_IN_FLIGHT > 0, "a PUT must be able to write a stripe");
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -122,7 +129,7 @@ fn key_hash(bucket: &str, key: &str) -> u64 {
 impl Engine {
     /// Open a formatted device set, recover every shard and start the cores.
     pub fn open(cfg: EngineConfig) -> Result<Engine> {
-        if !cfg.chunk_bytes.is_multiple_of(4096) || cfg.chunk_bytes == 0 {
+        if !cfg.chunk_bytes.is_multiple_of(ALIGN_BYTES) || cfg.chunk_bytes == 0 {
             return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
         }
         let locks = lock_devices(&cfg.devices)?;

@@ -281,6 +281,8 @@ pub async fn write_generation_async(
 /// Bytes of a new generation in one O_DIRECT write: small enough that a group commit's flush
 /// on the same device never queues behind much of a checkpoint, large enough to stream.
 pub const GENERATION_WRITE_BYTES: usize = 1 << 20;
+// Each O_DIRECT write of a new generation starts where the previous one ended.
+const _: () = assert!(GENERATION_WRITE_BYTES.is_multiple_of(crate::util::ALIGN_BYTES), "O_DIRECT writes stay aligned");
 
 /// The file a shard keeps on a device for its next generation there to reuse (see `Salt`):
 /// recovery never reads it (its name holds no generation).

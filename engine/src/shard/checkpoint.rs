@@ -53,6 +53,7 @@ pub(super) struct CkptWritten {
 
 /// Inline objects a checkpoint reads at once.
 const CHECKPOINT_READS_IN_FLIGHT: usize = 64;
+const _: () = assert!(CHECKPOINT_READS_IN_FLIGHT > 0, "buffer_unordered(0) would never read an inline object");
 
 /// A retired log generation's file on `dev`, renamed to `wal::spare_path`. `held` is its
 /// handle from the generation's mirrors: while a reader that looked an inline object up

@@ -29,6 +29,11 @@ pub const COMPACT_SEGMENTS_PER_PASS: usize = 4;
 pub const COMPACT_RUNS_PER_PASS: usize = 16;
 /// Data bytes moved per pass.
 pub const COMPACT_BYTES_PER_PASS: u64 = 64 << 20;
+const _: () = assert!(COMPACT_LIVE_PERCENT > 0 && COMPACT_LIVE_PERCENT <= 100, "a share of a segment's used bytes");
+const _: () = assert!(
+    COMPACT_SEGMENTS_PER_PASS > 0 && COMPACT_RUNS_PER_PASS > 0 && COMPACT_BYTES_PER_PASS > 0,
+    "a pass that may move nothing never empties a segment"
+);
 
 /// Give the event loop one turn so queued foreground work runs between compaction steps.
 struct YieldNow(bool);

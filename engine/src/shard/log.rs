@@ -7,6 +7,7 @@ use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::io::DevFile;
 use crate::record::Record;
+use crate::util::ALIGN_BYTES;
 use crate::wal::{self, frame_into, FRAME_HEADER_BYTES};
 use bytes::Bytes;
 use futures::future::join_all;
@@ -71,6 +72,13 @@ impl WalState {
 
 /// O_DIRECT I/O granularity of the log appends (a multiple of every device's logical block).
 pub(super) const LOG_BLOCK_BYTES: u64 = 4096;
+const _: () = assert!(LOG_BLOCK_BYTES.is_power_of_two(), "align_down masks with LOG_BLOCK_BYTES - 1");
+// An O_DIRECT append writes whole log blocks from an `AlignedBuf`, at a block boundary.
+const _: () =
+    assert!(LOG_BLOCK_BYTES.is_multiple_of(ALIGN_BYTES as u64), "a log block is a whole number of I/O blocks");
+// A frame's length is kept as a u32 (`wal::set_inline_pos`, `DataLoc::Inline::len`), and
+// recovery accepts frames up to `MAX_RECORD_BYTES`.
+const _: () = assert!(wal::MAX_RECORD_BYTES + FRAME_HEADER_BYTES <= u32::MAX as usize, "a frame's length fits a u32");
 
 pub(super) fn align_down(x: u64) -> u64 {
     x & !(LOG_BLOCK_BYTES - 1)

@@ -16,10 +16,13 @@
 //! - `compact`, `repair`: background compaction, repair and scrub;
 //! - `recovery`: building a shard from its recovered log at start-up.
 
+use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 use crate::core::Core;
 use crate::index::ShardState;
 use crate::io::DevFile;
 use crate::segment::Segments;
+use crate::util::ALIGN_BYTES;
+use crate::wal::{FRAME_HEADER_BYTES, MAX_RECORD_BYTES};
 use checkpoint::{CkptRun, Spare};
 use log::{Pending, WalState};
 use std::cell::{Cell, RefCell};
@@ -43,6 +46,15 @@ pub(crate) use recovery::{recover_logs, start_shard};
 /// Objects up to this size live inside their log record, mirrored m+1 times, instead of being
 /// erasure-coded (a 4 KiB object would otherwise cost k+m padded 4 KiB writes).
 pub const INLINE_MAX_BYTES: u64 = 16 << 10;
+// An inline object is one log frame holding its bytes, key and user metadata (and a few small
+// fixed fields): recovery must accept that frame (it treats one above `MAX_RECORD_BYTES` as
+// corrupt and ends the log there), so the limits leave most of the room to spare.
+const _: () = assert!(
+    INLINE_MAX_BYTES as usize + MAX_KEY_BYTES + MAX_USER_METADATA_BYTES + FRAME_HEADER_BYTES <= MAX_RECORD_BYTES / 16,
+    "an inline object's record must stay far below the largest frame recovery accepts"
+);
+// What inline storage is for: an object of one block would otherwise cost k+m block writes.
+const _: () = assert!(INLINE_MAX_BYTES >= ALIGN_BYTES as u64, "a one-block object is stored inline");
 
 pub struct Shard {
     id: u32,

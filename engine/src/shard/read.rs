@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::DevFile;
 use crate::record::*;
 use crate::stripe::crc;
+use crate::util::ALIGN_BYTES;
 use crate::wal::{self, Salt};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -279,7 +280,7 @@ impl Shard {
             let buf = self.core.pool.get_for(sl);
             async move {
                 let f = f?;
-                let (r, b) = f.read_at(buf, loc.block as u64 * 4096, sl).await;
+                let (r, b) = f.read_at(buf, loc.block as u64 * ALIGN_BYTES as u64, sl).await;
                 if let Err(e) = &r {
                     self.core.note_io_error(dev, e, false);
                 } else {

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
 use crate::stripe::crc;
+use crate::util::ALIGN_BYTES;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -31,6 +32,10 @@ pub const REPAIR_OBJECTS_PER_ROUND: usize = 64;
 pub const SCRUB_SLEEP_MIN_MS: u64 = 10;
 /// Pause between two scrub passes when the data set is empty or tiny.
 pub const SCRUB_IDLE_MS: u64 = 1_000;
+const _: () = assert!(REPAIR_OBJECTS_PER_ROUND > 0, "a repair round that takes no object never drains the queue");
+// Between passes the scrubber always sleeps (at least `SCRUB_SLEEP_MIN_MS`) so the repair task
+// gets the event loop; idle waits are the longer of the two.
+const _: () = assert!(SCRUB_SLEEP_MIN_MS > 0 && SCRUB_IDLE_MS >= SCRUB_SLEEP_MIN_MS);
 
 #[derive(Default)]
 pub struct HealState {
@@ -339,7 +344,7 @@ impl Shard {
                 let mut copy = self.core.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
-                writes.push((dev, ext.file, copy, ext.block as u64 * 4096));
+                writes.push((dev, ext.file, copy, ext.block as u64 * ALIGN_BYTES as u64));
             }
             let results = futures::future::join_all(writes.into_iter().map(|(dev, f, b, pos)| async move {
                 let (r, _) = f.write_at(b, pos).await;

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::placement;
 use crate::record::*;
 use crate::stripe::{crc, shard_len_for};
+use crate::util::ALIGN_BYTES;
 use futures::future::join_all;
 use std::rc::Rc;
 
@@ -201,7 +202,7 @@ impl Shard {
                 };
                 pending.extents.push((l.devices[i], ext.seg));
                 l.shards.push(ShardLoc { seg: ext.seg, block: ext.block, crc: crc(b.as_slice()) });
-                writes.push((ext.file, b, ext.block as u64 * 4096));
+                writes.push((ext.file, b, ext.block as u64 * ALIGN_BYTES as u64));
             }
             failed
         };
