@@ -1,4 +1,4 @@
-//! A shard: one slice of the key space with its own index, segments and write-ahead log,
+//! A tablet: one slice of the key space with its own index, segments and write-ahead log,
 //! driven by the core that owns it. Everything here runs on that core's thread: no locks.
 //!
 //! Write path: body chunks → aligned stripe buffers → parity → CRC32C per shard → all k+m
@@ -6,7 +6,7 @@
 //! files, then one append of many records to every log mirror and their fdatasync) → the
 //! records are applied to the index in log order → replies.
 //!
-//! One module per job, each owning its part of the `Shard`:
+//! One module per job, each owning its part of the `Tablet`:
 //! - `log`: the commit queue, the group-commit leader and the appends to the log mirrors;
 //! - `checkpoint`: log rewrites (cut, snapshot, write, install), spare log files, and the
 //!   generation encoder shared with recovery;
@@ -14,11 +14,11 @@
 //! - `read`: GET, read plans, inline reads, stripe reads and degraded rebuilds;
 //! - `objects`: preconditions, put/head/delete, listing, multipart uploads;
 //! - `compact`, `repair`: background compaction, repair and scrub;
-//! - `recovery`: building a shard from its recovered log at start-up.
+//! - `recovery`: building a tablet from its recovered log at start-up.
 
 use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 use crate::core::Core;
-use crate::index::ShardState;
+use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::segment::Segments;
 use crate::util::ALIGN_BYTES;
@@ -41,7 +41,7 @@ mod write;
 pub use checkpoint::CHECKPOINT_MIN_BYTES;
 pub use compact::COMPACT_LIVE_PERCENT;
 pub use objects::check_key;
-pub(crate) use recovery::{recover_logs, start_shard};
+pub(crate) use recovery::{recover_logs, start_tablet};
 
 /// Objects up to this size live inside their log record, mirrored m+1 times, instead of being
 /// erasure-coded (a 4 KiB object would otherwise cost k+m padded 4 KiB writes).
@@ -56,10 +56,10 @@ const _: () = assert!(
 // What inline storage is for: an object of one block would otherwise cost k+m block writes.
 const _: () = assert!(INLINE_MAX_BYTES >= ALIGN_BYTES as u64, "a one-block object is stored inline");
 
-pub struct Shard {
+pub struct Tablet {
     id: u32,
     core: Rc<Core>,
-    state: RefCell<ShardState>,
+    state: RefCell<TabletState>,
     segs: RefCell<Segments>,
     wal: RefCell<WalState>,
     queue: RefCell<Vec<Pending>>,
@@ -88,11 +88,11 @@ pub struct Shard {
     /// layout the copy was made from: without this, a repair and a compaction of the same run
     /// overwrite each other's layouts, or read one that the other has already replaced.
     relocating: futures::lock::Mutex<()>,
-    /// A compaction pass is running (one at a time per shard).
+    /// A compaction pass is running (one at a time per tablet).
     compacting: Cell<bool>,
     /// Segments compaction failed to empty (unreadable data): not retried until a restart.
     compact_skip: RefCell<HashSet<(u16, u32)>>,
-    /// Self-healing progress of this shard (scrub position, passes).
+    /// Self-healing progress of this tablet (scrub position, passes).
     heal: RefCell<repair::HealState>,
     /// Retired log files kept for the next generation to reuse, at most one per device (see
     /// `wal::Salt`): appends to a reused file overwrite written blocks instead of growing the
@@ -103,23 +103,23 @@ pub struct Shard {
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
 struct PendingExtents {
-    shard: Rc<Shard>,
+    tablet: Rc<Tablet>,
     extents: Vec<(u16, u32)>,
 }
 
 impl Drop for PendingExtents {
     fn drop(&mut self) {
-        let mut segs = self.shard.segs.borrow_mut();
+        let mut segs = self.tablet.segs.borrow_mut();
         for &(d, s) in &self.extents {
             segs.release_pending(d, s);
         }
     }
 }
 
-impl Shard {
-    fn new(id: u32, core: Rc<Core>, state: ShardState, segs: Segments, wal: WalState) -> Rc<Shard> {
+impl Tablet {
+    fn new(id: u32, core: Rc<Core>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
         let wal_gen = wal.gen;
-        Rc::new(Shard {
+        Rc::new(Tablet {
             id,
             core,
             state: RefCell::new(state),

@@ -1,8 +1,8 @@
-//! The shard's write-ahead log at run time: the commit queue, the group-commit leader that
+//! The tablet's write-ahead log at run time: the commit queue, the group-commit leader that
 //! turns a batch of queued records into one durable append to every log mirror, and the two
 //! ways of appending (O_DIRECT|O_DSYNC, or through the page cache and fdatasync).
 
-use super::Shard;
+use super::Tablet;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::io::DevFile;
@@ -84,7 +84,7 @@ pub(super) fn align_down(x: u64) -> u64 {
     x & !(LOG_BLOCK_BYTES - 1)
 }
 
-impl Shard {
+impl Tablet {
     /// Bytes in the current log generation.
     pub fn log_bytes(&self) -> u64 {
         self.wal.borrow().len
@@ -116,10 +116,10 @@ impl Shard {
             return;
         }
         self.flushing.set(true);
-        let sh = self.clone();
+        let tablet = self.clone();
         monoio::spawn(async move {
-            sh.flush_batches().await;
-            sh.flushing.set(false);
+            tablet.flush_batches().await;
+            tablet.flushing.set(false);
         });
     }
 
@@ -174,12 +174,12 @@ impl Shard {
                         let _ = p.reply.send(Ok(()));
                     }
                     if let Err(e) = self.maybe_checkpoint().await {
-                        tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                        tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
                     }
                     self.maybe_compact();
                 }
                 Err(e) => {
-                    tracing::error!("shard {}: commit failed: {e}", self.id);
+                    tracing::error!("tablet {}: commit failed: {e}", self.id);
                     for p in batch {
                         self.unpend(&p.key);
                         let _ = p.reply.send(Err(e.clone()));
@@ -258,7 +258,7 @@ impl Shard {
             assert_eq!(
                 w.tail.len() as u64,
                 base - start,
-                "shard {}: log tail does not end at the log's length",
+                "tablet {}: log tail does not end at the log's length",
                 self.id
             );
             let end = (base + frames.len() as u64).div_ceil(LOG_BLOCK_BYTES) * LOG_BLOCK_BYTES;
@@ -276,7 +276,7 @@ impl Shard {
         let writes = join_all(direct.iter().map(|f| f.write_dsync_at(block.clone(), start))).await;
         self.check_mirrors(&files, writes)?;
         let mut w = self.wal.borrow_mut();
-        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per shard)");
+        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per tablet)");
         w.tail = keep;
         Ok(())
     }

@@ -1,8 +1,8 @@
-//! Object operations on the shard that owns the key: conditional writes, put, head, delete,
+//! Object operations on the tablet that owns the key: conditional writes, put, head, delete,
 //! listing, and multipart uploads (create, parts, complete, abort, list).
 
 use super::write::{rotate_for, Written};
-use super::Shard;
+use super::Tablet;
 use crate::api::*;
 use crate::error::{Error, Result};
 use crate::record::*;
@@ -10,7 +10,7 @@ use crate::util::unix_ms;
 use md5::{Digest, Md5};
 use std::rc::Rc;
 
-impl Shard {
+impl Tablet {
     fn check_preconditions(
         &self,
         bucket: &str,
@@ -44,7 +44,7 @@ impl Shard {
         self.state.borrow().bucket_in_use(bucket)
     }
 
-    /// Objects in this shard's index.
+    /// Objects in this tablet's index.
     pub fn object_count(&self) -> usize {
         self.state.borrow().object_count()
     }
@@ -112,7 +112,7 @@ impl Shard {
 
     /// Up to `max_keys + 1` items in key order, each object with its MD5 and parts count; the
     /// ETag string is left empty for the caller to format only for the items it keeps (a merge
-    /// over n shards drops most of them).
+    /// over n tablets drops most of them).
     pub fn list(&self, bucket: &str, q: &ListQuery) -> Vec<(ListItem, [u8; 16], u32)> {
         use std::ops::Bound;
         let st = self.state.borrow();

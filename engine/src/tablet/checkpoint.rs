@@ -5,9 +5,9 @@
 //! choice shared with start-up recovery.
 
 use super::log::{Mirrors, WalState};
-use super::Shard;
+use super::Tablet;
 use crate::error::{Error, Result};
-use crate::index::ShardState;
+use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::placement;
 use crate::record::*;
@@ -64,7 +64,7 @@ pub(super) struct Spare {
     held: Rc<DevFile>,
 }
 
-impl Shard {
+impl Tablet {
     pub(super) async fn maybe_checkpoint(self: &Rc<Self>) -> Result<()> {
         let len = self.wal.borrow().len;
         let live = self.state.borrow().live_log_bytes;
@@ -80,10 +80,10 @@ impl Shard {
         let (run, recs) = self.cut_checkpoint()?;
         let gen = run.gen;
         *self.ckpt.borrow_mut() = Some(run);
-        let sh = self.clone();
+        let tablet = self.clone();
         monoio::spawn(async move {
-            let r = sh.write_checkpoint_files(gen, recs).await;
-            let current = sh.ckpt.borrow().as_ref().is_some_and(|run| run.gen == gen);
+            let r = tablet.write_checkpoint_files(gen, recs).await;
+            let current = tablet.ckpt.borrow().as_ref().is_some_and(|run| run.gen == gen);
             if !current {
                 // Abandoned (a log rewrite replaced it): its files never got a CheckpointEnd;
                 // remove them.
@@ -92,11 +92,11 @@ impl Shard {
                 }
                 return;
             }
-            if let Some(run) = sh.ckpt.borrow_mut().as_mut() {
+            if let Some(run) = tablet.ckpt.borrow_mut().as_mut() {
                 run.ready = Some(r);
             }
             // The commit leader installs it before its next batch (started if none runs).
-            sh.lead_commits();
+            tablet.lead_commits();
         });
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Shard {
                     break w;
                 }
                 Err((dev, e)) => {
-                    tracing::warn!("shard {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
+                    tracing::warn!("tablet {}: log mirror on device {dev} failed ({e}); writing elsewhere", self.id);
                     failed.push((dev, e.clone()));
                     // Bounded: each attempt avoids one more device, and `choose_mirrors` fails
                     // once too few are left.
@@ -243,7 +243,7 @@ impl Shard {
         let w = match run.ready {
             Some(Ok(w)) => w,
             Some(Err(e)) => {
-                tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
                 return;
             }
             None => return,
@@ -265,14 +265,14 @@ impl Shard {
             return;
         }
         // Every frame appended since the cut is in `after`: the two logs end at the same record.
-        assert_eq!(cur_len - run.cut, run.after.len() as u64, "shard {}: checkpoint missed frames", self.id);
+        assert_eq!(cur_len - run.cut, run.after.len() as u64, "tablet {}: checkpoint missed frames", self.id);
         let mut tail = run.after;
         frame_into(&mut tail, run.gen, &Record::CheckpointEnd.encode());
         let tail_len = tail.len() as u64;
         let new = match WalState::open(run.gen, &w.bytes, &w.files, self.core.shared.log_direct) {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+                tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
                 remove_generation(&w.files);
                 return;
             }
@@ -284,7 +284,7 @@ impl Shard {
         new.prev = Some((run.old_gen, self.wal.borrow().files.clone()));
         let old = std::mem::replace(&mut *self.wal.borrow_mut(), new);
         if let Err(e) = self.append_frames(tail).await {
-            tracing::error!("shard {}: checkpoint failed: {e}", self.id);
+            tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
             *self.wal.borrow_mut() = old;
             // Its CheckpointEnd may have reached some mirror: the new generation must go
             // before anything more is acknowledged in the old one.
@@ -306,7 +306,7 @@ impl Shard {
                 if let DataLoc::Inline { gen, offset, len } = m.data {
                     if gen == run.old_gen {
                         // Written after the cut: only those are left in the old generation.
-                        assert!(offset >= run.cut, "shard {}: inline object at {offset} left behind", self.id);
+                        assert!(offset >= run.cut, "tablet {}: inline object at {offset} left behind", self.id);
                         m.data = DataLoc::Inline { gen: run.gen, offset: base + offset - run.cut, len };
                     }
                 }
@@ -317,7 +317,7 @@ impl Shard {
         wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
         self.core.stats.borrow_mut().checkpoints += 1;
         tracing::debug!(
-            "shard {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
+            "tablet {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
             self.id,
             run.gen,
             base >> 10,
@@ -341,7 +341,7 @@ impl Shard {
             Ok(())
         } else {
             remove_generation(&files);
-            Err(Error::Io(format!("shard {}: the log could not be rewritten (see the errors above)", self.id)))
+            Err(Error::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id)))
         }
     }
 }
@@ -371,17 +371,17 @@ pub(super) fn read_inline_sync(files: &[std::fs::File], salt: Salt, meta: &Objec
     Err(last)
 }
 
-/// Serialize a shard's live state as a log generation. Returns the bytes and the new location
+/// Serialize a tablet's live state as a log generation. Returns the bytes and the new location
 /// of every inline object.
 #[allow(clippy::type_complexity)]
 pub(super) fn build_checkpoint(
-    st: &ShardState,
-    shard: u32,
+    st: &TabletState,
+    tablet: u32,
     gen: u64,
     set_id: u128,
     inline: impl FnMut(&ObjectMeta) -> Result<Vec<u8>>,
 ) -> Result<(Vec<u8>, Vec<(String, String, u64, u32)>)> {
-    let mut g = GenerationBytes::new(shard, gen, set_id);
+    let mut g = GenerationBytes::new(tablet, gen, set_id);
     let mut moved = Vec::new();
     st.checkpoint_records(inline, |rec, key| {
         if let (Some((b, k)), Some((off, len))) = (key, g.push(rec)) {
@@ -400,9 +400,9 @@ struct GenerationBytes {
 }
 
 impl GenerationBytes {
-    fn new(shard: u32, gen: u64, set_id: u128) -> GenerationBytes {
+    fn new(tablet: u32, gen: u64, set_id: u128) -> GenerationBytes {
         let mut g = GenerationBytes { gen, bytes: Vec::new() };
-        g.push(&Record::Header { shard, gen, set_id });
+        g.push(&Record::Header { tablet, gen, set_id });
         g
     }
 
@@ -417,17 +417,17 @@ impl GenerationBytes {
     }
 }
 
-/// The devices that mirror a shard's log: m+1 healthy devices, at most m per zone, at their
+/// The devices that mirror a tablet's log: m+1 healthy devices, at most m per zone, at their
 /// current paths.
 pub(super) fn choose_mirrors(
     set: &crate::superblock::DeviceSet,
     paths: &[Option<PathBuf>],
     healthy: &[bool],
-    shard: u32,
+    tablet: u32,
 ) -> Result<Vec<(u16, PathBuf)>> {
-    let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, shard as usize).ok_or_else(|| {
+    let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, tablet as usize).ok_or_else(|| {
         Error::InsufficientDevices(format!(
-            "cannot mirror the log of shard {shard} on {} healthy devices in 2+ zones",
+            "cannot mirror the log of tablet {tablet} on {} healthy devices in 2+ zones",
             set.m + 1
         ))
     })?;

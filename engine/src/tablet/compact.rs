@@ -13,7 +13,7 @@
 
 use super::read::ReadFiles;
 use super::write::{rotate_for, Written};
-use super::Shard;
+use super::Tablet;
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
@@ -54,7 +54,7 @@ fn touches(p: &PartLayout, segs: &HashSet<(u16, u32)>) -> bool {
     (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.contains(&(p.devices[i], p.loc(s, i).seg))))
 }
 
-impl Shard {
+impl Tablet {
     /// Start a compaction pass in the background if one is worth doing and none is running.
     pub(super) fn maybe_compact(self: &Rc<Self>) {
         if self.compacting.get() {
@@ -68,7 +68,7 @@ impl Shard {
         let me = self.clone();
         monoio::spawn(async move {
             if let Err(e) = me.compact(victims).await {
-                tracing::warn!("shard {}: compaction pass failed: {e}", me.id);
+                tracing::warn!("tablet {}: compaction pass failed: {e}", me.id);
             }
             me.compacting.set(false);
         });

@@ -2,7 +2,7 @@
 //! small enough to live inline in its log record), each full stripe placed on k+m devices,
 //! encoded and its shards written at once, a few stripes of an object in flight.
 
-use super::{PendingExtents, Shard, INLINE_MAX_BYTES};
+use super::{PendingExtents, Tablet, INLINE_MAX_BYTES};
 use crate::api::*;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ pub(super) fn rotate_for(bucket: &str, key: &str) -> usize {
     h as usize
 }
 
-impl Shard {
+impl Tablet {
     pub(super) async fn write_body(
         self: &Rc<Self>,
         body: PutBody,
@@ -52,7 +52,7 @@ impl Shard {
         let mut md5 = core.md5.stream();
         let mut size = 0u64;
         let mut layout: Option<PartLayout> = None;
-        let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
+        let mut pending = PendingExtents { tablet: self.clone(), extents: Vec::new() };
         let mut inflight: std::collections::VecDeque<monoio::task::JoinHandle<Result<()>>> =
             std::collections::VecDeque::new();
         let checksum;

@@ -3,7 +3,7 @@
 //! with a missing or bad shard is rebuilt from parity (and its object queued for repair).
 //! Inline objects are read back from a log mirror and checked against their frame's CRC.
 
-use super::Shard;
+use super::Tablet;
 use crate::api::*;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ pub(super) enum ReadFiles {
     Segments(HashMap<(u16, u32), Rc<DevFile>>),
 }
 
-impl Shard {
+impl Tablet {
     /// Start streaming `range` of an object. The body arrives on the returned channel.
     pub fn get_object(
         self: Rc<Self>,
@@ -123,7 +123,7 @@ impl Shard {
         for (dev, e) in failed.into_iter().filter(|_| report) {
             // A segment the index points to cannot be opened (ENOENT fails the device).
             if self.core.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
-                tracing::warn!("shard {}: cannot open a segment on device {dev}: {e}", self.id);
+                tracing::warn!("tablet {}: cannot open a segment on device {dev}: {e}", self.id);
                 self.core.note_io_error(dev, &e, false);
             }
         }
@@ -204,7 +204,7 @@ impl Shard {
             {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    tracing::warn!("shard {}: inline read from {} failed: {e}", self.id, f.path().display());
+                    tracing::warn!("tablet {}: inline read from {} failed: {e}", self.id, f.path().display());
                     last = e;
                 }
             }
@@ -250,13 +250,13 @@ impl Shard {
             )?;
         }
         let mut out = BytesMut::with_capacity(b - a);
-        for (i, sh) in shards.iter().enumerate().take(last + 1).skip(first) {
-            let sh = sh
+        for (i, shard) in shards.iter().enumerate().take(last + 1).skip(first) {
+            let shard = shard
                 .as_ref()
                 .ok_or_else(|| Error::Unreadable(format!("{bucket}/{key}: shard {i} missing after rebuild")))?;
             let lo = a.max(i * sl) - i * sl;
             let hi = b.min((i + 1) * sl) - i * sl;
-            out.extend_from_slice(&sh.as_slice()[lo..hi]);
+            out.extend_from_slice(&shard.as_slice()[lo..hi]);
         }
         Ok(out.freeze())
     }
