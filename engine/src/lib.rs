@@ -11,6 +11,7 @@ pub mod dirlock;
 mod engine;
 pub mod error;
 pub mod heal;
+pub mod ids;
 pub mod index;
 pub mod io;
 pub mod layout;

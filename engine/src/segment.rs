@@ -3,6 +3,7 @@
 //! and no pending bytes is deleted, and compaction empties mostly-dead ones.
 
 use crate::error::{io_at, Error, Result};
+use crate::ids::{BlockIndex, SegmentId};
 use crate::io::{fallocate, DevFile};
 use crate::superblock::sync_dir;
 use crate::util::ALIGN_BYTES;
@@ -88,8 +89,8 @@ pub struct Segments {
 
 /// One allocated extent: where to write a shard.
 pub struct Extent {
-    pub seg: u32,
-    pub block: u32,
+    pub seg: SegmentId,
+    pub block: BlockIndex,
     pub file: Rc<DevFile>,
 }
 
@@ -221,11 +222,11 @@ impl Segments {
         }
         let id = d.active.expect("active segment");
         let s = d.segs.get_mut(&id).expect("active segment info");
-        let block = (s.used / ALIGN_BYTES as u64) as u32;
+        let block = BlockIndex::at_offset(s.used);
         s.used += len as u64;
         s.pending += 1;
         let file = s.file.clone().expect("active segment is open");
-        Ok(Extent { seg: id, block, file })
+        Ok(Extent { seg: SegmentId(id), block, file })
     }
 
     /// An open handle on a segment for reading (opened lazily for sealed segments).
@@ -279,7 +280,7 @@ impl Segments {
             d.next_id = d.next_id.max(seg.saturating_add(1));
             let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
             s.live += bytes;
-            let end = block as u64 * ALIGN_BYTES as u64 + bytes.next_multiple_of(ALIGN_BYTES as u64);
+            let end = BlockIndex(block).offset_bytes() + bytes.next_multiple_of(ALIGN_BYTES as u64);
             s.referenced_end = s.referenced_end.max(end);
         }
     }

@@ -221,6 +221,7 @@ impl Tablet {
         let paths = self.core.paths.borrow();
         let mut spares = self.spares.borrow_mut();
         for (dev, f) in files {
+            let dev = dev.0;
             let spare = paths.get(dev as usize).cloned().flatten().map(|d| wal::spare_path(&d, self.id));
             let kept = match spare {
                 Some(sp) if !spares.iter().any(|s| s.dev == dev) && std::fs::rename(f.path(), &sp).is_ok() => {

@@ -16,6 +16,7 @@ use super::write::{rotate_for, Written};
 use super::Tablet;
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
+use crate::ids::{DeviceId, SegmentId};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
 use crate::sched::IoClass;
 use std::collections::HashSet;
@@ -50,8 +51,9 @@ impl std::future::Future for YieldNow {
     }
 }
 
-fn touches(p: &PartLayout, segs: &HashSet<(u16, u32)>) -> bool {
-    (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.contains(&(p.devices[i], p.loc(s, i).seg))))
+fn touches(p: &PartLayout, segs: &HashSet<(DeviceId, SegmentId)>) -> bool {
+    (0..p.stripe_count())
+        .any(|s| (0..p.width()).any(|i| segs.contains(&(DeviceId(p.devices[i]), SegmentId(p.loc(s, i).seg)))))
 }
 
 impl Tablet {
@@ -74,7 +76,7 @@ impl Tablet {
         });
     }
 
-    fn compaction_victims(&self) -> HashSet<(u16, u32)> {
+    fn compaction_victims(&self) -> HashSet<(DeviceId, SegmentId)> {
         let skip = self.compact_skip.borrow();
         let mut v: Vec<(u16, u32, u64, u64)> = self
             .segs
@@ -82,14 +84,14 @@ impl Tablet {
             .sealed_usage()
             .into_iter()
             .filter(|&(d, s, live, used)| {
-                live > 0 && live * 100 < used * COMPACT_LIVE_PERCENT && !skip.contains(&(d, s))
+                live > 0 && live * 100 < used * COMPACT_LIVE_PERCENT && !skip.contains(&(DeviceId(d), SegmentId(s)))
             })
             .collect();
         v.sort_by_key(|&(_, _, live, _)| live);
-        v.into_iter().take(COMPACT_SEGMENTS_PER_PASS).map(|(d, s, _, _)| (d, s)).collect()
+        v.into_iter().take(COMPACT_SEGMENTS_PER_PASS).map(|(d, s, _, _)| (DeviceId(d), SegmentId(s))).collect()
     }
 
-    async fn compact(self: &Rc<Self>, victims: HashSet<(u16, u32)>) -> Result<()> {
+    async fn compact(self: &Rc<Self>, victims: HashSet<(DeviceId, SegmentId)>) -> Result<()> {
         let mut work: Vec<(RelocTarget, PartLayout, usize)> = Vec::new();
         {
             let st = self.state.borrow();

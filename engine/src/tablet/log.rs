@@ -5,6 +5,7 @@
 use super::Tablet;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::ids::DeviceId;
 use crate::io::DevFile;
 use crate::record::Record;
 use crate::util::ALIGN_BYTES;
@@ -22,7 +23,7 @@ pub(super) struct Pending {
 }
 
 /// A log generation's mirror files: (device, file).
-pub(super) type Mirrors = Vec<(u16, Rc<DevFile>)>;
+pub(super) type Mirrors = Vec<(DeviceId, Rc<DevFile>)>;
 
 pub(super) struct WalState {
     pub(super) gen: u64,
@@ -50,7 +51,7 @@ impl WalState {
     pub(super) fn open(gen: u64, bytes: &[u8], written: &[(u16, PathBuf)], direct: bool) -> Result<WalState> {
         let files = written
             .iter()
-            .map(|(d, p)| Ok((*d, Rc::new(DevFile::open(p, false, false)?))))
+            .map(|(d, p)| Ok((DeviceId(*d), Rc::new(DevFile::open(p, false, false)?))))
             .collect::<Result<Vec<_>>>()?;
         let direct = if direct {
             let mut v = Vec::with_capacity(written.len());
@@ -201,7 +202,7 @@ impl Tablet {
         }
     }
 
-    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<(u16, Rc<DevFile>)>) -> Result<u64> {
+    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<(DeviceId, Rc<DevFile>)>) -> Result<u64> {
         dirty.sort_by_key(|(_, f)| Rc::as_ptr(f) as usize);
         dirty.dedup_by_key(|(_, f)| Rc::as_ptr(f) as usize);
         let syncs = join_all(dirty.iter().map(|(_, f)| f.sync_data())).await;
@@ -221,13 +222,13 @@ impl Tablet {
     /// every failure against its device and return the first.
     fn check_mirrors(
         &self,
-        files: &[(u16, Rc<DevFile>)],
+        files: &[(DeviceId, Rc<DevFile>)],
         results: impl IntoIterator<Item = (Result<()>, bool)>,
     ) -> Result<()> {
         let mut first_err = None;
         for ((dev, _), (r, flush)) in files.iter().zip(results) {
             if let Err(e) = r {
-                self.core.note_io_error(*dev, &e, flush);
+                self.core.note_io_error(dev.0, &e, flush);
                 first_err.get_or_insert(e);
             }
         }
@@ -283,7 +284,7 @@ impl Tablet {
 
     /// Append `frames` through the page cache, then fdatasync every mirror.
     async fn append_buffered(&self, frames: Vec<u8>) -> Result<()> {
-        let (base, files): (u64, Vec<(u16, Rc<DevFile>)>) = {
+        let (base, files): (u64, Mirrors) = {
             let w = self.wal.borrow();
             (w.len, w.files.clone())
         };

@@ -18,6 +18,7 @@
 
 use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 use crate::core::Core;
+use crate::ids::{DeviceId, SegmentId};
 use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::segment::Segments;
@@ -65,7 +66,7 @@ pub struct Tablet {
     queue: RefCell<Vec<Pending>>,
     flushing: Cell<bool>,
     /// Segment files written since the last batch, with their device.
-    dirty: RefCell<Vec<(u16, Rc<DevFile>)>>,
+    dirty: RefCell<Vec<(DeviceId, Rc<DevFile>)>>,
     /// A log mirror is on a failed device: rewrite the generation onto healthy mirrors
     /// before the next batch.
     wal_rewrite: Cell<bool>,
@@ -91,7 +92,7 @@ pub struct Tablet {
     /// A compaction pass is running (one at a time per tablet).
     compacting: Cell<bool>,
     /// Segments compaction failed to empty (unreadable data): not retried until a restart.
-    compact_skip: RefCell<HashSet<(u16, u32)>>,
+    compact_skip: RefCell<HashSet<(DeviceId, SegmentId)>>,
     /// Self-healing progress of this tablet (scrub position, passes).
     heal: RefCell<repair::HealState>,
     /// Retired log files kept for the next generation to reuse, at most one per device (see
@@ -104,14 +105,14 @@ pub struct Tablet {
 /// Marks extents as pending while their object is in flight; releases them when dropped.
 struct PendingExtents {
     tablet: Rc<Tablet>,
-    extents: Vec<(u16, u32)>,
+    extents: Vec<(DeviceId, SegmentId)>,
 }
 
 impl Drop for PendingExtents {
     fn drop(&mut self) {
         let mut segs = self.tablet.segs.borrow_mut();
         for &(d, s) in &self.extents {
-            segs.release_pending(d, s);
+            segs.release_pending(d.0, s.0);
         }
     }
 }

@@ -7,10 +7,10 @@ use super::Tablet;
 use crate::api::*;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::ids::{BlockIndex, DeviceId, SegmentId};
 use crate::io::DevFile;
 use crate::record::*;
 use crate::stripe::crc;
-use crate::util::ALIGN_BYTES;
 use crate::wal::{self, Salt};
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -30,8 +30,11 @@ pub(super) struct InlineFiles {
 /// mirrors, or the segment files of its stripes (see `read_plan`).
 pub(super) enum ReadFiles {
     Inline(InlineFiles),
-    Segments(HashMap<(u16, u32), Rc<DevFile>>),
+    Segments(SegmentFiles),
 }
+
+/// Open segment files, by device and segment: what a read of erasure-coded stripes needs.
+pub(super) type SegmentFiles = HashMap<(DeviceId, SegmentId), Rc<DevFile>>;
 
 impl Tablet {
     /// Start streaming `range` of an object. The body arrives on the returned channel.
@@ -81,19 +84,14 @@ impl Tablet {
         Ok((info, r, rx))
     }
 
-    fn read_plan(&self, meta: &ObjectMeta, r: ByteRange) -> HashMap<(u16, u32), Rc<DevFile>> {
+    fn read_plan(&self, meta: &ObjectMeta, r: ByteRange) -> SegmentFiles {
         self.read_plan_for(meta, r, true)
     }
 
     /// `report`: a segment that cannot be opened counts against its device. Background tasks
     /// read from a copy of the metadata taken earlier, whose segments may have been deleted
     /// since (the object was overwritten): they pass false.
-    pub(super) fn read_plan_for(
-        &self,
-        meta: &ObjectMeta,
-        r: ByteRange,
-        report: bool,
-    ) -> HashMap<(u16, u32), Rc<DevFile>> {
+    pub(super) fn read_plan_for(&self, meta: &ObjectMeta, r: ByteRange, report: bool) -> SegmentFiles {
         let mut plan = HashMap::new();
         let mut failed = Vec::new();
         if let DataLoc::Parts(parts) = &meta.data {
@@ -108,7 +106,9 @@ impl Tablet {
                             // Lost with a replaced device: a missing shard, not a device fault.
                             continue;
                         }
-                        if let std::collections::hash_map::Entry::Vacant(v) = plan.entry((dev, loc.seg)) {
+                        if let std::collections::hash_map::Entry::Vacant(v) =
+                            plan.entry((DeviceId(dev), SegmentId(loc.seg)))
+                        {
                             match segs.file(dev, loc.seg) {
                                 Ok(f) => {
                                     v.insert(f);
@@ -223,7 +223,7 @@ impl Tablet {
         s: usize,
         a: usize,
         b: usize,
-        plan: &HashMap<(u16, u32), Rc<DevFile>>,
+        plan: &SegmentFiles,
     ) -> Result<Bytes> {
         let (k, m) = (p.k as usize, p.m as usize);
         let sl = p.shard_len(s);
@@ -268,7 +268,7 @@ impl Tablet {
         s: usize,
         sl: usize,
         idx: std::ops::RangeInclusive<usize>,
-        plan: &HashMap<(u16, u32), Rc<DevFile>>,
+        plan: &SegmentFiles,
         out: &mut [Option<AlignedBuf>],
     ) -> bool {
         let healthy = self.core.healthy.borrow().clone();
@@ -276,11 +276,14 @@ impl Tablet {
             let loc = p.loc(s, i);
             let dev = p.devices[i];
             // A failed device is not read (it may hang or return garbage): rebuild instead.
-            let f = plan.get(&(dev, loc.seg)).cloned().filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
+            let f = plan
+                .get(&(DeviceId(dev), SegmentId(loc.seg)))
+                .cloned()
+                .filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
             let buf = self.core.pool.get_for(sl);
             async move {
                 let f = f?;
-                let (r, b) = f.read_at(buf, loc.block as u64 * ALIGN_BYTES as u64, sl).await;
+                let (r, b) = f.read_at(buf, BlockIndex(loc.block).offset_bytes(), sl).await;
                 if let Err(e) = &r {
                     self.core.note_io_error(dev, e, false);
                 } else {

@@ -15,14 +15,14 @@
 //!
 //! Both yield to foreground work through the core's I/O scheduler (`sched.rs`).
 
+use super::read::SegmentFiles;
 use super::{PendingExtents, Tablet};
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::ids::DeviceId;
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
 use crate::stripe::crc;
-use crate::util::ALIGN_BYTES;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -90,7 +90,7 @@ impl Tablet {
     pub fn device_failed(self: &Rc<Self>, dev: u16) {
         // A spare there is never reused (no mirror goes to a failed device): let its file go.
         self.drop_spares_on(dev);
-        if self.wal.borrow().files.iter().any(|(d, _)| *d == dev) {
+        if self.wal.borrow().files.iter().any(|(d, _)| *d == DeviceId(dev)) {
             // The commit leader rewrites the log before its next batch; with no leader
             // running, a task becomes the leader for it.
             self.wal_rewrite.set(true);
@@ -151,7 +151,7 @@ impl Tablet {
     pub(super) async fn rewrite_wal(&self) {
         self.wal_rewrite.set(false);
         let healthy = self.core.healthy.borrow().clone();
-        if self.wal.borrow().files.iter().all(|(d, _)| healthy[*d as usize]) {
+        if self.wal.borrow().files.iter().all(|(d, _)| healthy[d.index()]) {
             return;
         }
         match self.checkpoint().await {
@@ -194,7 +194,7 @@ impl Tablet {
     }
 
     /// Open every segment a part refers to.
-    fn part_plan(&self, p: &PartLayout) -> HashMap<(u16, u32), Rc<crate::io::DevFile>> {
+    fn part_plan(&self, p: &PartLayout) -> SegmentFiles {
         let meta = ObjectMeta {
             size: p.size,
             md5: p.md5,
@@ -204,7 +204,7 @@ impl Tablet {
             data: DataLoc::Parts(Box::new([p.clone()])),
         };
         if p.size == 0 {
-            return HashMap::new();
+            return SegmentFiles::new();
         }
         self.read_plan_for(&meta, crate::api::ByteRange { start: 0, end: p.size }, false)
     }
@@ -214,7 +214,7 @@ impl Tablet {
         &self,
         p: &PartLayout,
         s: usize,
-        plan: &HashMap<(u16, u32), Rc<crate::io::DevFile>>,
+        plan: &SegmentFiles,
     ) -> (Vec<Option<AlignedBuf>>, Vec<usize>) {
         let w = p.width();
         let sl = p.shard_len(s);
@@ -339,12 +339,12 @@ impl Tablet {
                         return Err(e);
                     }
                 };
-                pending.extents.push((dev, ext.seg));
-                new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
+                pending.extents.push((DeviceId(dev), ext.seg));
+                new.shards[s * w + i] = ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: c };
                 let mut copy = self.core.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
-                writes.push((dev, ext.file, copy, ext.block as u64 * ALIGN_BYTES as u64));
+                writes.push((dev, ext.file, copy, ext.block.offset_bytes()));
             }
             let results = futures::future::join_all(writes.into_iter().map(|(dev, f, b, pos)| async move {
                 let (r, _) = f.write_at(b, pos).await;
@@ -356,7 +356,7 @@ impl Tablet {
                     self.core.note_io_error(dev, &e, false);
                     return Err(e);
                 }
-                self.dirty.borrow_mut().push((dev, f));
+                self.dirty.borrow_mut().push((DeviceId(dev), f));
             }
         }
         new.check()?;

@@ -6,10 +6,10 @@ use super::{PendingExtents, Tablet, INLINE_MAX_BYTES};
 use crate::api::*;
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::ids::DeviceId;
 use crate::placement;
 use crate::record::*;
 use crate::stripe::{crc, shard_len_for};
-use crate::util::ALIGN_BYTES;
 use futures::future::join_all;
 use std::rc::Rc;
 
@@ -200,9 +200,9 @@ impl Tablet {
                         break;
                     }
                 };
-                pending.extents.push((l.devices[i], ext.seg));
-                l.shards.push(ShardLoc { seg: ext.seg, block: ext.block, crc: crc(b.as_slice()) });
-                writes.push((ext.file, b, ext.block as u64 * ALIGN_BYTES as u64));
+                pending.extents.push((DeviceId(l.devices[i]), ext.seg));
+                l.shards.push(ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: crc(b.as_slice()) });
+                writes.push((ext.file, b, ext.block.offset_bytes()));
             }
             failed
         };
@@ -230,7 +230,7 @@ impl Tablet {
                         err.get_or_insert(e);
                     }
                 }
-                me.dirty.borrow_mut().push((devs[i], f));
+                me.dirty.borrow_mut().push((DeviceId(devs[i]), f));
             }
             match err {
                 Some(e) => Err(e),
