@@ -48,7 +48,8 @@ pub struct EngineArgs {
     /// default is O_DIRECT|O_DSYNC writes): the A/B switch for the log append path.
     #[arg(long)]
     pub log_buffered: bool,
-    /// Shards at format time (each core owns one or more); default 2 per CPU.
+    /// Tablets (slices of the key space) at format time, each core owning one or more; default
+    /// 2 per CPU. (The flag keeps its name from before the rename of shard to tablet.)
     #[arg(long)]
     pub shards: Option<u32>,
     /// Size of the large objects (K/KiB, M/MiB, G/GiB).

@@ -41,7 +41,8 @@ pub struct HealShareArgs {
     /// Leave engine core threads unpinned.
     #[arg(long)]
     pub no_pin: bool,
-    /// Shards at format time; default 2 per CPU.
+    /// Tablets (slices of the key space) at format time; default 2 per CPU. (The flag keeps
+    /// its name from before the rename of shard to tablet.)
     #[arg(long)]
     pub shards: Option<u32>,
     /// Size of every object (populated and foreground).
@@ -64,7 +65,7 @@ pub struct HealShareArgs {
     /// Independent runs (fresh device set each); the table reports their medians.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Segment file size (preallocated: 9 devices x shards of them exist at once).
+    /// Segment file size (preallocated: 9 devices x tablets of them exist at once).
     #[arg(long, default_value = "64MiB", value_parser = stats::parse_size)]
     pub segment_bytes: u64,
     /// Device to fail (0..9).

@@ -1,12 +1,12 @@
-//! `index-memory`: bytes of heap per object in a shard's in-memory index.
+//! `index-memory`: bytes of heap per object in a tablet's in-memory index.
 //!
-//! Builds an `engine::index::ShardState` with N inline objects by applying `Record::ObjectPut`
+//! Builds an `engine::index::TabletState` with N inline objects by applying `Record::ObjectPut`
 //! records exactly as the engine does after a commit (short keys `obj/000123`, no headers,
 //! one bucket), and reports the heap bytes allocated in between (requested sizes, counted by the
 //! global allocator in `main.rs`, so the figure does not depend on the allocator's size
 //! classes), divided by N. The key's own allocation is included.
 
-use engine::index::ShardState;
+use engine::index::TabletState;
 use engine::record::{DataLoc, ObjectMeta, Record};
 use engine::segment::Segments;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -59,7 +59,7 @@ pub struct IndexMemArgs {
 pub fn run(a: IndexMemArgs) -> Result<(), String> {
     let devs: Vec<(Option<std::path::PathBuf>, bool)> = vec![(None, false); 6];
     let mut segs = Segments::open(0, 1 << 20, &devs).map_err(|e| e.to_string())?;
-    let mut st = ShardState::default();
+    let mut st = TabletState::default();
     let width = a.objects.max(1).to_string().len().max(6);
     COUNTING.store(true, Ordering::SeqCst);
     let before = LIVE_BYTES.load(Ordering::Relaxed);

@@ -49,7 +49,7 @@ enum Cmd {
     /// Foreground throughput alone and while a failed device is rebuilt, against the share
     /// the I/O scheduler promises it (engine-direct).
     HealShare(heal_share::HealShareArgs),
-    /// Heap bytes per object of a shard's in-memory index (no I/O).
+    /// Heap bytes per object of a tablet's in-memory index (no I/O).
     IndexMemory(index_mem::IndexMemArgs),
     /// DeleteObject of --objects keys (PUT first).
     Delete(Common),

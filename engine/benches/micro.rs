@@ -1,13 +1,13 @@
 //! Micro-benchmarks of the engine's per-byte and per-key costs: the erasure code, the checksums,
-//! the key hash, the shard index and the metadata record codec. Each runs exactly the function
-//! the engine's hot path runs (`engine::stripe::Codec`, `engine::index::ShardState`,
+//! the key hash, the tablet index and the metadata record codec. Each runs exactly the function
+//! the engine's hot path runs (`engine::stripe::Codec`, `engine::index::TabletState`,
 //! `engine::record::Record`), so a regression here is a regression there.
 //!
 //! Run: `cargo bench -p tessera-engine --bench micro -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::buf::{AlignedBuf, BufPool};
-use engine::index::ShardState;
+use engine::index::TabletState;
 use engine::record::{DataLoc, ObjectHeaders, ObjectMeta, PartLayout, Record, ShardLoc};
 use engine::segment::Segments;
 use engine::stripe::Codec;
@@ -214,7 +214,7 @@ fn index(c: &mut Criterion) {
     // Segment accounting without files: devices with no directory only count live bytes.
     let no_files: Vec<(Option<std::path::PathBuf>, bool)> = (0..K + M).map(|_| (None, false)).collect();
     let mut segs = Segments::open(0, 256 << 20, &no_files).expect("segments without files");
-    let mut state = ShardState::default();
+    let mut state = TabletState::default();
     for (i, k) in keys.iter().enumerate() {
         state.apply(put_record(bucket, k.clone(), i as u32), &mut segs);
     }

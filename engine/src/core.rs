@@ -1,19 +1,17 @@
 //! Cores: one OS thread per CPU, pinned, each running its own monoio event loop and owning
-//! its shards. Work reaches a core only as a message through `Shared::on` — the one place a
+//! its tablets. Work reaches a core only as a message through `Shared::on` — the one place a
 //! request leaves the core it is on.
 
 use crate::api::CoreStats;
 use crate::buf::BufPool;
 use crate::error::{Error, Result};
 use crate::heal::HealConfig;
-use crate::index::ShardState;
 use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
-use crate::segment::Segments;
-use crate::shard::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync, Shard, WalState};
 use crate::stripe::Codec;
 use crate::superblock::DeviceSet;
-use crate::wal::{self, RecoveredLog};
+use crate::tablet::{start_tablet, Tablet};
+use crate::wal::RecoveredLog;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -80,8 +78,8 @@ pub fn current_core() -> Option<usize> {
 }
 
 impl Shared {
-    pub fn core_of_shard(&self, shard: u32) -> usize {
-        shard as usize % self.cores
+    pub fn core_of_tablet(&self, tablet: u32) -> usize {
+        tablet as usize % self.cores
     }
 
     /// Run `f` on core `core` and return its result: the engine's only cross-core hop. Waits
@@ -176,12 +174,12 @@ pub struct Core {
     /// Bumped by every change of device health or attachment on this core: a repair that ran
     /// across a change judged the object by a stale state and is tried again.
     pub health_epoch: Cell<u64>,
-    /// This core's replica of the bucket table (shard 0's log is authoritative).
+    /// This core's replica of the bucket table (tablet 0's log is authoritative).
     pub buckets: RefCell<BTreeMap<String, u64>>,
     /// Buckets being deleted: new writes to them are refused.
     pub deleting: RefCell<HashSet<String>>,
     inflight: RefCell<HashMap<String, u32>>,
-    pub shards: RefCell<HashMap<u32, Rc<Shard>>>,
+    pub tablets: RefCell<HashMap<u32, Rc<Tablet>>>,
     pub stats: RefCell<CoreStats>,
     /// Consecutive I/O errors per device (reset by a success).
     pub io_errors: RefCell<Vec<u32>>,
@@ -324,31 +322,31 @@ impl Core {
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
-        let shards: Vec<Rc<Shard>> = self.shards.borrow().values().cloned().collect();
+        let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
         let path = self.paths.borrow().get(i).cloned().flatten();
-        for sh in shards {
+        for tablet in tablets {
             if up {
                 if let Some(p) = &path {
-                    sh.segs.borrow_mut().attach(dev, p);
+                    tablet.attach_device(dev, p);
                 }
                 // Room to restore redundancy may exist now.
-                sh.retry_waiting();
+                tablet.retry_waiting();
             } else {
-                sh.device_failed(dev);
+                tablet.device_failed(dev);
             }
         }
     }
 
     /// Take part in replacing device `dev` (step one, on every core): stop using it in every
-    /// shard here. Returns the highest next segment id any of them would have used there.
+    /// tablet here. Returns the highest next segment id any of them would have used there.
     pub fn detach_device(&self, dev: u16) -> u32 {
         if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
             *r = true;
         }
-        for sh in self.shards.borrow().values() {
-            sh.drop_spares_on(dev);
+        for tablet in self.tablets.borrow().values() {
+            tablet.drop_spares_on(dev);
         }
-        self.shards.borrow().values().map(|sh| sh.segs.borrow_mut().detach(dev)).max().unwrap_or(0)
+        self.tablets.borrow().values().map(|tablet| tablet.detach_device(dev)).max().unwrap_or(0)
     }
 
     /// Step two of a replacement, on every core: `path` is device `dev` from now on, a fresh
@@ -364,9 +362,9 @@ impl Core {
             *n = 0;
         }
         self.health_epoch.set(self.health_epoch.get() + 1);
-        for sh in self.shards.borrow().values() {
-            sh.segs.borrow_mut().attach_replacement(dev, path, direct, base);
-            sh.queue_objects_on(dev);
+        for tablet in self.tablets.borrow().values() {
+            tablet.attach_replacement(dev, path, direct, base);
+            tablet.queue_objects_on(dev);
         }
         if let Some(r) = self.replacing.borrow_mut().get_mut(i) {
             *r = false;
@@ -380,12 +378,12 @@ impl Core {
         }
     }
 
-    pub fn shard(&self, id: u32) -> Result<Rc<Shard>> {
-        self.shards
+    pub fn tablet(&self, id: u32) -> Result<Rc<Tablet>> {
+        self.tablets
             .borrow()
             .get(&id)
             .cloned()
-            .ok_or_else(|| Error::Io(format!("shard {id} is not on core {}", self.id)))
+            .ok_or_else(|| Error::Io(format!("tablet {id} is not on core {}", self.id)))
     }
 
     pub fn bucket_exists(&self, name: &str) -> Result<()> {
@@ -403,14 +401,14 @@ impl Core {
         Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
     }
 
-    /// Phase one of a bucket delete on this core: refuse if any shard here holds objects or
+    /// Phase one of a bucket delete on this core: refuse if any tablet here holds objects or
     /// uploads of it or writes are in flight; otherwise stop accepting writes to it.
     pub fn prepare_bucket_delete(&self, name: &str) -> Result<()> {
         if self.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
             return Err(Error::BucketNotEmpty(name.into()));
         }
-        for sh in self.shards.borrow().values() {
-            if sh.state.borrow().bucket_in_use(name) {
+        for tablet in self.tablets.borrow().values() {
+            if tablet.bucket_in_use(name) {
                 return Err(Error::BucketNotEmpty(name.into()));
             }
         }
@@ -419,7 +417,7 @@ impl Core {
     }
 }
 
-/// Everything a core needs to start: its shards' recovered logs and the bucket table.
+/// Everything a core needs to start: its tablets' recovered logs and the bucket table.
 pub struct CoreInit {
     pub logs: Vec<(u32, Option<RecoveredLog>)>,
     pub buckets: BTreeMap<String, u64>,
@@ -434,49 +432,6 @@ fn pin_to_cpu(cpu: usize) {
             tracing::warn!("could not pin core thread to CPU {cpu}: {}", std::io::Error::last_os_error());
         }
     }
-}
-
-/// Build a shard from its recovered log and write a fresh generation (checkpoint), which also
-/// reconciles mirrors that diverged in a crash and cuts any torn tail.
-fn start_shard(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Shard>> {
-    let sh = &core.shared;
-    let healthy = core.healthy.borrow().clone();
-    let devs: Vec<(Option<PathBuf>, bool)> =
-        sh.set.paths.iter().enumerate().map(|(i, p)| (p.clone().filter(|_| healthy[i]), sh.direct[i])).collect();
-    let mut segs = Segments::open(id, sh.segment_bytes, &devs)?;
-    for (dev, base) in sh.set.seg_base.iter().enumerate() {
-        if *base > 0 {
-            segs.set_seg_base(dev as u16, *base);
-        }
-    }
-    let mut state = ShardState::default();
-    let (old_gen, old_files, salt) = match log {
-        Some(l) => {
-            for (_, r) in l.records {
-                state.apply(r, &mut segs);
-            }
-            (l.gen, l.files.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), l.salt)
-        }
-        None => (0, Vec::new(), wal::Salt::Gen(0)),
-    };
-    segs.sweep_dead();
-    let healthy_paths: Vec<Option<PathBuf>> = devs.iter().map(|(p, _)| p.clone()).collect();
-    let new_gen = old_gen.max(wal::max_generation(&healthy_paths, id)) + 1;
-    let old = open_mirrors(&old_files);
-    let (bytes, moved) = build_checkpoint(&state, id, new_gen, sh.set.set_id, |m| read_inline_sync(&old, salt, m))?;
-    let mirrors = choose_mirrors(&sh.set, &sh.set.paths, &healthy, id)?;
-    let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
-        Error::Io(format!("shard {id}: cannot write its log on device {dev}: {e} (start without that device)"))
-    })?;
-    for (b, k, off, len) in moved {
-        if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
-            m.data = crate::record::DataLoc::Inline { gen: new_gen, offset: off, len };
-        }
-    }
-    wal::remove_older(&healthy_paths, id, new_gen);
-    wal::remove_spares(&healthy_paths, id);
-    let wal = WalState::open(new_gen, &bytes, &written, sh.log_direct)?;
-    Ok(Shard::new(id, core.clone(), state, segs, wal))
 }
 
 pub fn run_core(
@@ -519,7 +474,7 @@ pub fn run_core(
             buckets: RefCell::new(init.buckets),
             deleting: RefCell::new(HashSet::new()),
             inflight: RefCell::new(HashMap::new()),
-            shards: RefCell::new(HashMap::new()),
+            tablets: RefCell::new(HashMap::new()),
             stats: RefCell::new(CoreStats { core: id, io_driver: driver.clone(), ..Default::default() }),
             io_errors: RefCell::new(vec![0; shared.set.device_count()]),
             io_errors_total: RefCell::new(vec![0; shared.set.device_count()]),
@@ -527,19 +482,19 @@ pub fn run_core(
             started: std::time::Instant::now(),
         });
         THIS_CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
-        for (sid, log) in init.logs {
-            match start_shard(&core, sid, log) {
+        for (tid, log) in init.logs {
+            match start_tablet(&core, tid, log) {
                 Ok(s) => {
-                    core.shards.borrow_mut().insert(sid, s);
+                    core.tablets.borrow_mut().insert(tid, s);
                 }
                 Err(e) => {
-                    let _ = ready.send(Err(Error::Io(format!("core {id}: shard {sid} failed to start: {e}"))));
+                    let _ = ready.send(Err(Error::Io(format!("core {id}: tablet {tid} failed to start: {e}"))));
                     return;
                 }
             }
         }
-        for sh in core.shards.borrow().values() {
-            sh.start_background();
+        for tablet in core.tablets.borrow().values() {
+            tablet.start_background();
         }
         if id == 0 && shared.heal.health_probe_ms > 0 {
             crate::heal::start_probe(&core);
@@ -551,8 +506,8 @@ pub fn run_core(
                 CoreMsg::Stop => break,
             }
         }
-        // Break the Core <-> Shard cycle so buffers and files are released.
-        core.shards.borrow_mut().clear();
+        // Break the Core <-> Tablet cycle so buffers and files are released.
+        core.tablets.borrow_mut().clear();
         THIS_CORE.with(|c| c.borrow_mut().take());
     });
 }

@@ -9,8 +9,8 @@ use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
 use crate::superblock::{self, DeviceSet};
+use crate::util::ALIGN_BYTES;
 use crate::wal;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -29,6 +29,12 @@ pub const DEFAULT_STRIPES_IN_FLIGHT: usize = 2;
 /// sent until its owner core picks it up (then it runs as a task there), so a full mailbox
 /// means that core is far behind, not merely busy.
 pub const MAILBOX_DEPTH_MAX_DEFAULT: usize = 1024;
+// Shards are written and read O_DIRECT at 4 KiB-aligned offsets in whole blocks (`Engine::open`
+// refuses another chunk size), and a shard must fit in a (preallocated) segment.
+const _: () = assert!(DEFAULT_CHUNK_BYTES > 0 && DEFAULT_CHUNK_BYTES.is_multiple_of(ALIGN_BYTES));
+const _: () = assert!(DEFAULT_SEGMENT_BYTES >= 1 << 20 && DEFAULT_SEGMENT_BYTES.is_multiple_of(ALIGN_BYTES as u64));
+const _: () = assert!(DEFAULT_CHUNK_BYTES as u64 <= DEFAULT_SEGMENT_BYTES, "a shard fits in one segment");
+const _: () = assert!(DEFAULT_STRIPES_IN_FLIGHT > 0, "a PUT must be able to write a stripe");
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -52,7 +58,7 @@ pub struct EngineConfig {
     /// one I/O, no page cache) where the filesystem allows it; `false` appends through the page
     /// cache and fdatasyncs each mirror (for measurements, and the fallback either way).
     pub log_direct: bool,
-    /// A shard rewrites its log (a checkpoint: only the live state, in a new generation) once
+    /// A tablet rewrites its log (a checkpoint: only the live state, in a new generation) once
     /// the log is longer than this and more than 4 times its live part.
     pub checkpoint_min_bytes: u64,
     /// Tests only: a checkpoint waits this long before its switch, so that a crash test's
@@ -77,7 +83,7 @@ impl EngineConfig {
             heal: HealConfig::default(),
             md5_batch_min_lanes: crate::md5batch::MD5_BATCH_MIN_LANES,
             log_direct: true,
-            checkpoint_min_bytes: crate::shard::CHECKPOINT_MIN_BYTES,
+            checkpoint_min_bytes: crate::tablet::CHECKPOINT_MIN_BYTES,
             checkpoint_install_delay_ms: 0,
             mailbox_depth_max: MAILBOX_DEPTH_MAX_DEFAULT,
         }
@@ -124,10 +130,10 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// One shard's part of a listing being merged: its items so far, in key order, and whether it
+/// One tablet's part of a listing being merged: its items so far, in key order, and whether it
 /// may hold more keys after the last of them.
-struct ShardRun {
-    sid: u32,
+struct TabletRun {
+    tid: u32,
     more: bool,
     items: Vec<(ListItem, [u8; 16], u32)>,
 }
@@ -141,9 +147,9 @@ fn key_hash(bucket: &str, key: &str) -> u64 {
 }
 
 impl Engine {
-    /// Open a formatted device set, recover every shard and start the cores.
+    /// Open a formatted device set, recover every tablet and start the cores.
     pub fn open(cfg: EngineConfig) -> Result<Engine> {
-        if !cfg.chunk_bytes.is_multiple_of(4096) || cfg.chunk_bytes == 0 {
+        if !cfg.chunk_bytes.is_multiple_of(ALIGN_BYTES) || cfg.chunk_bytes == 0 {
             return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
         }
         let locks = lock_devices(&cfg.devices)?;
@@ -181,27 +187,9 @@ impl Engine {
             .collect();
         let healthy_paths: Vec<Option<std::path::PathBuf>> =
             set.paths.iter().enumerate().map(|(i, p)| p.clone().filter(|_| set.healthy[i])).collect();
-        let mut logs = Vec::with_capacity(set.shards as usize);
-        for s in 0..set.shards {
-            logs.push(wal::recover(&healthy_paths, s, set.set_id)?);
-        }
-        // The bucket table is shard 0's; replay just its bucket records for every core.
-        let mut buckets = BTreeMap::new();
-        if let Some(l) = &logs[0] {
-            for (_, r) in &l.records {
-                match r {
-                    Record::BucketCreate { name, created_ms } => {
-                        buckets.insert(name.clone(), *created_ms);
-                    }
-                    Record::BucketDelete { name } => {
-                        buckets.remove(name);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let (logs, buckets) = crate::tablet::recover_logs(&set, &healthy_paths)?;
         let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let cores = if cfg.cores == 0 { ncpu } else { cfg.cores }.min(set.shards as usize).max(1);
+        let cores = if cfg.cores == 0 { ncpu } else { cfg.cores }.min(set.tablets as usize).max(1);
         let depth = cfg.mailbox_depth_max.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::bounded(depth)).unzip();
         let shared = Arc::new(Shared {
@@ -222,20 +210,20 @@ impl Engine {
             checkpoint_install_delay_ms: cfg.checkpoint_install_delay_ms,
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
-        for (s, l) in logs.into_iter().enumerate() {
-            per_core[shared.core_of_shard(s as u32)].push((s as u32, l));
+        for (t, l) in logs.into_iter().enumerate() {
+            per_core[shared.core_of_tablet(t as u32)].push((t as u32, l));
         }
         let (rtx, rrx) = std::sync::mpsc::channel();
         let mut threads = Vec::new();
         for (id, (rx, logs)) in receivers.into_iter().zip(per_core).enumerate() {
             let init = CoreInit { logs, buckets: buckets.clone() };
-            let sh = shared.clone();
+            let core_shared = shared.clone();
             let rtx = rtx.clone();
             let healthy = shared.set.healthy.clone();
             let pin = cfg.pin;
             let t = std::thread::Builder::new()
                 .name(format!("tessera-core-{id}"))
-                .spawn(move || run_core(id, sh, rx, init, healthy, pin, rtx))
+                .spawn(move || run_core(id, core_shared, rx, init, healthy, pin, rtx))
                 .map_err(|e| Error::Io(format!("cannot start core thread: {e}")))?;
             threads.push(t);
         }
@@ -312,17 +300,17 @@ impl Engine {
         &self.inner.shared
     }
 
-    /// The shard and core that own (bucket, key).
+    /// The tablet and core that own (bucket, key).
     pub fn owner(&self, bucket: &str, key: &str) -> (u32, usize) {
         let set = &self.inner.shared.set;
         let p = (key_hash(bucket, key) % set.partitions as u64) as usize;
-        let shard = set.table[p] as u32;
-        (shard, self.inner.shared.core_of_shard(shard))
+        let tablet = set.table[p] as u32;
+        (tablet, self.inner.shared.core_of_tablet(tablet))
     }
 
-    /// How many shards the partitions map to.
-    fn shard_count(&self) -> usize {
-        self.inner.shared.set.table.iter().map(|s| *s as usize + 1).max().unwrap_or(1)
+    /// How many tablets the partitions map to.
+    fn tablet_count(&self) -> usize {
+        self.inner.shared.set.table.iter().map(|t| *t as usize + 1).max().unwrap_or(1)
     }
 
     fn home_core(&self) -> usize {
@@ -335,38 +323,39 @@ impl Engine {
         if !valid_bucket_name(name) {
             return Err(Error::InvalidBucketName(name.into()));
         }
-        let sh = self.shared().clone();
-        let _g = sh.bucket_lock.lock().await;
+        let shared = self.shared().clone();
+        let _g = shared.bucket_lock.lock().await;
         let n = name.to_string();
-        let c0 = sh.core_of_shard(0);
-        let created = sh
+        let c0 = shared.core_of_tablet(0);
+        let created = shared
             .on(c0, move |core| async move {
                 if core.buckets.borrow().contains_key(&n) {
                     return Err(Error::BucketAlreadyExists(n));
                 }
                 let created_ms = crate::util::unix_ms();
-                core.shard(0)?.commit_public(Record::BucketCreate { name: n, created_ms }).await?;
+                core.tablet(0)?.commit_public(Record::BucketCreate { name: n, created_ms }).await?;
                 Ok(created_ms)
             })
             .await?;
         let n = name.to_string();
-        sh.on_all(move |core| {
-            let n = n.clone();
-            async move {
-                core.buckets.borrow_mut().insert(n, created);
-                Ok(())
-            }
-        })
-        .await?;
+        shared
+            .on_all(move |core| {
+                let n = n.clone();
+                async move {
+                    core.buckets.borrow_mut().insert(n, created);
+                    Ok(())
+                }
+            })
+            .await?;
         Ok(())
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let sh = self.shared().clone();
-        let _g = sh.bucket_lock.lock().await;
+        let shared = self.shared().clone();
+        let _g = shared.bucket_lock.lock().await;
         self.head_bucket(name).await?;
         let n = name.to_string();
-        let prepared = sh
+        let prepared = shared
             .on_all(move |core| {
                 let n = n.clone();
                 async move { Ok(core.prepare_bucket_delete(&n)) }
@@ -374,34 +363,36 @@ impl Engine {
             .await?;
         if let Some(Err(e)) = prepared.into_iter().find(|r| r.is_err()) {
             let n = name.to_string();
-            sh.on_all(move |core| {
+            shared
+                .on_all(move |core| {
+                    let n = n.clone();
+                    async move {
+                        core.deleting.borrow_mut().remove(&n);
+                        Ok(())
+                    }
+                })
+                .await?;
+            return Err(e);
+        }
+        let n = name.to_string();
+        let c0 = shared.core_of_tablet(0);
+        let committed = shared
+            .on(c0, move |core| async move { core.tablet(0)?.commit_public(Record::BucketDelete { name: n }).await })
+            .await;
+        let n = name.to_string();
+        let ok = committed.is_ok();
+        shared
+            .on_all(move |core| {
                 let n = n.clone();
                 async move {
                     core.deleting.borrow_mut().remove(&n);
+                    if ok {
+                        core.buckets.borrow_mut().remove(&n);
+                    }
                     Ok(())
                 }
             })
             .await?;
-            return Err(e);
-        }
-        let n = name.to_string();
-        let c0 = sh.core_of_shard(0);
-        let committed = sh
-            .on(c0, move |core| async move { core.shard(0)?.commit_public(Record::BucketDelete { name: n }).await })
-            .await;
-        let n = name.to_string();
-        let ok = committed.is_ok();
-        sh.on_all(move |core| {
-            let n = n.clone();
-            async move {
-                core.deleting.borrow_mut().remove(&n);
-                if ok {
-                    core.buckets.borrow_mut().remove(&n);
-                }
-                Ok(())
-            }
-        })
-        .await?;
         committed
     }
 
@@ -434,10 +425,10 @@ impl Engine {
     // ------------------------------------------------------------------ objects
 
     pub async fn put_object(&self, bucket: &str, key: &str, opts: PutOptions, body: PutBody) -> Result<ObjectInfo> {
-        crate::shard::check_key(key)?;
-        let (s, c) = self.owner(bucket, key);
+        crate::tablet::check_key(key)?;
+        let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.put_object(b, k, opts, body).await }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.put_object(b, k, opts, body).await }).await
     }
 
     /// Convenience for tests and tools: put a whole in-memory body.
@@ -459,10 +450,10 @@ impl Engine {
     }
 
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        crate::shard::check_key(key)?;
-        let (s, c) = self.owner(bucket, key);
+        crate::tablet::check_key(key)?;
+        let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.head_object(&b, &k) }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.head_object(&b, &k) }).await
     }
 
     /// Start reading an object (or a range of it): the info, the resolved range and a stream
@@ -473,10 +464,10 @@ impl Engine {
         key: &str,
         range: Option<RangeSpec>,
     ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
-        crate::shard::check_key(key)?;
-        let (s, c) = self.owner(bucket, key);
+        crate::tablet::check_key(key)?;
+        let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.get_object(b, k, range) }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.get_object(b, k, range) }).await
     }
 
     /// Convenience: read a whole object (or range) into memory.
@@ -493,9 +484,11 @@ impl Engine {
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str, if_match: Option<String>) -> Result<()> {
-        let (s, c) = self.owner(bucket, key);
+        let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.delete_object(b, k, if_match).await }).await
+        self.shared()
+            .on_request(c, move |core| async move { core.tablet(t)?.delete_object(b, k, if_match).await })
+            .await
     }
 
     /// Server-side copy: stream the source (or a range of it) from its owner into a new
@@ -536,39 +529,44 @@ impl Engine {
     pub async fn list_objects(&self, bucket: &str, q: ListQuery) -> Result<ListPage> {
         self.head_bucket(bucket).await?;
         let max = q.max_keys;
-        // Keys are spread over the shards by hash, so each holds about 1/n of any key range:
-        // ask each for a little more than its part of the page, and for more only from a shard
-        // whose batch ends before the page is complete. Common prefixes repeat across shards,
-        // so with a delimiter every shard is asked for a whole page.
-        let shard_count = self.shard_count().max(1);
+        // Keys are spread over the tablets by hash, so each holds about 1/n of any key range:
+        // ask each for a little more than its part of the page, and for more only from a tablet
+        // whose batch ends before the page is complete. Common prefixes repeat across tablets,
+        // so with a delimiter every tablet is asked for a whole page.
+        let tablet_count = self.tablet_count().max(1);
         let budget = if q.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
             max.max(1)
         } else {
-            (max + 1) * 5 / (4 * shard_count) + 2
+            (max + 1) * 5 / (4 * tablet_count) + 2
         };
         let b = bucket.to_string();
         let q2 = ListQuery { max_keys: budget, ..q.clone() };
-        let per_core =
-            self.shared()
-                .on_all(move |core| {
-                    let (b, q) = (b.clone(), q2.clone());
-                    async move {
-                        Ok(core.shards.borrow().iter().map(|(sid, sh)| (*sid, sh.list(&b, &q))).collect::<Vec<_>>())
-                    }
-                })
-                .await?;
-        // Per shard: its items so far, and whether it may hold more after them.
-        let mut runs: Vec<ShardRun> = per_core
+        let per_core = self
+            .shared()
+            .on_all(move |core| {
+                let (b, q) = (b.clone(), q2.clone());
+                async move {
+                    Ok(core
+                        .tablets
+                        .borrow()
+                        .iter()
+                        .map(|(tid, tablet)| (*tid, tablet.list(&b, &q)))
+                        .collect::<Vec<_>>())
+                }
+            })
+            .await?;
+        // Per tablet: its items so far, and whether it may hold more after them.
+        let mut runs: Vec<TabletRun> = per_core
             .into_iter()
             .flatten()
-            .map(|(sid, mut items)| {
+            .map(|(tid, mut items)| {
                 let more = items.len() > budget;
                 items.truncate(budget);
-                ShardRun { sid, more, items }
+                TabletRun { tid, more, items }
             })
             .collect();
         let (mut all, truncated) = loop {
-            // Every shard is complete up to the smallest last key of a shard that has more.
+            // Every tablet is complete up to the smallest last key of a tablet that has more.
             let bound: Option<String> =
                 runs.iter().filter(|r| r.more).filter_map(|r| r.items.last().map(|i| i.0.sort_key().to_string())).min();
             let mut merged: Vec<(ListItem, [u8; 16], u32)> = runs
@@ -589,14 +587,14 @@ impl Engine {
             if merged.len() > max {
                 break (merged, true);
             }
-            // Not a whole page below the bound yet: more from the shards that end at it.
+            // Not a whole page below the bound yet: more from the tablets that end at it.
             for r in runs.iter_mut().filter(|r| r.more && r.items.last().is_some_and(|i| i.0.sort_key() == bound)) {
                 let after = r.items.last().map(|i| i.0.sort_key().to_string());
                 let q3 = ListQuery { start_after: after, max_keys: budget, ..q.clone() };
-                let (b, sid) = (bucket.to_string(), r.sid);
-                let c = self.shared().core_of_shard(sid);
+                let (b, tid) = (bucket.to_string(), r.tid);
+                let c = self.shared().core_of_tablet(tid);
                 let more =
-                    self.shared().on_request(c, move |core| async move { Ok(core.shard(sid)?.list(&b, &q3)) }).await?;
+                    self.shared().on_request(c, move |core| async move { Ok(core.tablet(tid)?.list(&b, &q3)) }).await?;
                 r.more = more.len() > budget;
                 r.items.extend(more.into_iter().take(budget));
             }
@@ -619,10 +617,10 @@ impl Engine {
     // ------------------------------------------------------------------ multipart
 
     pub async fn create_multipart(&self, bucket: &str, key: &str, headers: ObjectHeaders) -> Result<String> {
-        crate::shard::check_key(key)?;
-        let (s, c) = self.owner(bucket, key);
+        crate::tablet::check_key(key)?;
+        let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.create_upload(b, k, headers).await }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.create_upload(b, k, headers).await }).await
     }
 
     pub async fn upload_part(
@@ -634,11 +632,11 @@ impl Engine {
         content_md5: Option<[u8; 16]>,
         body: PutBody,
     ) -> Result<PartInfo> {
-        let (s, c) = self.owner(bucket, key);
+        let (t, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.shared()
             .on_request(c, move |core| async move {
-                core.shard(s)?.upload_part(b, k, u, part_number, content_md5, body).await
+                core.tablet(t)?.upload_part(b, k, u, part_number, content_md5, body).await
             })
             .await
     }
@@ -651,24 +649,24 @@ impl Engine {
         parts: Vec<(u32, String)>,
         opts: PutOptions,
     ) -> Result<ObjectInfo> {
-        let (s, c) = self.owner(bucket, key);
+        let (t, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         self.shared()
-            .on_request(c, move |core| async move { core.shard(s)?.complete_upload(b, k, u, parts, opts).await })
+            .on_request(c, move |core| async move { core.tablet(t)?.complete_upload(b, k, u, parts, opts).await })
             .await
     }
 
     pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        let (s, c) = self.owner(bucket, key);
+        let (t, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.abort_upload(b, k, u).await }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.abort_upload(b, k, u).await }).await
     }
 
     /// The upload's headers and its parts in order.
     pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
-        let (s, c) = self.owner(bucket, key);
+        let (t, c) = self.owner(bucket, key);
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.shared().on_request(c, move |core| async move { core.shard(s)?.list_parts(&b, &k, &u) }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.list_parts(&b, &k, &u) }).await
     }
 
     /// Open uploads of a bucket, by key then initiation; up to `max_uploads + 1` so the
@@ -683,8 +681,8 @@ impl Engine {
                 let (b, q) = (b.clone(), q.clone());
                 async move {
                     let mut v = Vec::new();
-                    for sh in core.shards.borrow().values() {
-                        v.extend(sh.list_uploads(&b, &q));
+                    for tablet in core.tablets.borrow().values() {
+                        v.extend(tablet.list_uploads(&b, &q));
                     }
                     Ok(v)
                 }
@@ -711,11 +709,11 @@ impl Engine {
                     s.sched_bytes = sched.moved_bytes;
                     s.sched_idle_bytes = sched.moved_idle_bytes;
                 }
-                for sh in core.shards.borrow().values() {
-                    s.objects += sh.state.borrow().object_count() as u64;
-                    s.segment_files += sh.segs.borrow().file_count() as u64;
-                    s.repairs_queued += sh.repair_queue.borrow().len() as u64;
-                    s.log_bytes += sh.wal.borrow().len;
+                for tablet in core.tablets.borrow().values() {
+                    s.objects += tablet.object_count() as u64;
+                    s.segment_files += tablet.segment_file_count() as u64;
+                    s.repairs_queued += tablet.repairs_queued() as u64;
+                    s.log_bytes += tablet.log_bytes();
                 }
                 Ok(s)
             })
@@ -735,11 +733,11 @@ impl Engine {
                 let stats = core.stats.borrow().clone();
                 let paths = core.paths.borrow().clone();
                 let (mut below, mut queued, mut waiting, mut passes) = (0u64, 0u64, 0u64, u64::MAX);
-                for sh in core.shards.borrow().values() {
-                    below += sh.objects_below_redundancy();
-                    queued += sh.repair_queue.borrow().len() as u64;
-                    waiting += sh.repair_waiting.borrow().len() as u64;
-                    passes = passes.min(sh.scrub_passes());
+                for tablet in core.tablets.borrow().values() {
+                    below += tablet.objects_below_redundancy();
+                    queued += tablet.repairs_queued() as u64;
+                    waiting += tablet.repairs_waiting() as u64;
+                    passes = passes.min(tablet.scrub_passes());
                 }
                 Ok((healthy, errors, stats, below, queued, waiting, passes, paths))
             })
@@ -823,7 +821,7 @@ pub struct ReplaceReport {
 impl Engine {
     /// Replace device `dev` with the new, empty device at `path`, on the running engine:
     /// 1. take the old device out of service on every core (logs move off it, its objects
-    ///    are queued), and stop every shard from using it;
+    ///    are queued), and stop every tablet from using it;
     /// 2. format `path` into the same slot (`superblock::format_replacement`: same set and
     ///    index, and a `seg_base` above every segment id used on the old device, so what the
     ///    index still points at there is known to be lost rather than a fault of the new one);
@@ -835,21 +833,21 @@ impl Engine {
     /// that holds tessera data (see `format_replacement`). A restart must list the device at
     /// `path` (the superblock there says which slot it is).
     pub async fn replace_device(&self, dev: u16, path: &std::path::Path, force: bool) -> Result<ReplaceReport> {
-        let sh = self.shared().clone();
-        let set = &sh.set;
+        let shared = self.shared().clone();
+        let set = &shared.set;
         if dev as usize >= set.device_count() {
             return Err(Error::Layout(format!(
                 "no device {dev} in this set: devices are numbered 0 to {}",
                 set.device_count().saturating_sub(1)
             )));
         }
-        let _one_at_a_time = sh.replace_lock.lock().await;
-        let paths = sh.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
+        let _one_at_a_time = shared.replace_lock.lock().await;
+        let paths = shared.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
         let old_path = paths.get(dev as usize).cloned().flatten();
         // Refuse what can be refused before anything changes.
         check_replacement_path(&paths, dev, path)?;
         self.set_device_health(dev, false).await?;
-        let next = sh.on_all(move |core| async move { Ok(core.detach_device(dev)) }).await?;
+        let next = shared.on_all(move |core| async move { Ok(core.detach_device(dev)) }).await?;
         let seg_base = next.into_iter().max().unwrap_or(0).max(1);
         // The old device is out of service on every core: let go of its directory, so a
         // replacement path that turns out to be that same directory (moved) is refused for what
@@ -884,7 +882,7 @@ impl Engine {
             Ok(lock) => lock,
             Err(e) => {
                 // The old device stays failed (and detached): nothing points the set at `path`.
-                let _ = sh
+                let _ = shared
                     .on_all(move |core| async move {
                         core.end_replacing(dev);
                         Ok(())
@@ -902,12 +900,12 @@ impl Engine {
             );
         }
         let p = path.to_path_buf();
-        let queued: u64 = sh
+        let queued: u64 = shared
             .on_all(move |core| {
                 let p = p.clone();
                 async move {
                     core.attach_replacement(dev, &p, direct, seg_base);
-                    Ok(core.shards.borrow().values().map(|s| s.repair_queue.borrow().len() as u64).sum::<u64>())
+                    Ok(core.tablets.borrow().values().map(|t| t.repairs_queued() as u64).sum::<u64>())
                 }
             })
             .await?

@@ -1,5 +1,5 @@
-//! Self-healing: settings, device health probes and the node's health report. The per-shard
-//! tasks (repair and scrub) live in `shard/repair.rs`; the I/O shares in `sched.rs`.
+//! Self-healing: settings, device health probes and the node's health report. The per-tablet
+//! tasks (repair and scrub) live in `tablet/repair.rs`; the I/O shares in `sched.rs`.
 
 use crate::core::Core;
 use crate::error::Error;
@@ -21,12 +21,12 @@ pub const REPAIR_POLL_MS_DEFAULT: u64 = 200;
 
 #[derive(Debug, Clone)]
 pub struct HealConfig {
-    /// Run the per-shard repair task (rebuilds what reads, the scrubber and failed devices
+    /// Run the per-tablet repair task (rebuilds what reads, the scrubber and failed devices
     /// queue).
     pub repair: bool,
-    /// Run the per-shard scrubber.
+    /// Run the per-tablet scrubber.
     pub scrub: bool,
-    /// Scrub rate per shard in bytes/s read from the devices; 0 = adapt to the data size so a
+    /// Scrub rate per tablet in bytes/s read from the devices; 0 = adapt to the data size so a
     /// pass takes `scrub_period_secs` (never below `SCRUB_MIN_BYTES_PER_SEC`).
     pub scrub_bytes_per_sec: u64,
     pub scrub_period_secs: u64,
@@ -87,7 +87,7 @@ pub struct HealthStatus {
     pub repair_failures: u64,
     pub scrubbed_bytes: u64,
     pub scrub_errors: u64,
-    /// Completed scrub passes (minimum over shards).
+    /// Completed scrub passes (minimum over tablets).
     pub scrub_passes: u64,
     /// The background I/O shares in force (percent of the device bytes while clients are busy).
     pub io_shares: IoShares,
@@ -143,7 +143,7 @@ pub fn start_probe(core: &Rc<Core>) {
         loop {
             monoio::time::sleep(period).await;
             let Some(core) = weak.upgrade() else { return };
-            if core.shards.borrow().is_empty() {
+            if core.tablets.borrow().is_empty() {
                 return; // stopping
             }
             for dev in 0..core.shared.set.device_count() as u16 {

@@ -1,5 +1,5 @@
-//! A shard's in-memory state: an ordered index of (bucket, key) → object record, the open
-//! multipart uploads, and (on shard 0) the bucket table. It changes only by applying log
+//! A tablet's in-memory state: an ordered index of (bucket, key) → object record, the open
+//! multipart uploads, and (on tablet 0) the bucket table. It changes only by applying log
 //! records, at runtime and in recovery alike, so the two cannot disagree.
 
 use crate::record::{DataLoc, ObjectHeaders, ObjectMeta, PartLayout, PartRecord, Record, RelocTarget};
@@ -15,8 +15,8 @@ pub struct Upload {
 }
 
 #[derive(Default)]
-pub struct ShardState {
-    /// name → creation time; authoritative on shard 0 only.
+pub struct TabletState {
+    /// name → creation time; authoritative on tablet 0 only.
     pub buckets: BTreeMap<String, u64>,
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     pub uploads: BTreeMap<String, Upload>,
@@ -62,7 +62,7 @@ fn approx_len(meta: &ObjectMeta, key: &str) -> u64 {
     64 + key.len() as u64 + meta.headers().encoded_len() as u64 + data
 }
 
-impl ShardState {
+impl TabletState {
     pub fn get(&self, bucket: &str, key: &str) -> Option<&ObjectMeta> {
         self.objects.get(bucket).and_then(|m| m.get(key))
     }
@@ -257,7 +257,7 @@ mod tests {
     fn relocation_applies_only_to_an_unchanged_object() {
         let devs: Vec<(Option<std::path::PathBuf>, bool)> = vec![(None, false); 6];
         let mut segs = Segments::open(0, 1 << 20, &devs).unwrap();
-        let mut st = ShardState::default();
+        let mut st = TabletState::default();
         let meta = ObjectMeta {
             size: 100,
             md5: [7; 16],

@@ -36,16 +36,17 @@ pub struct Layout {
     pub m: usize,
     pub devices: Vec<DeviceSpec>,
     pub partitions: u32,
-    /// Number of shards (independent logs + segment sets); each core runs one or more.
-    pub shards: u32,
+    /// Number of tablets (slices of the key space, each with its own log and segment sets);
+    /// each core runs one or more.
+    pub tablets: u32,
 }
 
 impl Layout {
     /// The embedded default: 6 directory devices under `root` in 3 zones, EC 4+2.
-    pub fn embedded(root: &std::path::Path, shards: u32) -> Layout {
+    pub fn embedded(root: &std::path::Path, tablets: u32) -> Layout {
         let devices =
             (0..6).map(|i| DeviceSpec::new(format!("z{}", i / 2 + 1), root.join(format!("dev{i}")))).collect();
-        Layout { k: 4, m: 2, devices, partitions: DEFAULT_PARTITIONS, shards: shards.max(1) }
+        Layout { k: 4, m: 2, devices, partitions: DEFAULT_PARTITIONS, tablets: tablets.max(1) }
     }
 
     /// Check the layout can keep every stripe zone-safe: at most `m` shards of a stripe in one
@@ -60,8 +61,8 @@ impl Layout {
         if k + m > MAX_SHARDS_PER_STRIPE {
             return Err(Error::Layout(format!("EC {k}+{m} has more than {MAX_SHARDS_PER_STRIPE} shards per stripe")));
         }
-        if self.partitions == 0 || self.shards == 0 || self.shards > self.partitions {
-            return Err(Error::Layout("partitions and shards must be positive, shards <= partitions".into()));
+        if self.partitions == 0 || self.tablets == 0 || self.tablets > self.partitions {
+            return Err(Error::Layout("partitions and tablets must be positive, tablets <= partitions".into()));
         }
         let mut paths = std::collections::HashSet::new();
         for d in &self.devices {
@@ -99,7 +100,7 @@ mod tests {
 
     fn layout(k: usize, m: usize, zones: &[&str]) -> Layout {
         let devices = zones.iter().enumerate().map(|(i, z)| DeviceSpec::new(*z, format!("/d{i}"))).collect();
-        Layout { k, m, devices, partitions: 64, shards: 2 }
+        Layout { k, m, devices, partitions: 64, tablets: 2 }
     }
 
     #[test]

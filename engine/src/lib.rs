@@ -1,5 +1,5 @@
 //! Tessera's storage engine: thread-per-core, shared-nothing, erasure-coded object storage on
-//! O_DIRECT segment files, with a mirrored metadata write-ahead log per shard.
+//! O_DIRECT segment files, with a mirrored metadata write-ahead log per tablet.
 //!
 //! Start with [`Engine::open`]; see `shared/ARCHITECTURE.md` for the design and its invariants.
 
@@ -11,6 +11,7 @@ pub mod dirlock;
 mod engine;
 pub mod error;
 pub mod heal;
+pub mod ids;
 pub mod index;
 pub mod io;
 pub mod layout;
@@ -19,9 +20,9 @@ pub mod placement;
 pub mod record;
 pub mod sched;
 pub mod segment;
-mod shard;
 pub mod stripe;
 pub mod superblock;
+mod tablet;
 pub mod util;
 pub mod wal;
 
@@ -35,4 +36,4 @@ pub use heal::{DeviceHealth, HealConfig, HealthStatus, SCRUB_PERIOD_SECS_DEFAULT
 pub use layout::{DeviceSpec, Layout};
 pub use record::{ObjectHeaders, StoredChecksum};
 pub use sched::{IoClass, IoShares};
-pub use shard::{COMPACT_LIVE_PERCENT, INLINE_MAX_BYTES};
+pub use tablet::{COMPACT_LIVE_PERCENT, INLINE_MAX_BYTES};

@@ -202,9 +202,10 @@ pub struct PartRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// First record of every log generation.
+    /// First record of every log generation. `tablet` is encoded where the field called
+    /// `shard` was before the rename (the same u32, same place).
     Header {
-        shard: u32,
+        tablet: u32,
         gen: u64,
         set_id: u128,
     },
@@ -382,9 +383,9 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new();
         match self {
-            Record::Header { shard, gen, set_id } => {
+            Record::Header { tablet, gen, set_id } => {
                 e.u8(T_HEADER);
-                e.u32(*shard);
+                e.u32(*tablet);
                 e.u64(*gen);
                 e.u128(*set_id);
             }
@@ -475,7 +476,7 @@ impl Record {
     pub fn decode(b: &[u8], gen: u64, offset: u64) -> Result<Record> {
         let mut d = Dec::new(b);
         let r = match d.u8()? {
-            T_HEADER => Record::Header { shard: d.u32()?, gen: d.u64()?, set_id: d.u128()? },
+            T_HEADER => Record::Header { tablet: d.u32()?, gen: d.u64()?, set_id: d.u128()? },
             T_CKPT_END => Record::CheckpointEnd,
             T_BUCKET_CREATE => Record::BucketCreate { name: d.str()?, created_ms: d.u64()? },
             T_BUCKET_DELETE => Record::BucketDelete { name: d.str()? },
@@ -591,7 +592,7 @@ mod tests {
             ..Default::default()
         };
         let recs = vec![
-            Record::Header { shard: 1, gen: 2, set_id: 3 },
+            Record::Header { tablet: 1, gen: 2, set_id: 3 },
             Record::CheckpointEnd,
             Record::BucketCreate { name: "b".into(), created_ms: 9 },
             Record::ObjectPut {

@@ -1,8 +1,9 @@
-//! Log-structured segment files: each shard appends to its own preallocated segment on every
+//! Log-structured segment files: each tablet appends to its own preallocated segment on every
 //! device. Live bytes per segment are tracked from the index; a sealed segment with no live
 //! and no pending bytes is deleted, and compaction empties mostly-dead ones.
 
 use crate::error::{io_at, Error, OsError, Result};
+use crate::ids::{BlockIndex, SegmentId};
 use crate::io::{fallocate, DevFile};
 use crate::superblock::sync_dir;
 use crate::util::ALIGN_BYTES;
@@ -10,19 +11,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-pub fn shard_dir(dev: &Path, shard: u32) -> PathBuf {
-    dev.join(format!("shard-{shard:04}"))
+/// A tablet's directory on a device. The on-disk name is kept from before the rename of
+/// "shard" (the key-space unit) to "tablet": `shard-NNNN`, as every formatted device has it.
+pub fn tablet_dir(dev: &Path, tablet: u32) -> PathBuf {
+    dev.join(format!("shard-{tablet:04}"))
 }
 
-pub fn seg_path(dev: &Path, shard: u32, seg: u32) -> PathBuf {
-    shard_dir(dev, shard).join(format!("seg-{seg:010}.dat"))
+pub fn seg_path(dev: &Path, tablet: u32, seg: u32) -> PathBuf {
+    tablet_dir(dev, tablet).join(format!("seg-{seg:010}.dat"))
 }
 
-/// The shard's directory on a device, created if missing, but only inside a formatted device:
+/// The tablet's directory on a device, created if missing, but only inside a formatted device:
 /// a device directory that is gone (or an empty mount point) is a failed device, and creating
 /// it again would hide the failure. Only `format` and `format_replacement` create devices.
-pub fn ensure_shard_dir(dev: &Path, shard: u32) -> Result<PathBuf> {
-    let sd = shard_dir(dev, shard);
+pub fn ensure_tablet_dir(dev: &Path, tablet: u32) -> Result<PathBuf> {
+    let sd = tablet_dir(dev, tablet);
     if sd.is_dir() {
         return Ok(sd);
     }
@@ -73,7 +76,7 @@ struct DevSegs {
 }
 
 pub struct Segments {
-    shard: u32,
+    tablet: u32,
     seg_bytes: u64,
     devs: Vec<DevSegs>,
     /// Set while the log is replayed: a segment's live bytes may fall to zero in the middle of
@@ -84,15 +87,15 @@ pub struct Segments {
 
 /// One allocated extent: where to write a shard.
 pub struct Extent {
-    pub seg: u32,
-    pub block: u32,
+    pub seg: SegmentId,
+    pub block: BlockIndex,
     pub file: Rc<DevFile>,
 }
 
 impl Segments {
-    /// Scan the devices for this shard's segment files. Existing segments are sealed: new
+    /// Scan the devices for this tablet's segment files. Existing segments are sealed: new
     /// writes always go to fresh segments after a restart.
-    pub fn open(shard: u32, seg_bytes: u64, devs: &[(Option<PathBuf>, bool)]) -> Result<Segments> {
+    pub fn open(tablet: u32, seg_bytes: u64, devs: &[(Option<PathBuf>, bool)]) -> Result<Segments> {
         assert!(
             seg_bytes.is_multiple_of(ALIGN_BYTES as u64) && seg_bytes >= 1 << 20,
             "segment size must be >= 1 MiB, 4 KiB aligned"
@@ -108,7 +111,7 @@ impl Segments {
                 segs: HashMap::new(),
             };
             if let Some(dir) = dir {
-                let sd = ensure_shard_dir(dir, shard)?;
+                let sd = ensure_tablet_dir(dir, tablet)?;
                 for e in std::fs::read_dir(&sd).map_err(|e| io_at(&sd, e))?.flatten() {
                     let name = e.file_name();
                     let name = name.to_string_lossy();
@@ -127,7 +130,7 @@ impl Segments {
             }
             out.push(d);
         }
-        Ok(Segments { shard, seg_bytes, devs: out, replaying: true })
+        Ok(Segments { tablet, seg_bytes, devs: out, replaying: true })
     }
 
     pub fn seg_bytes(&self) -> u64 {
@@ -192,7 +195,7 @@ impl Segments {
     /// `commit_pending` or `abort_pending`.
     pub fn alloc(&mut self, dev: u16, len: usize) -> Result<Extent> {
         debug_assert!(len.is_multiple_of(ALIGN_BYTES) && len > 0);
-        let shard = self.shard;
+        let tablet = self.tablet;
         let seg_bytes = self.seg_bytes;
         let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
         let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
@@ -202,31 +205,31 @@ impl Segments {
                 if let Some(s) = d.segs.get_mut(&a) {
                     s.sealed = true;
                 }
-                Self::maybe_delete(&dir, shard, a, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, a, &mut d.segs);
             }
             let id = d.next_id;
             d.next_id += 1;
-            let path = seg_path(&dir, shard, id);
+            let path = seg_path(&dir, tablet, id);
             let f = DevFile::open_std(&path, true, d.direct)?;
             fallocate(&f, seg_bytes).map_err(|e| io_at(&path, e))?;
             // The new name must be durable before any record points into the file.
-            sync_dir(&shard_dir(&dir, shard))?;
+            sync_dir(&tablet_dir(&dir, tablet))?;
             let file = Rc::new(DevFile::from_std(f, &path, d.direct)?);
             d.segs.insert(id, SegInfo { file: Some(file), ..Default::default() });
             d.active = Some(id);
         }
         let id = d.active.expect("active segment");
         let s = d.segs.get_mut(&id).expect("active segment info");
-        let block = (s.used / ALIGN_BYTES as u64) as u32;
+        let block = BlockIndex::at_offset(s.used);
         s.used += len as u64;
         s.pending += 1;
         let file = s.file.clone().expect("active segment is open");
-        Ok(Extent { seg: id, block, file })
+        Ok(Extent { seg: SegmentId(id), block, file })
     }
 
     /// An open handle on a segment for reading (opened lazily for sealed segments).
     pub fn file(&mut self, dev: u16, seg: u32) -> Result<Rc<DevFile>> {
-        let shard = self.shard;
+        let tablet = self.tablet;
         let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
         let dir = d.dir.clone().ok_or_else(|| Error::Io(format!("device {dev} is unavailable")))?;
         if seg < d.lost_below {
@@ -238,7 +241,7 @@ impl Segments {
         if let Some(f) = &s.file {
             return Ok(f.clone());
         }
-        let f = Rc::new(DevFile::open(&seg_path(&dir, shard, seg), false, d.direct)?);
+        let f = Rc::new(DevFile::open(&seg_path(&dir, tablet, seg), false, d.direct)?);
         s.file = Some(f.clone());
         Ok(f)
     }
@@ -255,14 +258,14 @@ impl Segments {
 
     /// The writes of one object are done (committed or abandoned): drop their pending marks.
     pub fn release_pending(&mut self, dev: u16, seg: u32) {
-        let shard = self.shard;
+        let tablet = self.tablet;
         let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
                 s.pending = s.pending.saturating_sub(1);
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
-                Self::maybe_delete(&dir, shard, seg, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, seg, &mut d.segs);
             }
         }
     }
@@ -275,13 +278,13 @@ impl Segments {
             d.next_id = d.next_id.max(seg.saturating_add(1));
             let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
             s.live += bytes;
-            let end = block as u64 * ALIGN_BYTES as u64 + bytes.next_multiple_of(ALIGN_BYTES as u64);
+            let end = BlockIndex(block).offset_bytes() + bytes.next_multiple_of(ALIGN_BYTES as u64);
             s.referenced_end = s.referenced_end.max(end);
         }
     }
 
     pub fn sub_live(&mut self, dev: u16, seg: u32, bytes: u64) {
-        let shard = self.shard;
+        let tablet = self.tablet;
         let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
@@ -289,17 +292,17 @@ impl Segments {
                 s.live = s.live.saturating_sub(bytes);
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
-                Self::maybe_delete(&dir, shard, seg, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, seg, &mut d.segs);
             }
         }
     }
 
-    fn maybe_delete(dir: &Path, shard: u32, seg: u32, segs: &mut HashMap<u32, SegInfo>) {
+    fn maybe_delete(dir: &Path, tablet: u32, seg: u32, segs: &mut HashMap<u32, SegInfo>) {
         let dead = segs.get(&seg).is_some_and(|s| s.sealed && s.live == 0 && s.pending == 0);
         if dead {
             segs.remove(&seg);
             // Readers that still hold the handle keep reading the unlinked file.
-            let _ = std::fs::remove_file(seg_path(dir, shard, seg));
+            let _ = std::fs::remove_file(seg_path(dir, tablet, seg));
         }
     }
 
@@ -307,12 +310,12 @@ impl Segments {
     /// reach (`trim_sealed`), and from now on delete a segment as soon as it dies.
     pub fn sweep_dead(&mut self) {
         self.replaying = false;
-        let shard = self.shard;
+        let tablet = self.tablet;
         for d in &mut self.devs {
             let Some(dir) = d.dir.clone() else { continue };
             let ids: Vec<u32> = d.segs.keys().copied().collect();
             for id in ids {
-                Self::maybe_delete(&dir, shard, id, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, id, &mut d.segs);
             }
         }
         self.trim_sealed();
@@ -322,7 +325,7 @@ impl Segments {
     ///
     /// Every segment found at open is sealed (new writes go to fresh segments), and one that
     /// was being filled when the process died keeps its whole preallocation: without this, each
-    /// crash would strand up to `seg_bytes` per device and shard, and a crash loop fills the
+    /// crash would strand up to `seg_bytes` per device and tablet, and a crash loop fills the
     /// disk. Run only after the whole log is replayed, so `referenced_end` covers every extent
     /// a durable record names; what lies past it was written for requests never acknowledged
     /// (or for objects since deleted) and no record can reach it. Sealed segments are never
@@ -330,7 +333,7 @@ impl Segments {
     /// crash costs only the space it would have freed. Returns the bytes given back.
     pub fn trim_sealed(&mut self) -> u64 {
         assert!(!self.replaying, "segments are trimmed only after the whole log is replayed");
-        let shard = self.shard;
+        let tablet = self.tablet;
         let mut freed = 0;
         for (dev, d) in self.devs.iter_mut().enumerate() {
             let Some(dir) = d.dir.clone() else { continue };
@@ -339,7 +342,7 @@ impl Segments {
                     continue;
                 }
                 assert!(s.referenced_end.is_multiple_of(ALIGN_BYTES as u64), "extent ends are block-aligned");
-                let path = seg_path(&dir, shard, id);
+                let path = seg_path(&dir, tablet, id);
                 let trimmed = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -356,7 +359,7 @@ impl Segments {
             }
         }
         if freed > 0 {
-            tracing::info!("shard {shard}: trimmed {} MiB of unused segment space", freed >> 20);
+            tracing::info!("tablet {tablet}: trimmed {} MiB of unused segment space", freed >> 20);
         }
         freed
     }

@@ -24,7 +24,9 @@ pub struct Superblock {
     pub k: u8,
     pub m: u8,
     pub partitions: u32,
-    pub shards: u32,
+    /// Tablets (key-space units) the partitions map to; encoded where the field called `shards`
+    /// was before the rename (the same u32, same place).
+    pub tablets: u32,
     /// Zone label of every device of the set, by device index.
     pub zones: Vec<String>,
     pub created_unix_ms: u64,
@@ -45,7 +47,7 @@ impl Superblock {
         e.u8(self.k);
         e.u8(self.m);
         e.u32(self.partitions);
-        e.u32(self.shards);
+        e.u32(self.tablets);
         e.u16(self.zones.len() as u16);
         for z in &self.zones {
             e.str(z);
@@ -81,7 +83,7 @@ impl Superblock {
         let k = d.u8()?;
         let m = d.u8()?;
         let partitions = d.u32()?;
-        let shards = d.u32()?;
+        let tablets = d.u32()?;
         let n = d.u16()? as usize;
         let mut zones = Vec::with_capacity(n);
         for _ in 0..n {
@@ -97,7 +99,7 @@ impl Superblock {
             k,
             m,
             partitions,
-            shards,
+            tablets,
             zones,
             created_unix_ms,
             seg_base,
@@ -105,8 +107,8 @@ impl Superblock {
         if sb.device_index as usize >= sb.zones.len()
             || sb.k == 0
             || sb.m == 0
-            || sb.shards == 0
-            || sb.partitions < sb.shards
+            || sb.tablets == 0
+            || sb.partitions < sb.tablets
         {
             return Err(Error::Corrupt("superblock fields out of range".into()));
         }
@@ -141,7 +143,7 @@ pub fn encode_table(table: &[u16]) -> Vec<u8> {
     e.buf
 }
 
-pub fn decode_table(b: &[u8], shards: u32) -> Result<Vec<u16>> {
+pub fn decode_table(b: &[u8], tablets: u32) -> Result<Vec<u16>> {
     if b.len() < 16 || &b[..8] != TABLE_MAGIC {
         return Err(Error::Corrupt("not a partition table".into()));
     }
@@ -154,8 +156,8 @@ pub fn decode_table(b: &[u8], shards: u32) -> Result<Vec<u16>> {
     let mut t = Vec::with_capacity(n.min(1 << 20));
     for _ in 0..n {
         let s = d.u16()?;
-        if s as u32 >= shards {
-            return Err(Error::Corrupt(format!("partition table names shard {s} of {shards}")));
+        if s as u32 >= tablets {
+            return Err(Error::Corrupt(format!("partition table names tablet {s} of {tablets}")));
         }
         t.push(s);
     }
@@ -182,8 +184,8 @@ pub fn format(layout: &Layout) -> Result<u128> {
     let set_id: u128 = rand::random();
     let node_id: u128 = rand::random();
     let zones: Vec<String> = layout.devices.iter().map(|d| d.zone.clone()).collect();
-    // Round-robin partitions over shards; a table so it can later be rebalanced.
-    let table: Vec<u16> = (0..layout.partitions).map(|p| (p % layout.shards) as u16).collect();
+    // Round-robin partitions over tablets; a table so it can later be rebalanced.
+    let table: Vec<u16> = (0..layout.partitions).map(|p| (p % layout.tablets) as u16).collect();
     let table_bytes = encode_table(&table);
     for (i, d) in layout.devices.iter().enumerate() {
         std::fs::create_dir_all(&d.path).map_err(|e| io_at(&d.path, e))?;
@@ -198,7 +200,7 @@ pub fn format(layout: &Layout) -> Result<u128> {
             k: layout.k as u8,
             m: layout.m as u8,
             partitions: layout.partitions,
-            shards: layout.shards,
+            tablets: layout.tablets,
             zones: zones.clone(),
             created_unix_ms: now_ms(),
             seg_base: 0,
@@ -218,7 +220,7 @@ pub struct DeviceSet {
     pub k: usize,
     pub m: usize,
     pub partitions: u32,
-    pub shards: u32,
+    pub tablets: u32,
     pub zone_names: Vec<String>,
     /// Zone number per device index (index into a sorted list of zone names).
     pub zones: Vec<u16>,
@@ -269,7 +271,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
                 first.set_id
             )));
         }
-        if sb.zones != first.zones || sb.k != first.k || sb.m != first.m || sb.shards != first.shards {
+        if sb.zones != first.zones || sb.k != first.k || sb.m != first.m || sb.tablets != first.tablets {
             return Err(Error::Layout(format!("device {} disagrees with the set's layout", d.path.display())));
         }
         let i = sb.device_index as usize;
@@ -305,7 +307,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
     for (i, p) in paths.iter().enumerate() {
         let Some(p) = p.as_ref().filter(|_| healthy[i]) else { continue };
         let tp = p.join(TABLE_FILE);
-        if let Ok(t) = std::fs::read(&tp).map_err(Error::from).and_then(|b| decode_table(&b, first.shards)) {
+        if let Ok(t) = std::fs::read(&tp).map_err(Error::from).and_then(|b| decode_table(&b, first.tablets)) {
             if t.len() == first.partitions as usize {
                 table = Some(t);
                 break;
@@ -319,7 +321,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
         k: first.k as usize,
         m: first.m as usize,
         partitions: first.partitions,
-        shards: first.shards,
+        tablets: first.tablets,
         zone_names,
         zones,
         paths,
@@ -330,13 +332,13 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
 }
 
 /// Format `path` as the replacement of device `index` of `set`: a superblock with the set's
-/// id and that index (and the set's zones, EC and partition table), the shard directories, and
+/// id and that index (and the set's zones, EC and partition table), the tablet directories, and
 /// `seg_base` (segment ids below it were lost with the old device).
 ///
 /// Creates `path` if its parent exists. Refuses, unless `force`: a path that holds a tessera
 /// superblock (of this set's device `index` itself, of another device of the set, or of another
 /// set), and a non-empty directory. `force` removes tessera's own files there first (superblock,
-/// partition table, shard directories), nothing else. Never accepts the path of another slot.
+/// partition table, tablet directories), nothing else. Never accepts the path of another slot.
 pub fn format_replacement(
     set: &DeviceSet,
     current_paths: &[Option<PathBuf>],
@@ -401,6 +403,7 @@ pub fn format_replacement(
             let name = e.file_name().to_string_lossy().into_owned();
             let ours = name == SUPERBLOCK_FILE
                 || name == TABLE_FILE
+                // Tablet directories (`segment::tablet_dir`: on-disk name kept from before the rename).
                 || name.starts_with("shard-")
                 || name.starts_with(".health-probe-")
                 || name.starts_with(&format!(".{SUPERBLOCK_FILE}"))
@@ -419,8 +422,8 @@ pub fn format_replacement(
             sync_dir(parent)?;
         }
     }
-    for s in 0..set.shards {
-        let sd = crate::segment::shard_dir(path, s);
+    for s in 0..set.tablets {
+        let sd = crate::segment::tablet_dir(path, s);
         std::fs::create_dir(&sd).map_err(|e| io_at(&sd, e))?;
     }
     sync_dir(path)?;
@@ -433,7 +436,7 @@ pub fn format_replacement(
         k: set.k as u8,
         m: set.m as u8,
         partitions: set.partitions,
-        shards: set.shards,
+        tablets: set.tablets,
         zones: set.zones.iter().map(|z| set.zone_names.get(*z as usize).cloned().unwrap_or_default()).collect(),
         created_unix_ms: now_ms(),
         seg_base,
@@ -463,7 +466,7 @@ mod tests {
             k: 4,
             m: 2,
             partitions: 64,
-            shards: 2,
+            tablets: 2,
             zones: vec!["a".into(), "b".into()],
             created_unix_ms: 5,
             seg_base: 12,
@@ -508,7 +511,7 @@ mod tests {
         let sb = Superblock::decode(&std::fs::read(foreign.join(SUPERBLOCK_FILE)).unwrap()).unwrap();
         assert_eq!((sb.set_id, sb.device_index, sb.seg_base), (set.set_id, 2, 7));
         assert_eq!(sb.zones, vec!["z1", "z1", "z2", "z2", "z3", "z3"]);
-        assert!(crate::segment::shard_dir(foreign, 1).is_dir());
+        assert!(crate::segment::tablet_dir(foreign, 1).is_dir());
         // The set opens with the replacement in slot 2.
         let mut devs = l1.devices.clone();
         devs[2].path = foreign.clone();

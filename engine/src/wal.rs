@@ -1,4 +1,4 @@
-//! The per-shard metadata write-ahead log: framing, mirrored generations, recovery.
+//! The per-tablet metadata write-ahead log: framing, mirrored generations, recovery.
 //!
 //! A frame is `[len: u32][crc32c(gen ++ len ++ payload): u32][payload]`: the checksum is
 //! salted with the generation (`gen` as 8 little-endian bytes), so a frame is valid only in
@@ -16,7 +16,7 @@
 use crate::error::{io_at, Error, Result};
 use crate::io::DevFile;
 use crate::record::Record;
-use crate::segment::shard_dir;
+use crate::segment::tablet_dir;
 use std::path::{Path, PathBuf};
 
 pub const FRAME_HEADER_BYTES: usize = 8;
@@ -26,8 +26,8 @@ pub const WAL_PREALLOC_BYTES: u64 = 32 << 20;
 /// of 10,000 parts stay well below it).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
-pub fn wal_path(dev: &Path, shard: u32, gen: u64) -> PathBuf {
-    shard_dir(dev, shard).join(format!("wal-{gen:010}.log"))
+pub fn wal_path(dev: &Path, tablet: u32, gen: u64) -> PathBuf {
+    tablet_dir(dev, tablet).join(format!("wal-{gen:010}.log"))
 }
 
 /// How a generation's frames are checksummed.
@@ -110,7 +110,7 @@ pub fn inline_bytes(frame: &[u8], salt: Salt, size: u64) -> Result<Vec<u8>> {
     }
 }
 
-/// What recovery found for one shard.
+/// What recovery found for one tablet.
 pub struct RecoveredLog {
     pub gen: u64,
     pub records: Vec<(u64, Record)>,
@@ -120,12 +120,12 @@ pub struct RecoveredLog {
     pub salt: Salt,
 }
 
-/// Scan every device for this shard's log generations and pick what to replay.
-pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Option<RecoveredLog>> {
+/// Scan every device for this tablet's log generations and pick what to replay.
+pub fn recover(devs: &[Option<PathBuf>], tablet: u32, set_id: u128) -> Result<Option<RecoveredLog>> {
     // (gen, record count, records, salt)
     type Candidate = (u64, usize, Vec<(u64, Record)>, Salt);
     let mut best: Option<Candidate> = None;
-    let mut by_gen = generation_files(devs, shard);
+    let mut by_gen = generation_files(devs, tablet);
     // The mirrors whose header and `CheckpointEnd` check: only those are read later (another
     // file of the same number, abandoned by a crash, may hold other bytes at the same offsets).
     let mut complete_files: Vec<(u64, u16, PathBuf)> = Vec::new();
@@ -141,7 +141,7 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
                 continue;
             }
         };
-        let header_ok = |recs: &[(u64, Record)]| matches!(recs.first(), Some((_, Record::Header { shard: s, gen: g, set_id: id })) if *s == shard && *g == *gen && *id == set_id);
+        let header_ok = |recs: &[(u64, Record)]| matches!(recs.first(), Some((_, Record::Header { tablet: t, gen: g, set_id: id })) if *t == tablet && *g == *gen && *id == set_id);
         // Salted first; a log from before the salt has a header that checks only unsalted.
         // (A recycled file not yet rewritten holds an older generation's header: neither.)
         let (mut recs, _) = read_frames(&bytes, *gen);
@@ -166,12 +166,12 @@ pub fn recover(devs: &[Option<PathBuf>], shard: u32, set_id: u128) -> Result<Opt
     }))
 }
 
-/// Every log generation file of this shard on `devs`: (generation, device, path).
-fn generation_files(devs: &[Option<PathBuf>], shard: u32) -> Vec<(u64, u16, PathBuf)> {
+/// Every log generation file of this tablet on `devs`: (generation, device, path).
+fn generation_files(devs: &[Option<PathBuf>], tablet: u32) -> Vec<(u64, u16, PathBuf)> {
     let mut out = Vec::new();
     for (i, dev) in devs.iter().enumerate() {
         let Some(dev) = dev else { continue };
-        let Ok(rd) = std::fs::read_dir(shard_dir(dev, shard)) else { continue };
+        let Ok(rd) = std::fs::read_dir(tablet_dir(dev, tablet)) else { continue };
         for e in rd.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -185,12 +185,12 @@ fn generation_files(devs: &[Option<PathBuf>], shard: u32) -> Vec<(u64, u16, Path
     out
 }
 
-/// The highest generation number of any log file of this shard on `devs`, complete or not.
+/// The highest generation number of any log file of this tablet on `devs`, complete or not.
 /// A start numbers its new generation above it: a checkpoint that a crash cut short may have
 /// left a file one above the recovered generation on a device that is not a mirror now, and
 /// reusing that number would leave two different files of one generation.
-pub fn max_generation(devs: &[Option<PathBuf>], shard: u32) -> u64 {
-    generation_files(devs, shard).iter().map(|(g, _, _)| *g).max().unwrap_or(0)
+pub fn max_generation(devs: &[Option<PathBuf>], tablet: u32) -> u64 {
+    generation_files(devs, tablet).iter().map(|(g, _, _)| *g).max().unwrap_or(0)
 }
 
 /// Write a whole new generation (checkpoint) to `mirrors` and make it durable; returns the
@@ -201,26 +201,26 @@ pub fn max_generation(devs: &[Option<PathBuf>], shard: u32) -> u64 {
 /// win over the old one at recovery, although the old one goes on taking appends.
 pub fn write_generation(
     mirrors: &[(u16, PathBuf)],
-    shard: u32,
+    tablet: u32,
     gen: u64,
     bytes: &[u8],
 ) -> std::result::Result<Vec<(u16, PathBuf)>, (u16, Error)> {
     let mut out: Vec<(u16, PathBuf)> = Vec::new();
     for (dev, dir) in mirrors {
-        if let Err(e) = write_one(dir, shard, gen, bytes) {
+        if let Err(e) = write_one(dir, tablet, gen, bytes) {
             remove_generation(&out);
             return Err((*dev, e));
         }
-        out.push((*dev, wal_path(dir, shard, gen)));
+        out.push((*dev, wal_path(dir, tablet, gen)));
     }
     Ok(out)
 }
 
-fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
+fn write_one(dir: &Path, tablet: u32, gen: u64, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let p = wal_path(dir, shard, gen);
+    let p = wal_path(dir, tablet, gen);
     // Never creates a missing device directory (a failed device must stay visibly failed).
-    let sd = crate::segment::ensure_shard_dir(dir, shard)?;
+    let sd = crate::segment::ensure_tablet_dir(dir, tablet)?;
     let mut f =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| io_at(&p, e))?;
     f.write_all(bytes).map_err(|e| io_at(&p, e))?;
@@ -240,13 +240,13 @@ fn write_one(dir: &Path, shard: u32, gen: u64, bytes: &[u8]) -> Result<()> {
 }
 
 /// `write_generation` on the core's event loop (io_uring), the mirrors in parallel: the core
-/// goes on serving other shards and reads while a checkpoint is written. No zero-fill: on a
-/// device in `spares` the shard's spare file (a retired generation, see `Salt`) is renamed and
+/// goes on serving other tablets and reads while a checkpoint is written. No zero-fill: on a
+/// device in `spares` the tablet's spare file (a retired generation, see `Salt`) is renamed and
 /// rewritten, so the appends that follow overwrite its blocks; elsewhere the appends grow the
 /// file. Returns the files written and how many of them were recycled spares.
 pub async fn write_generation_async(
     mirrors: &[(u16, PathBuf)],
-    shard: u32,
+    tablet: u32,
     gen: u64,
     bytes: bytes::Bytes,
     spares: &[(u16, PathBuf)],
@@ -254,7 +254,7 @@ pub async fn write_generation_async(
     let writes = mirrors.iter().map(|(dev, dir)| {
         let bytes = bytes.clone();
         let spare = spares.iter().find(|(d, _)| d == dev).map(|(_, p)| p.as_path());
-        async move { (*dev, write_one_async(dir, shard, gen, bytes, spare).await) }
+        async move { (*dev, write_one_async(dir, tablet, gen, bytes, spare).await) }
     });
     let results = futures::future::join_all(writes).await;
     let mut out = Vec::new();
@@ -264,7 +264,7 @@ pub async fn write_generation_async(
         match r {
             Ok(reused) => {
                 recycled += reused as usize;
-                out.push((dev, wal_path(dir, shard, gen)));
+                out.push((dev, wal_path(dir, tablet, gen)));
             }
             Err(e) => {
                 first_err.get_or_insert((dev, e));
@@ -281,20 +281,22 @@ pub async fn write_generation_async(
 /// Bytes of a new generation in one O_DIRECT write: small enough that a group commit's flush
 /// on the same device never queues behind much of a checkpoint, large enough to stream.
 pub const GENERATION_WRITE_BYTES: usize = 1 << 20;
+// Each O_DIRECT write of a new generation starts where the previous one ended.
+const _: () = assert!(GENERATION_WRITE_BYTES.is_multiple_of(crate::util::ALIGN_BYTES), "O_DIRECT writes stay aligned");
 
-/// The file a shard keeps on a device for its next generation there to reuse (see `Salt`):
+/// The file a tablet keeps on a device for its next generation there to reuse (see `Salt`):
 /// recovery never reads it (its name holds no generation).
-pub fn spare_path(dev: &Path, shard: u32) -> PathBuf {
-    shard_dir(dev, shard).join("wal-spare.log")
+pub fn spare_path(dev: &Path, tablet: u32) -> PathBuf {
+    tablet_dir(dev, tablet).join("wal-spare.log")
 }
 
 /// Write one mirror of a new generation, durably (file and directory entry). With `spare`,
 /// that file is renamed to the generation's name and overwritten from the start, its size
 /// kept (the bytes past the new content are older frames that fail this generation's salt).
 /// Returns whether the spare was used.
-async fn write_one_async(dir: &Path, shard: u32, gen: u64, bytes: bytes::Bytes, spare: Option<&Path>) -> Result<bool> {
-    let p = wal_path(dir, shard, gen);
-    let sd = crate::segment::ensure_shard_dir(dir, shard)?;
+async fn write_one_async(dir: &Path, tablet: u32, gen: u64, bytes: bytes::Bytes, spare: Option<&Path>) -> Result<bool> {
+    let p = wal_path(dir, tablet, gen);
+    let sd = crate::segment::ensure_tablet_dir(dir, tablet)?;
     let recycled = spare.is_some_and(|sp| sp.parent() == Some(sd.as_path()) && std::fs::rename(sp, &p).is_ok());
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(!recycled);
@@ -350,20 +352,20 @@ pub fn remove_generation(files: &[(u16, PathBuf)]) {
     }
 }
 
-/// Remove every generation older than `keep` of this shard on every device (not the spare
+/// Remove every generation older than `keep` of this tablet on every device (not the spare
 /// files: see `remove_spares`).
-pub fn remove_older(devs: &[Option<PathBuf>], shard: u32, keep: u64) {
-    for (gen, _, path) in generation_files(devs, shard) {
+pub fn remove_older(devs: &[Option<PathBuf>], tablet: u32, keep: u64) {
+    for (gen, _, path) in generation_files(devs, tablet) {
         if gen < keep {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// Remove this shard's spare files on every device (at start: a shard begins with none).
-pub fn remove_spares(devs: &[Option<PathBuf>], shard: u32) {
+/// Remove this tablet's spare files on every device (at start: a tablet begins with none).
+pub fn remove_spares(devs: &[Option<PathBuf>], tablet: u32) {
     for dev in devs.iter().flatten() {
-        let _ = std::fs::remove_file(spare_path(dev, shard));
+        let _ = std::fs::remove_file(spare_path(dev, tablet));
     }
 }
 
@@ -409,7 +411,7 @@ mod tests {
                 frame_into(&mut out, gen, &payload);
             }
         };
-        push(Record::Header { shard: 0, gen, set_id: 7 });
+        push(Record::Header { tablet: 0, gen, set_id: 7 });
         for i in 0..n {
             push(bucket(i));
         }
@@ -430,7 +432,7 @@ mod tests {
     #[test]
     fn a_recycled_file_ends_where_its_own_generation_ends() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(shard_dir(dir.path(), 0)).unwrap();
+        std::fs::create_dir_all(tablet_dir(dir.path(), 0)).unwrap();
         // Generation 9 written over generation 7's longer file: 7's frames follow 9's.
         let mut bytes = generation(9, 2, false);
         let stale = generation(7, 50, false);
@@ -449,7 +451,7 @@ mod tests {
     fn an_abandoned_file_of_the_recovered_generation_is_never_read_and_never_renumbered_over() {
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         for d in &dirs {
-            std::fs::create_dir_all(shard_dir(d.path(), 0)).unwrap();
+            std::fs::create_dir_all(tablet_dir(d.path(), 0)).unwrap();
         }
         // Device 0: generation 5 cut short by a crash (header and records, no end), its
         // inline bytes at the same offsets as device 1's complete generation 5.
@@ -470,7 +472,7 @@ mod tests {
     #[test]
     fn a_log_from_before_the_salt_still_recovers() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(shard_dir(dir.path(), 0)).unwrap();
+        std::fs::create_dir_all(tablet_dir(dir.path(), 0)).unwrap();
         let bytes = generation(3, 5, true);
         std::fs::write(wal_path(dir.path(), 0, 3), &bytes).unwrap();
         let got = recover(&[Some(dir.path().to_path_buf())], 0, 7).unwrap().expect("legacy generation recovers");

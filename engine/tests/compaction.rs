@@ -41,7 +41,7 @@ fn live_disk_bytes(model: &BTreeMap<String, (u64, usize)>) -> u64 {
 
 fn bound(model: &BTreeMap<String, (u64, usize)>) -> u64 {
     // Sealed segments stay at least COMPACT_LIVE_PERCENT live, so at most twice the live bytes;
-    // plus per shard and device a few segments in flight (active, being compacted).
+    // plus per tablet and device a few segments in flight (active, being compacted).
     let slack = 2 * 6 * 4 * SEGMENT_BYTES;
     live_disk_bytes(model) * 100 / engine::COMPACT_LIVE_PERCENT + slack
 }

@@ -89,21 +89,21 @@ fn flipped_shard_bytes_are_rebuilt_from_parity_and_never_returned() {
     e.shutdown();
 }
 
-/// The newest log generation's mirror files of every shard: shard dir name → paths.
+/// The newest log generation's mirror files of every tablet: tablet dir name (`shard-NNNN`) → paths.
 fn wal_mirrors(root: &Path) -> std::collections::BTreeMap<String, Vec<PathBuf>> {
-    let mut by_shard: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
+    let mut by_tablet: std::collections::BTreeMap<String, Vec<(String, PathBuf)>> = Default::default();
     for d in std::fs::read_dir(root).unwrap().flatten() {
         for s in std::fs::read_dir(d.path()).unwrap().flatten().filter(|s| s.path().is_dir()) {
             for f in std::fs::read_dir(s.path()).unwrap().flatten() {
                 let name = f.file_name().to_string_lossy().to_string();
                 if name.starts_with("wal-") {
-                    let shard = s.file_name().to_string_lossy().to_string();
-                    by_shard.entry(shard).or_default().push((name, f.path()));
+                    let tablet = s.file_name().to_string_lossy().to_string();
+                    by_tablet.entry(tablet).or_default().push((name, f.path()));
                 }
             }
         }
     }
-    by_shard
+    by_tablet
         .into_iter()
         .map(|(s, mut v)| {
             let newest = v.iter().map(|(n, _)| n.clone()).max().unwrap();
@@ -134,8 +134,8 @@ fn damaged_log_mirrors_are_outvoted_by_the_longest_valid_one() {
 
     let mirrors = wal_mirrors(root);
     assert!(!mirrors.is_empty());
-    for (shard, files) in &mirrors {
-        assert_eq!(files.len(), 3, "{shard}: the log should have m+1 = 3 mirrors: {files:?}");
+    for (tablet, files) in &mirrors {
+        assert_eq!(files.len(), 3, "{tablet}: the log should have m+1 = 3 mirrors: {files:?}");
         // One mirror loses its tail (the last record fails its checksum), another its header
         // (the whole generation is unusable); the third is intact and must be the one used.
         let len = std::fs::metadata(&files[0]).unwrap().len();

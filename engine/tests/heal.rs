@@ -50,9 +50,9 @@ fn repair_rewrites_bad_shards_so_the_next_read_needs_no_rebuild() {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    // One shard so that every object lands in the same segment per device, in put order.
+    // One tablet so that every object lands in the same segment per device, in put order.
     let mut l = Layout::embedded(root, 1);
-    l.shards = 1;
+    l.tablets = 1;
     let e = open_heal(root, l.clone(), heal_cfg());
     block_on(e.create_bucket("rep")).unwrap();
     // Eight objects of two full stripes each: slot j of every device's segment is stripe j.
@@ -97,7 +97,7 @@ fn scrubber_finds_every_flipped_shard_and_repair_fixes_it() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let mut l = Layout::embedded(root, 1);
-    l.shards = 1;
+    l.tablets = 1;
     let e = open_heal(root, l.clone(), heal_cfg());
     block_on(e.create_bucket("scr")).unwrap();
     // 12 objects of one full stripe each: slot j of every device's segment is object j.

@@ -31,7 +31,7 @@ fn replay_keeps_a_segment_whose_bytes_die_and_are_reused_later_in_the_log() {
 }
 
 /// Checkpoints run on the core's event loop while other writers and readers go on: with a
-/// small checkpoint threshold, overwrites of small (inline, log-held) objects make each shard
+/// small checkpoint threshold, overwrites of small (inline, log-held) objects make each tablet
 /// rewrite its log many times. Every read-after-write is exact across them, every final value
 /// survives a restart, and the log's two append paths (O_DIRECT|O_DSYNC, and page cache +
 /// fdatasync) read each other's logs.
@@ -123,7 +123,7 @@ fn a_start_numbers_its_log_generation_above_an_abandoned_one() {
         v
     };
     let before = wal_files();
-    let gen = before.iter().map(|(_, g)| *g).max().expect("shard 0 has a log");
+    let gen = before.iter().map(|(_, g)| *g).max().expect("tablet 0 has a log");
     let mirrors: Vec<usize> = before.iter().map(|(d, _)| *d).collect();
     let other = (0..6).find(|d| !mirrors.contains(d)).expect("a device that is not a mirror");
     // The abandoned next generation: a header and nothing more (no CheckpointEnd).
@@ -134,7 +134,7 @@ fn a_start_numbers_its_log_generation_above_an_abandoned_one() {
     engine::wal::frame_into(
         &mut bytes,
         gen + 1,
-        &engine::record::Record::Header { shard: 0, gen: gen + 1, set_id }.encode(),
+        &engine::record::Record::Header { tablet: 0, gen: gen + 1, set_id }.encode(),
     );
     std::fs::write(&abandoned, &bytes).unwrap();
 

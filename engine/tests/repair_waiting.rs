@@ -102,7 +102,7 @@ fn a_repair_without_room_waits_counted_below_redundancy_and_logs_once() {
     assert_eq!(st.repair_failures, 0, "no room is not a failure: {st:#?}");
     let logged = repair_errors();
     println!("repair errors logged: {logged:#?}");
-    // Once per shard that has waiting objects (2 shards), however often they were found.
+    // Once per tablet that has waiting objects (2 tablets), however often they were found.
     assert!(!logged.is_empty(), "the wait was never reported");
     assert!(logged.len() <= 2, "logged {} times for one change of state: {logged:#?}", logged.len());
     assert!(logged.iter().all(|m| m.contains("cannot restore full redundancy")), "{logged:#?}");

@@ -175,9 +175,9 @@ fn a_missing_device_directory_is_never_created_again() {
     for p in &z1 {
         std::fs::rename(p, away(p)).unwrap();
     }
-    // The operator fails device 3: both shards' logs were mirrored there ({0,1,3} and
+    // The operator fails device 3: both tablets' logs were mirrored there ({0,1,3} and
     // {1,2,3}) and move, and the engine, not knowing device 0 is gone, picks it as a new
-    // mirror of shard 0's log.
+    // mirror of tablet 0's log.
     e.set_device_health_blocking(&[3]);
     // Writes and reads go on; each one that touches z1 finds it missing.
     for i in 0..4u64 {

@@ -238,9 +238,9 @@ fn concurrent_puts_in_odd_chunks_get_the_md5_of_their_bytes_as_etag() {
     e.shutdown();
 }
 
-/// Pages of every size walk every key once, in order: the merge asks each shard for about its
-/// share of a page and for more only when that shard's run ends before the page does, which
-/// pages of tens of keys over four shards do often.
+/// Pages of every size walk every key once, in order: the merge asks each tablet for about its
+/// share of a page and for more only when that tablet's run ends before the page does, which
+/// pages of tens of keys over four tablets do often.
 #[test]
 fn pages_of_any_size_list_every_key_once_in_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! `engine::superblock::Superblock::decode` and `decode_table`, with round trips:
 //! whatever decodes re-encodes to bytes that decode to the same value.
-//! Input: `[shards: u32 le][bytes...]`; the bytes go to both decoders. The CRC32C trailer
+//! Input: `[tablets: u32 le][bytes...]`; the bytes go to both decoders. The CRC32C trailer
 //! would stop the fuzzer at the checksum, so each decoder is also given the bytes with a
 //! correct CRC appended (a corrupt-but-checksummed file, as a buggy writer would leave).
 #![no_main]
@@ -22,20 +22,20 @@ fn superblock(b: &[u8]) {
     }
 }
 
-fn table(b: &[u8], shards: u32) {
-    if let Ok(t) = decode_table(b, shards) {
-        assert!(t.iter().all(|&s| (s as u32) < shards));
-        let again = decode_table(&encode_table(&t), shards).expect("an encoded table decodes");
+fn table(b: &[u8], tablets: u32) {
+    if let Ok(t) = decode_table(b, tablets) {
+        assert!(t.iter().all(|&s| (s as u32) < tablets));
+        let again = decode_table(&encode_table(&t), tablets).expect("an encoded table decodes");
         assert_eq!(again, t, "partition table round trip");
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, c, d, rest @ ..] = data else { return };
-    let shards = u32::from_le_bytes([*a, *b, *c, *d]);
+    let tablets = u32::from_le_bytes([*a, *b, *c, *d]);
     superblock(rest);
-    table(rest, shards);
+    table(rest, tablets);
     let fixed = with_crc(rest);
     superblock(&fixed);
-    table(&fixed, shards);
+    table(&fixed, tablets);
 });

@@ -1,7 +1,7 @@
 //! A crash never costs disk space: a server SIGKILLed while it has segments open, again and
 //! again, keeps its segment files within the live data (times the erasure-coding overhead) plus
 //! the preallocation of the segments it is filling now. Before segments were trimmed at start,
-//! every kill stranded a whole preallocated segment per device and shard, and a crash loop
+//! every kill stranded a whole preallocated segment per device and tablet, and a crash loop
 //! filled the disk.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Self-healing of a shard's data: the repair task and the scrubber.
+//! Self-healing of a tablet's data: the repair task and the scrubber.
 //!
 //! **Repair** takes objects from `repair_queue` (filled by reads that had to reconstruct, by
 //! the scrubber, and by a device failure) and checks every stripe of every part by reading all
@@ -15,13 +15,14 @@
 //!
 //! Both yield to foreground work through the core's I/O scheduler (`sched.rs`).
 
-use super::{PendingExtents, Shard};
+use super::read::SegmentFiles;
+use super::{PendingExtents, Tablet};
 use crate::buf::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::ids::DeviceId;
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
 use crate::stripe::crc;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,10 @@ pub const REPAIR_OBJECTS_PER_ROUND: usize = 64;
 pub const SCRUB_SLEEP_MIN_MS: u64 = 10;
 /// Pause between two scrub passes when the data set is empty or tiny.
 pub const SCRUB_IDLE_MS: u64 = 1_000;
+const _: () = assert!(REPAIR_OBJECTS_PER_ROUND > 0, "a repair round that takes no object never drains the queue");
+// Between passes the scrubber always sleeps (at least `SCRUB_SLEEP_MIN_MS`) so the repair task
+// gets the event loop; idle waits are the longer of the two.
+const _: () = assert!(SCRUB_SLEEP_MIN_MS > 0 && SCRUB_IDLE_MS >= SCRUB_SLEEP_MIN_MS);
 
 #[derive(Default)]
 pub struct HealState {
@@ -46,8 +51,8 @@ enum PartCheck {
     Bad(Vec<(usize, Vec<usize>)>),
 }
 
-impl Shard {
-    /// Start this shard's background tasks (called once the core is up).
+impl Tablet {
+    /// Start this tablet's background tasks (called once the core is up).
     pub fn start_background(self: &Rc<Self>) {
         let cfg = &self.core.shared.heal;
         if cfg.repair {
@@ -64,11 +69,28 @@ impl Shard {
         }
     }
 
+    /// Device `dev` is back (or in service again) at `path`: its segments are used again.
+    pub fn attach_device(&self, dev: u16, path: &std::path::Path) {
+        self.segs.borrow_mut().attach(dev, path);
+    }
+
+    /// Stop using device `dev` (step one of its replacement). Returns the next segment id this
+    /// tablet would have used there.
+    pub fn detach_device(&self, dev: u16) -> u32 {
+        self.segs.borrow_mut().detach(dev)
+    }
+
+    /// `path` is device `dev` from now on, a fresh device whose segment ids start at `base`
+    /// (step two of a replacement).
+    pub fn attach_replacement(&self, dev: u16, path: &std::path::Path, direct: bool, base: u32) {
+        self.segs.borrow_mut().attach_replacement(dev, path, direct, base);
+    }
+
     /// Device `dev` failed: move the log off it and queue every object with a shard there.
     pub fn device_failed(self: &Rc<Self>, dev: u16) {
         // A spare there is never reused (no mirror goes to a failed device): let its file go.
         self.drop_spares_on(dev);
-        if self.wal.borrow().files.iter().any(|(d, _)| *d == dev) {
+        if self.wal.borrow().files.iter().any(|(d, _)| *d == DeviceId(dev)) {
             // The commit leader rewrites the log before its next batch; with no leader
             // running, a task becomes the leader for it.
             self.wal_rewrite.set(true);
@@ -116,7 +138,7 @@ impl Shard {
         let waiting = std::mem::take(&mut *self.repair_waiting.borrow_mut());
         if !waiting.is_empty() {
             tracing::info!(
-                "shard {}: retrying the repair of {} object(s) that were waiting for room",
+                "tablet {}: retrying the repair of {} object(s) that were waiting for room",
                 self.id,
                 waiting.len()
             );
@@ -129,16 +151,16 @@ impl Shard {
     pub(super) async fn rewrite_wal(&self) {
         self.wal_rewrite.set(false);
         let healthy = self.core.healthy.borrow().clone();
-        if self.wal.borrow().files.iter().all(|(d, _)| healthy[*d as usize]) {
+        if self.wal.borrow().files.iter().all(|(d, _)| healthy[d.index()]) {
             return;
         }
         match self.checkpoint().await {
-            Ok(()) => tracing::warn!("shard {}: log moved to healthy mirrors", self.id),
-            Err(e) => tracing::error!("shard {}: cannot move the log off a failed device: {e}", self.id),
+            Ok(()) => tracing::warn!("tablet {}: log moved to healthy mirrors", self.id),
+            Err(e) => tracing::error!("tablet {}: cannot move the log off a failed device: {e}", self.id),
         }
     }
 
-    /// Erasure-coded objects of this shard with a shard on a failed device, or in a segment
+    /// Erasure-coded objects of this tablet with a shard on a failed device, or in a segment
     /// lost with a replaced device (not yet rebuilt).
     pub fn objects_below_redundancy(&self) -> u64 {
         let healthy = self.core.healthy.borrow();
@@ -157,12 +179,22 @@ impl Shard {
         n
     }
 
+    /// Objects waiting in the repair queue.
+    pub fn repairs_queued(&self) -> usize {
+        self.repair_queue.borrow().len()
+    }
+
+    /// Objects whose repair waits for room (see `repair_waiting`).
+    pub fn repairs_waiting(&self) -> usize {
+        self.repair_waiting.borrow().len()
+    }
+
     pub fn scrub_passes(&self) -> u64 {
         self.heal.borrow().scrub_passes
     }
 
     /// Open every segment a part refers to.
-    fn part_plan(&self, p: &PartLayout) -> HashMap<(u16, u32), Rc<crate::io::DevFile>> {
+    fn part_plan(&self, p: &PartLayout) -> SegmentFiles {
         let meta = ObjectMeta {
             size: p.size,
             md5: p.md5,
@@ -172,7 +204,7 @@ impl Shard {
             data: DataLoc::Parts(Box::new([p.clone()])),
         };
         if p.size == 0 {
-            return HashMap::new();
+            return SegmentFiles::new();
         }
         self.read_plan_for(&meta, crate::api::ByteRange { start: 0, end: p.size }, false)
     }
@@ -182,7 +214,7 @@ impl Shard {
         &self,
         p: &PartLayout,
         s: usize,
-        plan: &HashMap<(u16, u32), Rc<crate::io::DevFile>>,
+        plan: &SegmentFiles,
     ) -> (Vec<Option<AlignedBuf>>, Vec<usize>) {
         let w = p.width();
         let sl = p.shard_len(s);
@@ -236,7 +268,7 @@ impl Shard {
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
                 // Re-place the whole part on healthy devices through the write path, paced
                 // chunk by chunk by the scheduler.
-                let rotate = super::rotate_for(bucket, key).wrapping_add(index);
+                let rotate = super::write::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate, IoClass::Repair).await?;
                 let mut st = self.core.stats.borrow_mut();
                 st.repaired_stripes += p.stripe_count() as u64;
@@ -267,7 +299,7 @@ impl Shard {
         let (k, m, w) = (p.k as usize, p.m as usize, p.width());
         let plan = self.part_plan(p);
         let mut new = p.clone();
-        let mut pending = PendingExtents { shard: self.clone(), extents: Vec::new() };
+        let mut pending = PendingExtents { tablet: self.clone(), extents: Vec::new() };
         for (s, _) in stripes {
             // Read again: the bad set may have changed since the check.
             let (mut shards, bad) = self.check_stripe(p, s, &plan).await;
@@ -277,7 +309,7 @@ impl Shard {
             let sl = p.shard_len(s);
             let pool = self.core.pool.clone();
             self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
-                Error::Unreadable(format!("shard {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
+                Error::Unreadable(format!("tablet {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
             })?;
             let data: Vec<AlignedBuf> = shards[..k]
                 .iter_mut()
@@ -292,7 +324,7 @@ impl Shard {
                 let c = crc(b.as_slice());
                 if c != old.crc {
                     return Err(Error::Corrupt(format!(
-                        "shard {}: rebuilt shard {i} of stripe {s} has crc {c:08x}, the record says {:08x}",
+                        "tablet {}: rebuilt shard {i} of stripe {s} has crc {c:08x}, the record says {:08x}",
                         self.id, old.crc
                     )));
                 }
@@ -307,12 +339,12 @@ impl Shard {
                         return Err(e);
                     }
                 };
-                pending.extents.push((dev, ext.seg));
-                new.shards[s * w + i] = ShardLoc { seg: ext.seg, block: ext.block, crc: c };
+                pending.extents.push((DeviceId(dev), ext.seg));
+                new.shards[s * w + i] = ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: c };
                 let mut copy = self.core.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
-                writes.push((dev, ext.file, copy, ext.block as u64 * 4096));
+                writes.push((dev, ext.file, copy, ext.block.offset_bytes()));
             }
             let results = futures::future::join_all(writes.into_iter().map(|(dev, f, b, pos)| async move {
                 let (r, _) = f.write_at(b, pos).await;
@@ -324,7 +356,7 @@ impl Shard {
                     self.core.note_io_error(dev, &e, false);
                     return Err(e);
                 }
-                self.dirty.borrow_mut().push((dev, f));
+                self.dirty.borrow_mut().push((DeviceId(dev), f));
             }
         }
         new.check()?;
@@ -340,44 +372,44 @@ fn part_below_redundancy(p: &PartLayout, healthy: &[bool], segs: &crate::segment
         || (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.is_lost(p.devices[i], p.loc(s, i).seg)))
 }
 
-async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
+async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
     loop {
         monoio::time::sleep(poll).await;
-        let Some(sh) = weak.upgrade() else { return };
-        if sh.core.shards.borrow().is_empty() {
+        let Some(tablet) = weak.upgrade() else { return };
+        if tablet.core.tablets.borrow().is_empty() {
             return; // the core is stopping
         }
         for _ in 0..REPAIR_OBJECTS_PER_ROUND {
             // The object stays queued while it is repaired, so the scrubber skips it.
-            let next = sh.repair_queue.borrow().iter().next().cloned();
+            let next = tablet.repair_queue.borrow().iter().next().cloned();
             let Some(obj) = next else { break };
-            if sh.repair_waiting.borrow().contains(&obj) {
+            if tablet.repair_waiting.borrow().contains(&obj) {
                 // Known to need room that does not exist yet: a read or the scrubber found it
                 // again. It is retried when a device comes back or is replaced.
-                sh.repair_queue.borrow_mut().remove(&obj);
+                tablet.repair_queue.borrow_mut().remove(&obj);
                 continue;
             }
             let (bucket, key) = &obj;
-            let epoch = sh.core.health_epoch.get();
-            let r = sh.repair_object(bucket, key).await;
+            let epoch = tablet.core.health_epoch.get();
+            let r = tablet.repair_object(bucket, key).await;
             if let Ok(n) = &r {
-                sh.core.stats.borrow_mut().repaired_parts += *n as u64;
+                tablet.core.stats.borrow_mut().repaired_parts += *n as u64;
             }
-            if sh.core.health_epoch.get() != epoch {
+            if tablet.core.health_epoch.get() != epoch {
                 // A device failed, came back or was replaced meanwhile: whatever the repair
                 // concluded came from the state before. The object stays queued (a failure
                 // queued it again, and that must not be lost) and is judged afresh.
                 if let Err(e) = &r {
-                    tracing::debug!("shard {}: {bucket}/{key}: {e}; device health changed, retrying", sh.id);
+                    tracing::debug!("tablet {}: {bucket}/{key}: {e}; device health changed, retrying", tablet.id);
                 }
                 continue;
             }
             // Reads done by the repair itself may have queued the object again.
-            sh.repair_queue.borrow_mut().remove(&obj);
+            tablet.repair_queue.borrow_mut().remove(&obj);
             match r {
                 Ok(n) => {
                     if n > 0 {
-                        tracing::info!("shard {}: repaired {n} part(s) of {bucket}/{key}", sh.id);
+                        tracing::info!("tablet {}: repaired {n} part(s) of {bucket}/{key}", tablet.id);
                     }
                 }
                 Err(Error::InsufficientDevices(why)) => {
@@ -385,24 +417,24 @@ async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
                     // it) and waits. Said once per change from "none waiting" to "some
                     // waiting", not once per object or per retry.
                     let first = {
-                        let mut w = sh.repair_waiting.borrow_mut();
+                        let mut w = tablet.repair_waiting.borrow_mut();
                         let first = w.is_empty();
                         w.insert(obj.clone());
                         first
                     };
                     if first {
                         tracing::error!(
-                            "shard {}: cannot restore full redundancy ({why}); objects stay readable below full \
+                            "tablet {}: cannot restore full redundancy ({why}); objects stay readable below full \
                              redundancy and wait until a device comes back or is replaced ('tessera device replace')",
-                            sh.id
+                            tablet.id
                         );
                     } else {
-                        tracing::debug!("shard {}: {bucket}/{key} waits for room to be repaired", sh.id);
+                        tracing::debug!("tablet {}: {bucket}/{key} waits for room to be repaired", tablet.id);
                     }
                 }
                 Err(e) => {
-                    sh.core.stats.borrow_mut().repair_failures += 1;
-                    tracing::error!("shard {}: repair of {bucket}/{key} failed: {e}", sh.id);
+                    tablet.core.stats.borrow_mut().repair_failures += 1;
+                    tracing::error!("tablet {}: repair of {bucket}/{key} failed: {e}", tablet.id);
                 }
             }
         }
@@ -410,8 +442,8 @@ async fn repair_loop(weak: Weak<Shard>, poll: Duration) {
 }
 
 /// The next object after `cursor` in (bucket, key) order, with its metadata.
-fn next_object(sh: &Shard, cursor: &Option<(String, String)>) -> Option<(String, String, ObjectMeta)> {
-    let st = sh.state.borrow();
+fn next_object(tablet: &Tablet, cursor: &Option<(String, String)>) -> Option<(String, String, ObjectMeta)> {
+    let st = tablet.state.borrow();
     let mut buckets: Vec<&String> = st.objects.keys().collect();
     buckets.sort();
     for b in buckets {
@@ -434,70 +466,70 @@ fn next_object(sh: &Shard, cursor: &Option<(String, String)>) -> Option<(String,
     None
 }
 
-/// Bytes/s this shard's scrubber may read.
-fn scrub_rate(sh: &Shard) -> u64 {
-    let cfg = &sh.core.shared.heal;
+/// Bytes/s this tablet's scrubber may read.
+fn scrub_rate(tablet: &Tablet) -> u64 {
+    let cfg = &tablet.core.shared.heal;
     if cfg.scrub_bytes_per_sec > 0 {
         return cfg.scrub_bytes_per_sec;
     }
-    let (k, m) = (sh.core.shared.set.k as u64, sh.core.shared.set.m as u64);
-    let data: u64 = sh.state.borrow().objects.values().flat_map(|o| o.values()).map(|m| m.size).sum();
+    let (k, m) = (tablet.core.shared.set.k as u64, tablet.core.shared.set.m as u64);
+    let data: u64 = tablet.state.borrow().objects.values().flat_map(|o| o.values()).map(|m| m.size).sum();
     let stored = data / k.max(1) * (k + m);
     (stored / cfg.scrub_period_secs.max(1)).max(crate::heal::SCRUB_MIN_BYTES_PER_SEC)
 }
 
-async fn scrub_loop(weak: Weak<Shard>) {
+async fn scrub_loop(weak: Weak<Tablet>) {
     let mut rate = 0u64;
     let mut window = Instant::now();
     let mut read_in_window = 0u64;
     loop {
-        let Some(sh) = weak.upgrade() else { return };
-        if sh.core.shards.borrow().is_empty() {
+        let Some(tablet) = weak.upgrade() else { return };
+        if tablet.core.tablets.borrow().is_empty() {
             return;
         }
-        let cursor = sh.heal.borrow().scrub_cursor.clone();
+        let cursor = tablet.heal.borrow().scrub_cursor.clone();
         if cursor.is_none() {
-            rate = scrub_rate(&sh);
+            rate = scrub_rate(&tablet);
         }
-        let Some((bucket, key, meta)) = next_object(&sh, &cursor) else {
+        let Some((bucket, key, meta)) = next_object(&tablet, &cursor) else {
             let restart = cursor.is_some();
             {
-                let mut h = sh.heal.borrow_mut();
+                let mut h = tablet.heal.borrow_mut();
                 h.scrub_cursor = None;
                 if restart {
                     h.scrub_passes += 1;
                 }
             }
-            drop(sh);
+            drop(tablet);
             if restart {
                 // Always give the event loop a turn between passes: a pass that only skipped
                 // objects (all queued for repair) awaited nothing, and looping straight into
                 // the next one would starve the repair task that drains that queue.
-                sh_sleep(SCRUB_SLEEP_MIN_MS).await;
+                sleep_ms(SCRUB_SLEEP_MIN_MS).await;
             } else {
                 // Nothing to scrub yet.
-                sh_sleep(SCRUB_IDLE_MS).await;
+                sleep_ms(SCRUB_IDLE_MS).await;
             }
             continue;
         };
         let DataLoc::Parts(parts) = &meta.data else { continue };
-        if sh.repair_queue.borrow().contains(&(bucket.clone(), key.clone())) {
+        if tablet.repair_queue.borrow().contains(&(bucket.clone(), key.clone())) {
             // Already known bad and about to be repaired: do not count it twice.
-            sh.heal.borrow_mut().scrub_cursor = Some((bucket, key));
+            tablet.heal.borrow_mut().scrub_cursor = Some((bucket, key));
             continue;
         }
         let mut bad_shards = 0u64;
         let mut bytes = 0u64;
         for p in parts {
             bytes += p.stripe_count() as u64 * p.width() as u64 * p.shard_len(0) as u64;
-            if let PartCheck::Bad(stripes) = sh.check_part(p, IoClass::Scrub).await {
+            if let PartCheck::Bad(stripes) = tablet.check_part(p, IoClass::Scrub).await {
                 bad_shards += stripes.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
             }
         }
         let mut bad = bad_shards > 0;
         // An object overwritten, deleted or relocated (repaired, compacted) meanwhile may have
         // lost its old segments, and its new extents are checked next pass: not rot.
-        let same = sh
+        let same = tablet
             .state
             .borrow()
             .get(&bucket, &key)
@@ -506,18 +538,18 @@ async fn scrub_loop(weak: Weak<Shard>) {
             bad = false;
         }
         if bad {
-            sh.core.stats.borrow_mut().scrub_errors += bad_shards;
-            tracing::warn!("shard {}: scrub found bad shards in {bucket}/{key}; queued for repair", sh.id);
-            sh.repair_queue.borrow_mut().insert((bucket.clone(), key.clone()));
+            tablet.core.stats.borrow_mut().scrub_errors += bad_shards;
+            tracing::warn!("tablet {}: scrub found bad shards in {bucket}/{key}; queued for repair", tablet.id);
+            tablet.repair_queue.borrow_mut().insert((bucket.clone(), key.clone()));
         }
-        sh.heal.borrow_mut().scrub_cursor = Some((bucket, key));
-        drop(sh);
+        tablet.heal.borrow_mut().scrub_cursor = Some((bucket, key));
+        drop(tablet);
         // Pace to `rate`: sleep off what was read beyond it in this window.
         read_in_window += bytes;
         let due_ms = read_in_window.saturating_mul(1000) / rate.max(1);
         let spent_ms = window.elapsed().as_millis() as u64;
         if due_ms > spent_ms + SCRUB_SLEEP_MIN_MS {
-            sh_sleep(due_ms - spent_ms).await;
+            sleep_ms(due_ms - spent_ms).await;
         }
         if window.elapsed() > Duration::from_secs(10) {
             window = Instant::now();
@@ -526,6 +558,6 @@ async fn scrub_loop(weak: Weak<Shard>) {
     }
 }
 
-async fn sh_sleep(ms: u64) {
+async fn sleep_ms(ms: u64) {
     monoio::time::sleep(Duration::from_millis(ms)).await;
 }

@@ -11,9 +11,12 @@
 //! Passes are bounded (runs, bytes, segments) and yield between runs, so foreground requests
 //! keep going; the next commit starts the next pass.
 
-use super::{ReadFiles, Shard, Written};
+use super::read::ReadFiles;
+use super::write::{rotate_for, Written};
+use super::Tablet;
 use crate::api::{body_channel, BodyItem, ByteRange};
 use crate::error::{Error, Result};
+use crate::ids::{DeviceId, SegmentId};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
 use crate::sched::IoClass;
 use std::collections::HashSet;
@@ -27,6 +30,11 @@ pub const COMPACT_SEGMENTS_PER_PASS: usize = 4;
 pub const COMPACT_RUNS_PER_PASS: usize = 16;
 /// Data bytes moved per pass.
 pub const COMPACT_BYTES_PER_PASS: u64 = 64 << 20;
+const _: () = assert!(COMPACT_LIVE_PERCENT > 0 && COMPACT_LIVE_PERCENT <= 100, "a share of a segment's used bytes");
+const _: () = assert!(
+    COMPACT_SEGMENTS_PER_PASS > 0 && COMPACT_RUNS_PER_PASS > 0 && COMPACT_BYTES_PER_PASS > 0,
+    "a pass that may move nothing never empties a segment"
+);
 
 /// Give the event loop one turn so queued foreground work runs between compaction steps.
 struct YieldNow(bool);
@@ -43,11 +51,12 @@ impl std::future::Future for YieldNow {
     }
 }
 
-fn touches(p: &PartLayout, segs: &HashSet<(u16, u32)>) -> bool {
-    (0..p.stripe_count()).any(|s| (0..p.width()).any(|i| segs.contains(&(p.devices[i], p.loc(s, i).seg))))
+fn touches(p: &PartLayout, segs: &HashSet<(DeviceId, SegmentId)>) -> bool {
+    (0..p.stripe_count())
+        .any(|s| (0..p.width()).any(|i| segs.contains(&(DeviceId(p.devices[i]), SegmentId(p.loc(s, i).seg)))))
 }
 
-impl Shard {
+impl Tablet {
     /// Start a compaction pass in the background if one is worth doing and none is running.
     pub(super) fn maybe_compact(self: &Rc<Self>) {
         if self.compacting.get() {
@@ -61,13 +70,13 @@ impl Shard {
         let me = self.clone();
         monoio::spawn(async move {
             if let Err(e) = me.compact(victims).await {
-                tracing::warn!("shard {}: compaction pass failed: {e}", me.id);
+                tracing::warn!("tablet {}: compaction pass failed: {e}", me.id);
             }
             me.compacting.set(false);
         });
     }
 
-    fn compaction_victims(&self) -> HashSet<(u16, u32)> {
+    fn compaction_victims(&self) -> HashSet<(DeviceId, SegmentId)> {
         let skip = self.compact_skip.borrow();
         let mut v: Vec<(u16, u32, u64, u64)> = self
             .segs
@@ -75,14 +84,14 @@ impl Shard {
             .sealed_usage()
             .into_iter()
             .filter(|&(d, s, live, used)| {
-                live > 0 && live * 100 < used * COMPACT_LIVE_PERCENT && !skip.contains(&(d, s))
+                live > 0 && live * 100 < used * COMPACT_LIVE_PERCENT && !skip.contains(&(DeviceId(d), SegmentId(s)))
             })
             .collect();
         v.sort_by_key(|&(_, _, live, _)| live);
-        v.into_iter().take(COMPACT_SEGMENTS_PER_PASS).map(|(d, s, _, _)| (d, s)).collect()
+        v.into_iter().take(COMPACT_SEGMENTS_PER_PASS).map(|(d, s, _, _)| (DeviceId(d), SegmentId(s))).collect()
     }
 
-    async fn compact(self: &Rc<Self>, victims: HashSet<(u16, u32)>) -> Result<()> {
+    async fn compact(self: &Rc<Self>, victims: HashSet<(DeviceId, SegmentId)>) -> Result<()> {
         let mut work: Vec<(RelocTarget, PartLayout, usize)> = Vec::new();
         {
             let st = self.state.borrow();
@@ -98,14 +107,14 @@ impl Shard {
                             mtime_ms: m.mtime_ms,
                             index: i as u32,
                         };
-                        work.push((target, p.clone(), super::rotate_for(bucket, key).wrapping_add(i)));
+                        work.push((target, p.clone(), rotate_for(bucket, key).wrapping_add(i)));
                     }
                 }
             }
             for (id, u) in &st.uploads {
                 for p in u.parts.values().filter(|p| touches(&p.layout, &victims)) {
                     let target = RelocTarget::Part { upload_id: id.clone(), number: p.number, mtime_ms: p.mtime_ms };
-                    let rotate = super::rotate_for(&u.bucket, &u.key).wrapping_add(p.number as usize);
+                    let rotate = rotate_for(&u.bucket, &u.key).wrapping_add(p.number as usize);
                     work.push((target, p.layout.clone(), rotate));
                 }
             }

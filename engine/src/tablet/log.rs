@@ -1,0 +1,310 @@
+//! The tablet's write-ahead log at run time: the commit queue, the group-commit leader that
+//! turns a batch of queued records into one durable append to every log mirror, and the two
+//! ways of appending (O_DIRECT|O_DSYNC, or through the page cache and fdatasync).
+
+use super::Tablet;
+use crate::buf::AlignedBuf;
+use crate::error::{Error, Result};
+use crate::ids::DeviceId;
+use crate::io::DevFile;
+use crate::record::Record;
+use crate::util::ALIGN_BYTES;
+use crate::wal::{self, frame_into, FRAME_HEADER_BYTES};
+use bytes::Bytes;
+use futures::future::join_all;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+pub(super) struct Pending {
+    payload: Vec<u8>,
+    rec: Record,
+    key: Option<(String, String)>,
+    reply: futures::channel::oneshot::Sender<Result<()>>,
+}
+
+/// A log generation's mirror files: (device, file).
+pub(super) type Mirrors = Vec<(DeviceId, Rc<DevFile>)>;
+
+pub(super) struct WalState {
+    pub(super) gen: u64,
+    pub(super) len: u64,
+    /// The mirrors, opened through the page cache (reads of inline objects).
+    pub(super) files: Mirrors,
+    /// The same files opened O_DIRECT|O_DSYNC, in `files` order, for appends; `None` where the
+    /// filesystem refuses O_DIRECT (or `EngineConfig::log_direct` is off): appends then go
+    /// through the page cache and each mirror is fdatasync'd.
+    pub(super) direct: Option<Vec<Rc<DevFile>>>,
+    /// The log's bytes from the 4 KiB boundary at or below `len` up to `len`: an O_DIRECT
+    /// append rewrites that block (the same bytes, so a torn write cannot change committed
+    /// frames) followed by the new frames, zero-padded to the next boundary.
+    pub(super) tail: Vec<u8>,
+    /// The previous generation's mirrors during a switch, between the new generation taking
+    /// over and the inline objects being re-pointed at it (`install_checkpoint`): a read that
+    /// looks an object up in that window finds it at its old place. `None` otherwise, so the
+    /// retired files are not held once no reader needs them.
+    pub(super) prev: Option<(u64, Mirrors)>,
+}
+
+impl WalState {
+    /// The state of a generation just written: `bytes` is its whole content, `written` its
+    /// mirror files.
+    pub(super) fn open(gen: u64, bytes: &[u8], written: &[(u16, PathBuf)], direct: bool) -> Result<WalState> {
+        let files = written
+            .iter()
+            .map(|(d, p)| Ok((DeviceId(*d), Rc::new(DevFile::open(p, false, false)?))))
+            .collect::<Result<Vec<_>>>()?;
+        let direct = if direct {
+            let mut v = Vec::with_capacity(written.len());
+            for (_, p) in written {
+                match DevFile::open_dsync(p)? {
+                    Some(f) => v.push(Rc::new(f)),
+                    None => break,
+                }
+            }
+            (v.len() == written.len()).then_some(v)
+        } else {
+            None
+        };
+        let len = bytes.len() as u64;
+        let tail = bytes[align_down(len) as usize..].to_vec();
+        Ok(WalState { gen, len, files, direct, tail, prev: None })
+    }
+}
+
+/// O_DIRECT I/O granularity of the log appends (a multiple of every device's logical block).
+pub(super) const LOG_BLOCK_BYTES: u64 = 4096;
+const _: () = assert!(LOG_BLOCK_BYTES.is_power_of_two(), "align_down masks with LOG_BLOCK_BYTES - 1");
+// An O_DIRECT append writes whole log blocks from an `AlignedBuf`, at a block boundary.
+const _: () =
+    assert!(LOG_BLOCK_BYTES.is_multiple_of(ALIGN_BYTES as u64), "a log block is a whole number of I/O blocks");
+// A frame's length is kept as a u32 (`wal::set_inline_pos`, `DataLoc::Inline::len`), and
+// recovery accepts frames up to `MAX_RECORD_BYTES`.
+const _: () = assert!(wal::MAX_RECORD_BYTES + FRAME_HEADER_BYTES <= u32::MAX as usize, "a frame's length fits a u32");
+
+pub(super) fn align_down(x: u64) -> u64 {
+    x & !(LOG_BLOCK_BYTES - 1)
+}
+
+impl Tablet {
+    /// Bytes in the current log generation.
+    pub fn log_bytes(&self) -> u64 {
+        self.wal.borrow().len
+    }
+
+    /// Commit a record that no key-level precondition guards (bucket records).
+    pub async fn commit_public(self: Rc<Self>, rec: Record) -> Result<()> {
+        self.commit(rec, None).await
+    }
+
+    /// Make `rec` durable (together with every data write already done) and apply it.
+    pub(super) async fn commit(self: &Rc<Self>, rec: Record, key: Option<(String, String)>) -> Result<()> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if let Some(k) = &key {
+            *self.pending_keys.borrow_mut().entry(k.clone()).or_insert(0) += 1;
+        }
+        let payload = rec.encode();
+        self.queue.borrow_mut().push(Pending { payload, rec, key, reply: tx });
+        self.lead_commits();
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Start a commit leader unless one is running: a task of its own that writes batches
+    /// until the queue is empty. (Not the committing request's task: under steady load the
+    /// leader loops for long, and the request whose commit started it would wait for all of
+    /// that instead of for its own batch.)
+    pub(super) fn lead_commits(self: &Rc<Self>) {
+        if self.flushing.get() {
+            return;
+        }
+        self.flushing.set(true);
+        let tablet = self.clone();
+        monoio::spawn(async move {
+            tablet.flush_batches().await;
+            tablet.flushing.set(false);
+        });
+    }
+
+    async fn flush_batches(self: &Rc<Self>) {
+        loop {
+            if self.wal_rewrite.get() {
+                self.rewrite_wal().await;
+            }
+            if self.ckpt.borrow().as_ref().is_some_and(|r| r.ready.is_some()) {
+                let run = self.ckpt.borrow_mut().take();
+                if let Some(run) = run {
+                    self.install_checkpoint(run).await;
+                }
+            }
+            let batch = std::mem::take(&mut *self.queue.borrow_mut());
+            if batch.is_empty() {
+                break;
+            }
+            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            let t = std::time::Instant::now();
+            let result = self.write_batch(&batch, dirty).await;
+            {
+                let mut st = self.core.stats.borrow_mut();
+                st.log_commits += 1;
+                st.log_records += batch.len() as u64;
+                st.log_commit_us += t.elapsed().as_micros() as u64;
+            }
+            let (gen, base) = {
+                let w = self.wal.borrow();
+                (w.gen, w.len)
+            };
+            match result {
+                Ok(total) => {
+                    self.wal.borrow_mut().len += total;
+                    if let Some(run) = self.ckpt.borrow_mut().as_mut() {
+                        // These frames follow the cut: the new generation gets them too.
+                        for p in &batch {
+                            frame_into(&mut run.after, run.gen, &p.payload);
+                        }
+                    }
+                    let mut off = base;
+                    for p in batch {
+                        let frame_len = (FRAME_HEADER_BYTES + p.payload.len()) as u32;
+                        let mut rec = p.rec;
+                        wal::set_inline_pos(&mut rec, gen, off, frame_len);
+                        off += frame_len as u64;
+                        {
+                            let mut segs = self.segs.borrow_mut();
+                            self.state.borrow_mut().apply(rec, &mut segs);
+                        }
+                        self.unpend(&p.key);
+                        let _ = p.reply.send(Ok(()));
+                    }
+                    if let Err(e) = self.maybe_checkpoint().await {
+                        tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
+                    }
+                    self.maybe_compact();
+                }
+                Err(e) => {
+                    tracing::error!("tablet {}: commit failed: {e}", self.id);
+                    for p in batch {
+                        self.unpend(&p.key);
+                        let _ = p.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn unpend(&self, key: &Option<(String, String)>) {
+        if let Some(k) = key {
+            let mut pk = self.pending_keys.borrow_mut();
+            if let Some(n) = pk.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    pk.remove(k);
+                }
+            }
+        }
+    }
+
+    async fn write_batch(&self, batch: &[Pending], mut dirty: Vec<(DeviceId, Rc<DevFile>)>) -> Result<u64> {
+        dirty.sort_by_key(|(_, f)| Rc::as_ptr(f) as usize);
+        dirty.dedup_by_key(|(_, f)| Rc::as_ptr(f) as usize);
+        let syncs = join_all(dirty.iter().map(|(_, f)| f.sync_data())).await;
+        // A failed flush leaves the page cache in an unknown state: the device fails.
+        self.check_mirrors(&dirty, syncs.into_iter().map(|r| (r, true)))?;
+        let gen = self.wal.borrow().gen;
+        let mut buf = Vec::with_capacity(batch.iter().map(|p| p.payload.len() + FRAME_HEADER_BYTES).sum());
+        for p in batch {
+            frame_into(&mut buf, gen, &p.payload);
+        }
+        let total = buf.len() as u64;
+        self.append_frames(buf).await?;
+        Ok(total)
+    }
+
+    /// Results of one I/O per file (with whether a failure counts as a failed flush): note
+    /// every failure against its device and return the first.
+    fn check_mirrors(
+        &self,
+        files: &[(DeviceId, Rc<DevFile>)],
+        results: impl IntoIterator<Item = (Result<()>, bool)>,
+    ) -> Result<()> {
+        let mut first_err = None;
+        for ((dev, _), (r, flush)) in files.iter().zip(results) {
+            if let Err(e) = r {
+                self.core.note_io_error(dev.0, &e, flush);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Append `frames` to the current generation's mirrors, durably (the caller advances
+    /// `len` once it returns Ok).
+    pub(super) async fn append_frames(&self, frames: Vec<u8>) -> Result<()> {
+        let direct = self.wal.borrow().direct.clone();
+        match direct {
+            Some(direct) => self.append_direct(&frames, &direct).await,
+            None => self.append_buffered(frames).await,
+        }
+    }
+
+    /// Append `frames` to every mirror with one O_DIRECT|O_DSYNC write each: the log's last
+    /// partial block again, the frames, zeros to the block boundary. Durable when it returns.
+    async fn append_direct(&self, frames: &[u8], direct: &[Rc<DevFile>]) -> Result<()> {
+        let (base, files) = {
+            let w = self.wal.borrow();
+            (w.len, w.files.clone())
+        };
+        let start = align_down(base);
+        let mut block = {
+            let w = self.wal.borrow();
+            // Checked when the tail is kept and again here, before it is written back.
+            assert_eq!(
+                w.tail.len() as u64,
+                base - start,
+                "tablet {}: log tail does not end at the log's length",
+                self.id
+            );
+            let end = (base + frames.len() as u64).div_ceil(LOG_BLOCK_BYTES) * LOG_BLOCK_BYTES;
+            let mut b = AlignedBuf::alloc((end - start) as usize);
+            b.extend_from(&w.tail);
+            b
+        };
+        block.extend_from(frames);
+        let new_len = base + frames.len() as u64;
+        let cap = block.capacity();
+        block.resize_zeroed(cap);
+        let keep = block.as_slice()[(align_down(new_len) - start) as usize..(new_len - start) as usize].to_vec();
+        // One buffer for every mirror's write (a reference each, not a copy).
+        let block = crate::buf::SharedBuf(Rc::new(block));
+        let writes = join_all(direct.iter().map(|f| f.write_dsync_at(block.clone(), start))).await;
+        self.check_mirrors(&files, writes)?;
+        let mut w = self.wal.borrow_mut();
+        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per tablet)");
+        w.tail = keep;
+        Ok(())
+    }
+
+    /// Append `frames` through the page cache, then fdatasync every mirror.
+    async fn append_buffered(&self, frames: Vec<u8>) -> Result<()> {
+        let (base, files): (u64, Mirrors) = {
+            let w = self.wal.borrow();
+            (w.len, w.files.clone())
+        };
+        let new_len = base + frames.len() as u64;
+        let keep_from = (align_down(new_len).max(base) - base) as usize;
+        let keep = frames[keep_from..].to_vec();
+        // One buffer shared by every mirror's write (a refcount, not a copy per mirror).
+        let buf = Bytes::from(frames);
+        let writes = join_all(files.iter().map(|(_, f)| f.write_buf_at(buf.clone(), base))).await;
+        self.check_mirrors(&files, writes.into_iter().map(|r| (r, false)))?;
+        let syncs = join_all(files.iter().map(|(_, f)| f.sync_data())).await;
+        // A failed flush leaves the page cache in an unknown state: the device fails.
+        self.check_mirrors(&files, syncs.into_iter().map(|r| (r, true)))?;
+        // The tail is kept here too, so the two ways of appending stay interchangeable.
+        let mut w = self.wal.borrow_mut();
+        if align_down(new_len) > align_down(base) {
+            w.tail = keep;
+        } else {
+            w.tail.extend_from_slice(&keep);
+        }
+        Ok(())
+    }
+}
