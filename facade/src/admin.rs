@@ -7,8 +7,8 @@
 //! path-style requests; on a virtual-hosted-style host (`bucket.<domain>`) the same path is an
 //! ordinary object key and goes to the S3 router.
 
-use crate::auth::sigv4::{self, SignedRequest};
 use engine::HealthStatus;
+use s3::auth::sigv4::{self, SignedRequest};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
@@ -357,7 +357,7 @@ pub fn signed_call(
     (access_key, secret_key, region): (&str, &str, &str),
 ) -> Result<(u16, String), String> {
     let addr = endpoint_addr(endpoint)?;
-    let date = crate::http_util::format_amz_date(SystemTime::now());
+    let date = s3::http_util::format_amz_date(SystemTime::now());
     let day = &date[..8];
     let payload = sigv4::sha256_hex(b"");
     let query: String = params

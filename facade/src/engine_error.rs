@@ -1,7 +1,7 @@
 //! How engine errors read to an S3 client.
 
-use crate::error::{S3Error, S3ErrorCode as C};
 use engine::Error as E;
+use s3::error::{S3Error, S3ErrorCode as C};
 
 pub fn to_s3(e: E) -> S3Error {
     let msg = e.to_string();

@@ -1,13 +1,13 @@
 //! One request, start to finish: authenticate, route to an `Endpoint`, run its handler,
 //! render errors as S3 XML with a request id.
 
-use crate::auth::sigv4::{self, SignedRequest};
 use crate::body::{full, RespBody};
-use crate::error::S3Error;
 use crate::ops::{bucket, copy, delete, list, multipart, object, Ctx, Req, Resp};
-use crate::router::{self, Endpoint, Query};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use s3::auth::sigv4::{self, SignedRequest};
+use s3::error::S3Error;
+use s3::router::{self, Endpoint, Query};
 use std::time::SystemTime;
 
 /// The root user's key pair.
@@ -97,7 +97,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         return replace_device(srv, raw_query.as_deref()).await;
     }
-    crate::unhonoured::refuse_unhonoured(&parts.headers)?;
+    s3::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
@@ -146,7 +146,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         }
         Endpoint::GetObjectTagging { bucket, key } => object::get_tagging(ctx, &bucket, &key).await,
         Endpoint::NotImplemented(what) => Err(S3Error::with_message(
-            crate::error::S3ErrorCode::NotImplemented,
+            s3::error::S3ErrorCode::NotImplemented,
             format!("{what} is not implemented by Tessera"),
         )),
     }
@@ -181,6 +181,6 @@ async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S
 fn check_null_version(v: &Option<String>) -> Result<(), S3Error> {
     match v.as_deref() {
         None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::new(crate::error::S3ErrorCode::NoSuchVersion)),
+        Some(_) => Err(S3Error::new(s3::error::S3ErrorCode::NoSuchVersion)),
     }
 }

@@ -4,12 +4,12 @@
 use crate::config::{any_formatted, credentials, ServerConfig};
 use crate::handler::{handle, Server};
 use crate::ops::Ctx;
-use crate::xml::Owner;
 use engine::{Engine, EngineConfig};
 use futures::future::{select, Either};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
+use s3::xml::Owner;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -194,7 +194,7 @@ impl RawResponse {
 
 pub fn amz_now() -> (String, String) {
     let t = SystemTime::now();
-    let date = tessera::http_util::format_amz_date(t);
+    let date = s3::http_util::format_amz_date(t);
     let day = date[..8].to_string();
     (date, day)
 }
@@ -206,7 +206,7 @@ pub fn sign(r: &mut Raw, addr: &str, payload_hash: &str, secret: &str) -> (Strin
 
 /// Like `sign`, with an explicit Host header (virtual-hosted-style requests).
 pub fn sign_for_host(r: &mut Raw, host: &str, payload_hash: &str, secret: &str) -> (String, [u8; 32], String) {
-    use tessera::auth::sigv4;
+    use s3::auth::sigv4;
     let (date, day) = amz_now();
     r.headers.push(("host".into(), host.to_string()));
     r.headers.push(("x-amz-date".into(), date.clone()));
