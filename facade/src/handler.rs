@@ -90,7 +90,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
-        let mut r = Response::new(full(crate::admin::status_json(&st)));
+        let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(r);
     }
@@ -173,7 +173,7 @@ async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S
         engine::Error::Layout(m) | engine::Error::InUse(m) | engine::Error::Io(m) => S3Error::invalid_argument(m),
         e => crate::engine_error::to_s3(e),
     })?;
-    let mut r = Response::new(full(crate::admin::replace_json(&report)));
+    let mut r = Response::new(full(crate::admin::to_json(&crate::admin::ReplaceReport::from(&report))));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }

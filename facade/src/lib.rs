@@ -2,8 +2,9 @@
 //! event loop ([`server`]), one request from authentication to response ([`handler`], one
 //! module per family of S3 operations in [`ops`]), request and response bodies between hyper
 //! and the engine ([`body`]), how engine errors read to a client ([`engine_error`]), the admin
-//! endpoints ([`admin`]) and the server's configuration ([`config`]); and the operator's
-//! commands that do not run the server ([`doctor`], and the admin client in [`admin`]).
+//! endpoints and their JSON documents ([`admin`]) and the server's configuration ([`config`]);
+//! and the operator's commands that do not run the server ([`cli`]: `doctor`, and the admin
+//! client behind `status` and `device replace`).
 //!
 //! The S3 protocol itself (routing, SigV4, aws-chunked, checksums, XML, errors) is the
 //! runtime-free `tessera-s3` crate (`s3`); the storage is `tessera-engine` (`engine`). This is
@@ -12,8 +13,8 @@
 
 pub mod admin;
 pub mod body;
+pub mod cli;
 pub mod config;
-pub mod doctor;
 pub mod engine_error;
 pub mod handler;
 pub mod ops;

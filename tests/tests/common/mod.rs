@@ -300,8 +300,8 @@ pub async fn http_get(url: &str) -> RawResponse {
 }
 
 /// The server's health, from its signed admin endpoint (`GET /_tessera/status`).
-pub fn status(srv: &Server) -> tessera::admin::Json {
-    tessera::admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
+pub fn status(srv: &Server) -> tessera::admin::StatusReport {
+    tessera::cli::admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
 }
 
 /// Polls the admin status until `pred` holds; fails the test after `timeout`, showing the status.
@@ -309,8 +309,8 @@ pub async fn wait_status(
     srv: &Server,
     what: &str,
     timeout: Duration,
-    pred: impl Fn(&tessera::admin::Json) -> bool,
-) -> tessera::admin::Json {
+    pred: impl Fn(&tessera::admin::StatusReport) -> bool,
+) -> tessera::admin::StatusReport {
     let t0 = std::time::Instant::now();
     loop {
         let st = status(srv);
@@ -321,7 +321,7 @@ pub async fn wait_status(
         assert!(
             t0.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}; last status:\n{}",
-            tessera::admin::render_status(&st)
+            tessera::cli::admin::render_status(&st)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
