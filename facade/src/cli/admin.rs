@@ -3,6 +3,7 @@
 //! root user exactly as an S3 client would sign (the signer is the `s3` crate's).
 
 use crate::admin::{ReplaceReport, StatusReport, REPLACE_PATH, STATUS_PATH};
+use engine::util::human_bytes;
 use s3::auth::sigv4::{self, SignedRequest};
 use std::time::{Duration, SystemTime};
 
@@ -223,21 +224,6 @@ pub fn run_replace_cli(o: &ReplaceCli) -> Result<(), String> {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// The status as a readable table.
 pub fn render_status(st: &StatusReport) -> String {
     let rows: Vec<[String; 5]> = st
@@ -347,7 +333,7 @@ mod tests {
     fn the_status_table_shows_devices_redundancy_and_shares() {
         let st: StatusReport = json_answer("http://x", STATUS_PATH, 200, STATUS).expect("parses");
         let t = render_status(&st);
-        assert!(t.contains("FAILED") && t.contains("1 healthy, 1 failed") && t.contains("3.0 MiB"), "{t}");
+        assert!(t.contains("FAILED") && t.contains("1 healthy, 1 failed") && t.contains("3 MiB scrubbed"), "{t}");
         assert!(t.contains("repair 11 %, scrub 3 %, compaction 17 % (scrub period 48 h)"), "{t}");
         assert!(t.contains("dev1    z1    FAILED           7  -\n"), "{t}");
     }

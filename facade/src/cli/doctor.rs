@@ -10,6 +10,7 @@
 //! degraded fallback, e.g. epoll or buffered I/O); WARN = it runs, but slower or less safely than it
 //! could; OK = as recommended; N/A = not available here.
 
+use engine::util::human_bytes;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -317,19 +318,6 @@ const RAMFS_MAGIC: u32 = 0x8584_58F6;
 /// Name of a filesystem from its `statfs` magic number.
 pub fn fs_name(magic: u32) -> &'static str {
     FS_MAGICS.iter().find(|(m, _)| *m == magic).map_or("unknown", |(_, name)| name)
-}
-
-fn human_bytes(v: u64) -> String {
-    const KIB: u64 = 1024;
-    if v >= KIB * KIB * KIB && v.is_multiple_of(KIB * KIB * KIB) {
-        format!("{} GiB", v / (KIB * KIB * KIB))
-    } else if v >= KIB * KIB && v.is_multiple_of(KIB * KIB) {
-        format!("{} MiB", v / (KIB * KIB))
-    } else if v >= KIB && v.is_multiple_of(KIB) {
-        format!("{} KiB", v / KIB)
-    } else {
-        format!("{v} bytes")
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

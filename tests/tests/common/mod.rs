@@ -62,8 +62,9 @@ impl Server {
     /// SIGTERM and wait: graceful shutdown must exit 0.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: plain kill(2) on our child's pid.
-            unsafe { libc_kill(c.id() as i32, 15) };
+            let pid = libc::pid_t::try_from(c.id()).expect("a child's pid fits pid_t");
+            // SAFETY: kill(2) on our own child's pid, which `c` keeps from being reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
             let st = c.wait().expect("wait");
             assert!(st.success(), "tessera exited with {st} after SIGTERM");
         }
@@ -90,11 +91,6 @@ impl Server {
     pub fn client(&self) -> Client {
         client_with(&self.endpoint, ACCESS_KEY, SECRET_KEY)
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 impl Drop for Server {
