@@ -6,8 +6,9 @@
 //! the engine's futures wake any executor, so no second runtime is involved.
 
 use crate::raw::{self, RawResult};
-use crate::stats::{self, human_bytes, Cpu, OpResult, Recorder};
+use crate::stats::{self, Cpu, OpResult, Recorder};
 use bytes::Bytes;
+use engine::util::human_bytes;
 use engine::{Engine, EngineConfig, Layout, PutOptions};
 use serde::Serialize;
 use std::future::Future;

@@ -21,8 +21,9 @@
 //! Scrub and the health probe are off so the only background work is the rebuild.
 
 use crate::engine_mode::{self, Limit, BUCKET};
-use crate::stats::{self, human_bytes, OpResult};
+use crate::stats::{self, OpResult};
 use bytes::Bytes;
+use engine::util::human_bytes;
 use engine::{DeviceSpec, Engine, EngineConfig, HealConfig, IoShares, Layout};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

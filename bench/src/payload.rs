@@ -36,9 +36,9 @@ impl SizeDist {
 
     pub fn describe(&self) -> String {
         if self.min == self.max {
-            stats::human_bytes(self.min)
+            engine::util::human_bytes(self.min)
         } else {
-            format!("{}-{}", stats::human_bytes(self.min), stats::human_bytes(self.max))
+            format!("{}-{}", engine::util::human_bytes(self.min), engine::util::human_bytes(self.max))
         }
     }
 

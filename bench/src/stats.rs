@@ -2,6 +2,7 @@
 //! from getrusage, the printed table and the JSON file. Shared by every workload, engine-direct
 //! now and S3-over-HTTP later.
 
+use engine::util::human_bytes;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::Duration;
@@ -205,16 +206,6 @@ pub fn print_ops(results: &[OpResult]) {
     println!("(MB = 10^6 bytes; cli% / eng% = CPU of the client threads / the rest of the process, % of one core)");
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (u, name) in UNITS {
-        if n >= u && n.is_multiple_of(u) {
-            return format!("{}{name}", n / u);
-        }
-    }
-    format!("{n}B")
-}
-
 /// Parse a size: a plain byte count or a number with K/KiB, M/MiB, G/GiB (all powers of 2).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -248,9 +239,13 @@ mod tests {
         assert_eq!(parse_size("123"), Ok(123));
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("3 parsecs").is_err());
-        assert_eq!(human_bytes(16 << 20), "16MiB");
-        assert_eq!(human_bytes(4096), "4KiB");
-        assert_eq!(human_bytes(1000), "1000B");
+        assert_eq!(human_bytes(16 << 20), "16 MiB");
+        assert_eq!(human_bytes(4096), "4 KiB");
+        assert_eq!(human_bytes(1000), "1000 B");
+        // What the reports print as a size is a size the options accept.
+        for n in [16 << 20, 4096, 1000, 1 << 30] {
+            assert_eq!(parse_size(&human_bytes(n)), Ok(n));
+        }
     }
 
     #[test]

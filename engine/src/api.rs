@@ -4,8 +4,9 @@
 use crate::record::{ObjectHeaders, ObjectMeta, StoredChecksum};
 use bytes::Bytes;
 
-/// S3's limit on key length in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on key length in bytes, and its bucket naming rules: one definition, shared with
+/// the protocol crate's router (`tessera-names`).
+pub use names::{valid_bucket_name, MAX_KEY_BYTES};
 /// S3's limit on user metadata (names and values) in bytes.
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 /// S3's largest single object (5 TiB).
@@ -233,29 +234,6 @@ pub struct CoreStats {
     pub md5_flushes: u64,
 }
 
-/// Check a bucket name against S3's rules (3-63 chars, lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit, not an IP address, no `..`).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    if b.len() < 3 || b.len() > 63 {
-        return false;
-    }
-    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !edge(b[0]) || !edge(b[b.len() - 1]) {
-        return false;
-    }
-    if !b.iter().all(|&c| edge(c) || c == b'.' || c == b'-') {
-        return false;
-    }
-    if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return false;
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return false;
-    }
-    !(name.starts_with("xn--") || name.ends_with("-s3alias") || name.starts_with("sthree-"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +256,10 @@ mod tests {
             assert!(valid_bucket_name(ok), "{ok}");
         }
         for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64)] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+        // The reserved prefixes and suffixes too: the rules are the router's (`tessera-names`).
+        for bad in ["xn--abc", "sthree-abc", "amzn-s3-demo-abc", "abc-s3alias", "abc--ol-s3", "abc.mrap", "abc--x-s3"] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

@@ -14,6 +14,8 @@ pub enum Error {
         key: String,
     },
     KeyTooLong(usize),
+    /// A key S3 refuses for its characters (see `names::check_key_characters`).
+    InvalidKey(String),
     MetadataTooLarge(usize),
     NoSuchUpload(String),
     InvalidPart(String),
@@ -122,6 +124,7 @@ impl fmt::Display for Error {
             Error::InvalidBucketName(b) => write!(f, "{b:?} is not a valid bucket name"),
             Error::NoSuchKey { bucket, key } => write!(f, "no object {key:?} in bucket {bucket:?}"),
             Error::KeyTooLong(n) => write!(f, "key is {n} bytes; the limit is 1024"),
+            Error::InvalidKey(m) => write!(f, "{m}"),
             Error::MetadataTooLarge(n) => write!(f, "metadata is {n} bytes; the limit is 2048"),
             Error::NoSuchUpload(u) => write!(f, "multipart upload {u:?} does not exist"),
             Error::InvalidPart(m) => write!(f, "invalid part: {m}"),

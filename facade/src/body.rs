@@ -1,20 +1,19 @@
-//! Request bodies in, response bodies out.
+//! Request bodies in, response bodies out: the hyper side of [`s3::body::BodyDecoder`].
 //!
-//! `BodyPump` streams a request body to the owner core while it checks it: aws-chunked
-//! framing and chunk signatures, the signed payload SHA-256, Content-MD5 and
-//! `x-amz-checksum-*`. Only when every check passed does the engine get `End`, so a bad body
-//! is never committed.
+//! `BodyPump` reads a request body off the connection, has the decoder undo its framing and
+//! check it (aws-chunked chunk signatures, the signed payload SHA-256, Content-MD5,
+//! `x-amz-checksum-*`), and streams the payload to the owner core. Only when every check
+//! passed does the engine get `End`, so a bad body is never committed.
 
-use crate::auth::chunked::ChunkedDecoder;
-use crate::auth::sigv4::{AuthContext, PayloadHashVerifier, PayloadMode};
-use crate::checksum::{BodyVerifier, ChecksumRequest};
-use crate::error::{S3Error, S3ErrorCode};
 use bytes::{Bytes, BytesMut};
 use engine::{BodyItem, BodySender, GetBody, StoredChecksum};
 use http::request::Parts;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use s3::auth::sigv4::AuthContext;
+use s3::body::BodyDecoder;
+use s3::error::{S3Error, S3ErrorCode};
 
 pub type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -46,54 +45,21 @@ enum Sink<'a> {
 
 pub struct BodyPump {
     body: Incoming,
-    decoder: Option<ChunkedDecoder>,
-    sha: Option<PayloadHashVerifier>,
-    verifier: BodyVerifier,
-    request: ChecksumRequest,
-    content_length: Option<u64>,
+    decoder: BodyDecoder,
 }
 
 impl BodyPump {
     pub fn new(parts: &Parts, auth: &AuthContext, body: Incoming) -> Result<BodyPump, S3Error> {
-        let request = ChecksumRequest::from_headers(&parts.headers)?;
-        let decoder = if auth.payload_mode.is_streaming() {
-            Some(ChunkedDecoder::from_headers(auth, &parts.headers)?)
-        } else {
-            None
-        };
-        let sha = match auth.payload_mode {
-            PayloadMode::Sha256(h) => Some(PayloadHashVerifier::new(h)),
-            _ => None,
-        };
-        let content_length = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .map(|v| v.to_str().ok().and_then(|s| s.parse::<u64>().ok()))
-            .map(|v| v.ok_or_else(|| S3Error::invalid_argument("Content-Length is not a number")))
-            .transpose()?;
-        if content_length.is_none() && !parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-            return Err(S3Error::new(S3ErrorCode::MissingContentLength));
-        }
-        Ok(BodyPump { body, decoder, sha, verifier: BodyVerifier::new(request.clone()), request, content_length })
+        Ok(BodyPump { body, decoder: BodyDecoder::new(&parts.headers, auth)? })
     }
 
     pub fn content_md5(&self) -> Option<[u8; 16]> {
-        self.request.content_md5
-    }
-
-    /// The payload size the client declared, if it did.
-    pub fn declared_len(&self) -> Option<u64> {
-        match &self.decoder {
-            Some(_) => None,
-            None => self.content_length,
-        }
+        self.decoder.content_md5()
     }
 
     async fn next_frame(&mut self) -> Result<Option<Bytes>, S3Error> {
-        // A declared-empty body is never polled: polling it makes hyper answer a client's
-        // `Expect: 100-continue` with a 100 that can arrive after the final response, and a
-        // client that reuses the connection then reads that stray 100 as the next answer.
-        if self.decoder.is_none() && self.content_length == Some(0) {
+        // A declared-empty body is never polled (see `BodyDecoder::declared_empty`).
+        if self.decoder.declared_empty() {
             return Ok(None);
         }
         loop {
@@ -124,7 +90,7 @@ impl BodyPump {
     }
 
     /// Stream the verified payload into `tx`. On any failure the engine is told to abort.
-    pub async fn pump(mut self, tx: BodySender) -> Result<(), S3Error> {
+    pub async fn pump(self, tx: BodySender) -> Result<(), S3Error> {
         match self.pump_inner(Sink::Engine(&tx)).await {
             Ok(checksum) => {
                 let _ = tx.send_async(BodyItem::End { checksum }).await;
@@ -137,29 +103,9 @@ impl BodyPump {
         }
     }
 
-    async fn pump_inner(&mut self, mut sink: Sink<'_>) -> Result<Option<StoredChecksum>, S3Error> {
-        let mut received = 0u64;
-        while let Some(data) = self.next_frame().await? {
-            let payload: Vec<Bytes> = match &mut self.decoder {
-                Some(dec) => {
-                    let mut out = Vec::new();
-                    let mut input = &data[..];
-                    while let Some(p) = dec.next(&mut input)? {
-                        out.push(data.slice_ref(p));
-                    }
-                    out
-                }
-                None => vec![data],
-            };
-            for p in payload {
-                if p.is_empty() {
-                    continue;
-                }
-                received += p.len() as u64;
-                if let Some(s) = &mut self.sha {
-                    s.update(&p);
-                }
-                self.verifier.update(&p);
+    async fn pump_inner(mut self, mut sink: Sink<'_>) -> Result<Option<StoredChecksum>, S3Error> {
+        while let Some(frame) = self.next_frame().await? {
+            for p in self.decoder.feed(&frame)? {
                 match &mut sink {
                     Sink::Engine(tx) => {
                         if tx.send_async(BodyItem::Data(p)).await.is_err() {
@@ -179,32 +125,12 @@ impl BodyPump {
                 }
             }
         }
-        let declared = self.declared_len();
-        let trailers = match self.decoder.take() {
-            Some(d) => d.finish()?,
-            None => Vec::new(),
-        };
-        if let Some(n) = declared {
-            if received != n {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::IncompleteBody,
-                    format!("You did not provide the number of bytes specified by the Content-Length HTTP header ({received} of {n})"),
-                ));
-            }
-        }
-        if let Some(s) = self.sha.take() {
-            s.finish()?;
-        }
-        let trailer_value = self.request.algorithm.and_then(|alg| {
-            trailers.iter().find(|(k, _)| k.eq_ignore_ascii_case(alg.header_name())).map(|(_, v)| v.clone())
-        });
-        let verifier = std::mem::replace(&mut self.verifier, BodyVerifier::new(ChecksumRequest::default()));
-        let digests = verifier.finish(trailer_value.as_deref())?;
-        Ok(digests.checksum_base64().map(|(a, v)| StoredChecksum { algorithm: a.as_str().to_string(), value: v }))
+        let checksum = self.decoder.finish()?;
+        Ok(checksum.map(|(a, v)| StoredChecksum { algorithm: a.as_str().to_string(), value: v }))
     }
 
     /// Read a small body (XML) whole, verified, refusing more than `limit` bytes.
-    pub async fn read_all(mut self, limit: usize) -> Result<Bytes, S3Error> {
+    pub async fn read_all(self, limit: usize) -> Result<Bytes, S3Error> {
         let mut out = BytesMut::new();
         self.pump_inner(Sink::Buffer(&mut out, limit)).await?;
         Ok(out.freeze())

@@ -1,7 +1,7 @@
 //! How engine errors read to an S3 client.
 
-use crate::error::{S3Error, S3ErrorCode as C};
 use engine::Error as E;
+use s3::error::{S3Error, S3ErrorCode as C};
 
 pub fn to_s3(e: E) -> S3Error {
     let msg = e.to_string();
@@ -12,6 +12,7 @@ pub fn to_s3(e: E) -> S3Error {
         E::InvalidBucketName(b) => S3Error::new(C::InvalidBucketName).resource(b),
         E::NoSuchKey { bucket, key } => S3Error::new(C::NoSuchKey).resource(format!("/{bucket}/{key}")),
         E::KeyTooLong(_) => S3Error::with_message(C::KeyTooLongError, msg),
+        E::InvalidKey(m) => S3Error::invalid_argument(m),
         E::MetadataTooLarge(n) => {
             S3Error::new(C::MetadataTooLarge).detail("Size", n.to_string()).detail("MaxSizeAllowed", "2048")
         }

@@ -1,13 +1,13 @@
 //! One request, start to finish: authenticate, route to an `Endpoint`, run its handler,
 //! render errors as S3 XML with a request id.
 
-use crate::auth::sigv4::{self, SignedRequest};
 use crate::body::{full, RespBody};
-use crate::error::S3Error;
 use crate::ops::{bucket, copy, delete, list, multipart, object, Ctx, Req, Resp};
-use crate::router::{self, Endpoint, Query};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use s3::auth::sigv4::{self, SignedRequest};
+use s3::error::S3Error;
+use s3::router::{self, Endpoint, Query};
 use std::time::SystemTime;
 
 /// The root user's key pair.
@@ -91,7 +91,7 @@ fn set_request_id(resp: &mut Response<RespBody>, rid: &str) {
 pub fn slow_down() -> Response<RespBody> {
     let rid = request_id();
     let e = S3Error::with_message(
-        crate::error::S3ErrorCode::SlowDown,
+        s3::error::S3ErrorCode::SlowDown,
         "Please reduce your request rate: this server's core has too many requests in flight.",
     );
     let mut r = error_response(&e, &rid, true);
@@ -107,18 +107,18 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     let signed =
         SignedRequest { method: &parts.method, path: &path, query: raw_query.as_deref(), headers: &parts.headers };
     let secret_for = |ak: &str| (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone());
-    let auth = if crate::auth::sigv2::is_v2(&parts.headers, raw_query.as_deref()) {
+    let auth = if s3::auth::sigv2::is_v2(&parts.headers, raw_query.as_deref()) {
         let resource_path = match router::virtual_hosted_bucket(&parts.headers, srv.domain.as_deref()) {
             Some(bucket) => format!("/{bucket}{path}"),
             None => path.clone(),
         };
-        let v2 = crate::auth::sigv2::V2Request {
+        let v2 = s3::auth::sigv2::V2Request {
             method: &parts.method,
             resource_path: &resource_path,
             query: raw_query.as_deref(),
             headers: &parts.headers,
         };
-        crate::auth::sigv2::authenticate_v2(&v2, SystemTime::now(), secret_for)?
+        s3::auth::sigv2::authenticate_v2(&v2, SystemTime::now(), secret_for)?
     } else {
         sigv4::authenticate(&signed, SystemTime::now(), secret_for)?
     };
@@ -126,14 +126,14 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
-        let mut r = Response::new(full(crate::admin::status_json(&st)));
+        let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(r);
     }
     if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         return replace_device(srv, raw_query.as_deref()).await;
     }
-    crate::unhonoured::refuse_unhonoured(&parts.headers)?;
+    s3::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
@@ -182,7 +182,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         }
         Endpoint::GetObjectTagging { bucket, key } => object::get_tagging(ctx, &bucket, &key).await,
         Endpoint::NotImplemented(what) => Err(S3Error::with_message(
-            crate::error::S3ErrorCode::NotImplemented,
+            s3::error::S3ErrorCode::NotImplemented,
             format!("{what} is not implemented by Tessera"),
         )),
     }
@@ -210,7 +210,7 @@ async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S
         engine::Error::Os(e) => S3Error::invalid_argument(e.to_string()),
         e => crate::engine_error::to_s3(e),
     })?;
-    let mut r = Response::new(full(crate::admin::replace_json(&report)));
+    let mut r = Response::new(full(crate::admin::to_json(&crate::admin::ReplaceReport::from(&report))));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
@@ -218,6 +218,6 @@ async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S
 fn check_null_version(v: &Option<String>) -> Result<(), S3Error> {
     match v.as_deref() {
         None | Some("null") => Ok(()),
-        Some(_) => Err(S3Error::new(crate::error::S3ErrorCode::NoSuchVersion)),
+        Some(_) => Err(S3Error::new(s3::error::S3ErrorCode::NoSuchVersion)),
     }
 }

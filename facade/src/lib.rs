@@ -1,18 +1,21 @@
-//! Tessera's S3 protocol layer: routing, authentication, checksums, XML and errors.
-//! Pure and runtime-free; the server wires these to hyper and the engine.
+//! `tessera`: the server binary's library. The hyper HTTP/1.1 server on each core's monoio
+//! event loop ([`server`]), one request from authentication to response ([`handler`], one
+//! module per family of S3 operations in [`ops`]), request and response bodies between hyper
+//! and the engine ([`body`]), how engine errors read to a client ([`engine_error`]), the admin
+//! endpoints and their JSON documents ([`admin`]) and the server's configuration ([`config`]);
+//! and the operator's commands that do not run the server ([`cli`]: `doctor`, and the admin
+//! client behind `status` and `device replace`).
+//!
+//! The S3 protocol itself (routing, SigV4, aws-chunked, checksums, XML, errors) is the
+//! runtime-free `tessera-s3` crate (`s3`); the storage is `tessera-engine` (`engine`). This is
+//! a library, not only a binary, so the end-to-end tests can build the same `main.rs` and call
+//! the admin client.
 
 pub mod admin;
-pub mod auth;
 pub mod body;
-pub mod checksum;
+pub mod cli;
 pub mod config;
-pub mod doctor;
 pub mod engine_error;
-pub mod error;
 pub mod handler;
-pub mod http_util;
 pub mod ops;
-pub mod router;
 pub mod server;
-pub mod unhonoured;
-pub mod xml;

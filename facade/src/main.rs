@@ -233,9 +233,9 @@ fn main() {
                 requests_per_core_max,
             })
         })(),
-        Cmd::Status { endpoint, region, json } => tessera::admin::run_status_cli(&endpoint, &region, json),
+        Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
-            tessera::admin::run_replace_cli(&tessera::admin::ReplaceCli {
+            tessera::cli::admin::run_replace_cli(&tessera::cli::admin::ReplaceCli {
                 endpoint,
                 region,
                 device,
@@ -249,7 +249,7 @@ fn main() {
                 .iter()
                 .map(|d| engine::DeviceSpec::parse(d).map(|s| (s.zone, s.path)).map_err(|e| e.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
-            std::process::exit(tessera::doctor::run(&tessera::doctor::DoctorOptions { data, devices }))
+            std::process::exit(tessera::cli::doctor::run(&tessera::cli::doctor::DoctorOptions { data, devices }))
         })(),
     };
     if let Err(e) = result {

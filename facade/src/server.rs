@@ -4,12 +4,12 @@
 use crate::config::{any_formatted, credentials, ServerConfig};
 use crate::handler::{handle, Server};
 use crate::ops::Ctx;
-use crate::xml::Owner;
 use engine::{Engine, EngineConfig};
 use futures::future::{select, Either};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use monoio_compat::hyper::{MonoioIo, MonoioTimer};
+use s3::xml::Owner;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -210,7 +210,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     for _ in 1..engine.cores() {
         listeners.push(bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     }
-    let owner = Owner { id: format!("{:x}", xxhash_id(&creds.access_key)), display_name: "tessera".into() };
+    let owner = Owner { id: owner_id(&creds.access_key), display_name: "tessera".into() };
     let srv = Arc::new(Server {
         ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner },
         creds: creds.clone(),
@@ -283,9 +283,19 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn xxhash_id(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+/// The bucket owner's id that listings show (ListBuckets, `fetch-owner`): the xxh3 of the root
+/// access key in hex, the same on every build and every start (std's `DefaultHasher` promises
+/// neither across Rust releases).
+fn owner_id(access_key: &str) -> String {
+    format!("{:x}", xxhash_rust::xxh3::xxh3_64(access_key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Pinned: a client that stored the owner id sees the same one after an upgrade.
+    #[test]
+    fn the_owner_id_is_the_xxh3_of_the_access_key() {
+        assert_eq!(super::owner_id("TESSERATESTACCESSKEY"), "e138ab79ae2cf510");
+        assert_eq!(super::owner_id(""), format!("{:x}", 0x2d06_8005_38d3_94c2_u64));
+    }
 }

@@ -1,4 +1,4 @@
-//! `tessera::auth::chunked::ChunkedDecoder` in each streaming payload mode.
+//! `s3::auth::chunked::ChunkedDecoder` in each streaming payload mode.
 //!
 //! Input: `[mode][flags][nsplits][split sizes...][body...]`.
 //! - mode % 3: STREAMING-AWS4-HMAC-SHA256-PAYLOAD, ...-PAYLOAD-TRAILER, STREAMING-UNSIGNED-PAYLOAD-TRAILER.
@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::auth::chunked::ChunkedDecoder;
-use tessera::auth::sigv4::{sha256_hex, sign, signing_key, AuthContext, PayloadMode, EMPTY_SHA256_HEX};
+use s3::auth::chunked::ChunkedDecoder;
+use s3::auth::sigv4::{sha256_hex, sign, signing_key, AuthContext, PayloadMode, EMPTY_SHA256_HEX};
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const AMZ_DATE: &str = "20130524T000000Z";

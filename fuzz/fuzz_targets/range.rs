@@ -1,11 +1,11 @@
-//! `tessera::http_util::parse_range` + `ByteRange::resolve`, and `engine::RangeSpec::resolve`.
+//! `s3::http_util::parse_range` + `ByteRange::resolve`, and `engine::RangeSpec::resolve`.
 //! Input: `[size: u64 le][Range header text...]`; the engine spec is built from the same
 //! parsed header. Invariants: when Ok, start < end <= size, and both layers agree.
 #![no_main]
 
 use engine::RangeSpec;
 use libfuzzer_sys::fuzz_target;
-use tessera::http_util::{content_range, parse_range, ByteRange};
+use s3::http_util::{content_range, parse_range, ByteRange};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

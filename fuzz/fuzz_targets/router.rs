@@ -1,4 +1,4 @@
-//! `tessera::router::parse` on a request built from the input.
+//! `s3::router::parse` on a request built from the input.
 //!
 //! Input: newline-separated lines. Line 0 is the method, line 1 the raw path, line 2 the query
 //! (`-` for none), line 3 the virtual-host domain (`-` for none), every further line a header
@@ -8,7 +8,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
-use tessera::router::{self, Endpoint, MAX_KEY_BYTES, MAX_LIST_KEYS, MAX_PART_NUMBER};
+use s3::router::{self, Endpoint, MAX_KEY_BYTES, MAX_LIST_KEYS, MAX_PART_NUMBER};
 
 fn opt_line(line: &[u8]) -> Option<String> {
     match line {

@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
-use tessera::auth::sigv4::{
+use s3::auth::sigv4::{
     authenticate, canonical_query, canonical_request, canonical_uri, sign, signing_key, string_to_sign,
     AuthorizationHeader, SignedRequest,
 };

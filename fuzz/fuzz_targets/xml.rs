@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera::router::MAX_PART_NUMBER;
-use tessera::xml::{parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete, MAX_DELETE_KEYS};
+use s3::router::MAX_PART_NUMBER;
+use s3::xml::{parse_complete_multipart_upload, parse_create_bucket_configuration, parse_delete, MAX_DELETE_KEYS};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(parts) = parse_complete_multipart_upload(data) {

@@ -125,6 +125,13 @@ def test_invalid_bucket_name_is_refused(s3):
         with pytest.raises(ClientError) as e:
             s3.create_bucket(Bucket=bad)
         assert error_of(e) == ("InvalidBucketName", 400), bad
+    # S3's reserved prefixes and suffixes, and an address-shaped name.
+    for bad in ("xn--punycode", "sthree-bucket", "amzn-s3-demo-bucket", "data-s3alias", "data--ol-s3",
+                "data.mrap", "data--x-s3", "192.168.01.1"):
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket=bad)
+        assert error_of(e) == ("InvalidBucketName", 400), bad
+        assert bad not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_missing_bucket_and_key_give_no_such_errors(s3, bucket):

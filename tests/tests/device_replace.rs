@@ -9,16 +9,14 @@ use aws_sdk_s3::primitives::ByteStream;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tessera::admin::{self, Json};
+use tessera::admin::StatusReport;
+use tessera::cli::admin;
 
 const BUCKET: &str = "replace";
 
 /// (healthy, path) of every device.
-fn devices(st: &Json) -> Vec<(bool, PathBuf)> {
-    st.arr("devices")
-        .iter()
-        .map(|d| (d.bool("healthy").unwrap_or(false), PathBuf::from(d.str("path").unwrap_or(""))))
-        .collect()
+fn devices(st: &StatusReport) -> Vec<(bool, PathBuf)> {
+    st.devices.iter().map(|d| (d.healthy, PathBuf::from(d.path.as_deref().unwrap_or("")))).collect()
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
@@ -95,7 +93,7 @@ async fn a_failed_device_is_replaced_by_the_cli_and_the_node_then_survives_losin
     // shards zone-safely on the 8 others.
     rename_away(&dev(4));
     wait_status(&srv, "device 4 failed and redundancy restored elsewhere", Duration::from_secs(40), |st| {
-        !devices(st)[4].0 && st.u64("objects_below_redundancy") == 0 && st.u64("repairs_queued") == 0
+        !devices(st)[4].0 && st.objects_below_redundancy == 0 && st.repairs_queued == 0
     })
     .await;
     assert!(!dev(4).exists(), "the server re-created the missing device directory");
@@ -132,7 +130,7 @@ async fn a_failed_device_is_replaced_by_the_cli_and_the_node_then_survives_losin
     let table = admin::render_status(&st);
     eprintln!("{table}");
     assert!(devices(&st)[4].0 && devices(&st)[4].1 == new4, "{table}");
-    assert_eq!(st.u64("objects_below_redundancy"), 0, "{table}");
+    assert_eq!(st.objects_below_redundancy, 0, "{table}");
     assert!(table.contains("9 healthy, 0 failed"), "{table}");
 
     // New objects use the new device too.
@@ -173,9 +171,9 @@ fn io_shares_and_scrub_period_are_set_on_the_command_line_and_shown_in_the_statu
     let args = ["--repair-share", "10", "--scrub-share", "2", "--compaction-share", "25", "--scrub-period-hours", "48"];
     let srv = Server::start_with(dir.path(), "127.0.0.1:0", &args);
     let st = status(&srv);
-    let shares = st.get("io_shares").expect("status has io_shares");
-    assert_eq!((shares.u64("repair"), shares.u64("scrub"), shares.u64("compaction")), (10, 2, 25), "{st:?}");
-    assert_eq!(st.u64("scrub_period_secs"), 48 * 3600);
+    let shares = st.io_shares;
+    assert_eq!((shares.repair, shares.scrub, shares.compaction), (10, 2, 25), "{st:?}");
+    assert_eq!(st.scrub_period_secs, 48 * 3600);
     let out = cli(&["status", "--endpoint", &srv.endpoint]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "tessera status failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -186,9 +184,9 @@ fn io_shares_and_scrub_period_are_set_on_the_command_line_and_shown_in_the_statu
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start_in(dir.path(), "127.0.0.1:0");
     let st = status(&srv);
-    let shares = st.get("io_shares").expect("status has io_shares");
-    assert_eq!((shares.u64("repair"), shares.u64("scrub"), shares.u64("compaction")), (20, 5, 15));
-    assert_eq!(st.u64("scrub_period_secs"), 7 * 24 * 3600);
+    let shares = st.io_shares;
+    assert_eq!((shares.repair, shares.scrub, shares.compaction), (20, 5, 15));
+    assert_eq!(st.scrub_period_secs, 7 * 24 * 3600);
     drop(srv);
 
     assert_refused(dir.path(), &[["--repair-share", "0"], ["--scrub-share", "100"], ["--scrub-period-hours", "0"]]);

@@ -574,7 +574,7 @@ async fn bad_credentials_signatures_and_bodies_are_refused_and_change_nothing() 
 /// A STREAMING-AWS4-HMAC-SHA256-PAYLOAD PUT of `body` in one chunk; `tamper` flips a byte of
 /// the chunk after signing it.
 fn chunked_put(addr: &str, path: &str, body: &[u8], tamper: bool) -> Raw {
-    use tessera::auth::sigv4;
+    use s3::auth::sigv4;
     let mut framed_len = 0;
     let mut raw = Raw {
         method: "PUT",
@@ -658,7 +658,7 @@ async fn virtual_hosted_style_requests_address_the_bucket_by_host() {
     assert_eq!(get_bytes(&c, "vhost", "dir/obj").await, b"virtual");
     // GET / on the bucket's host lists it.
     let mut list = Raw { method: "GET", path: "/".into(), query: "list-type=2".into(), headers: vec![], body: vec![] };
-    sign_for_host(&mut list, &host, &tessera::auth::sigv4::sha256_hex(b""), SECRET_KEY);
+    sign_for_host(&mut list, &host, &s3::auth::sigv4::sha256_hex(b""), SECRET_KEY);
     let r = send(&srv.addr, &list, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("<Key>dir/obj</Key>"), "{}", r.text());

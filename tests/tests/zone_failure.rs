@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tessera::admin::{self, Json};
+use tessera::admin::StatusReport;
+use tessera::cli::admin;
 
 const BUCKET: &str = "zones";
 
@@ -21,21 +22,14 @@ const BUCKET: &str = "zones";
 /// write or delete leaves it ambiguous. `None` = absent. Values are (seed, len) of `data`.
 type Allowed = Vec<Option<(u64, usize)>>;
 
-fn devices(st: &Json) -> Vec<(u64, String, PathBuf, bool)> {
-    st.arr("devices")
+fn devices(st: &StatusReport) -> Vec<(u64, String, PathBuf, bool)> {
+    st.devices
         .iter()
-        .map(|d| {
-            (
-                d.u64("index"),
-                d.str("zone").unwrap_or("").to_string(),
-                PathBuf::from(d.str("path").unwrap_or("")),
-                d.bool("healthy").unwrap_or(false),
-            )
-        })
+        .map(|d| (u64::from(d.index), d.zone.clone(), PathBuf::from(d.path.as_deref().unwrap_or("")), d.healthy))
         .collect()
 }
 
-fn zone_paths(st: &Json, zone: &str) -> Vec<PathBuf> {
+fn zone_paths(st: &StatusReport, zone: &str) -> Vec<PathBuf> {
     devices(st).into_iter().filter(|d| d.1 == zone).map(|d| d.2).collect()
 }
 
@@ -251,7 +245,7 @@ async fn status_endpoint_needs_a_root_signature_and_reports_devices() {
     let zones: Vec<&str> = devs.iter().map(|d| d.1.as_str()).collect();
     assert_eq!(zones, ["z1", "z1", "z2", "z2", "z3", "z3"]);
     assert!(devs.iter().all(|d| d.3), "all healthy at start");
-    assert_eq!(st.u64("objects_below_redundancy"), 0);
+    assert_eq!(st.objects_below_redundancy, 0);
     let table = admin::render_status(&st);
     assert!(table.contains("6 healthy, 0 failed"), "{table}");
 
@@ -320,7 +314,7 @@ async fn a_zone_fails_under_load_comes_back_and_another_zone_fails() {
     // Back it comes.
     bring_zone_back(&z1);
     let st = wait_status(&srv, "every device healthy, nothing below redundancy", Duration::from_secs(20), |st| {
-        devices(st).iter().all(|d| d.3) && st.u64("objects_below_redundancy") == 0
+        devices(st).iter().all(|d| d.3) && st.objects_below_redundancy == 0
     })
     .await;
     eprintln!("{}", admin::render_status(&st));

@@ -343,6 +343,7 @@ pub fn check_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(Error::KeyTooLong(key.len()));
     }
+    names::check_key_characters(key).map_err(|e| Error::InvalidKey(e.to_string()))?;
     if key.is_empty() {
         return Err(Error::NoSuchKey { bucket: String::new(), key: String::new() });
     }

@@ -2,9 +2,9 @@
 
 use super::{engine_err, ms_to_time, set, status, xml, Ctx, Req, Resp};
 use crate::body::BodyPump;
-use crate::error::S3Error;
-use crate::xml::{self as x, BucketEntry};
 use http::StatusCode;
+use s3::error::S3Error;
+use s3::xml::{self as x, BucketEntry};
 
 /// Largest CreateBucketConfiguration body accepted.
 const MAX_CONFIG_BODY_BYTES: usize = 64 << 10;
@@ -17,7 +17,7 @@ pub async fn list_buckets(ctx: &Ctx) -> Result<Resp, S3Error> {
 }
 
 pub async fn create_bucket(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3Error> {
-    crate::router::validate_bucket_name(bucket)?;
+    s3::router::validate_bucket_name(bucket)?;
     let has_body =
         req.header("content-length").is_some_and(|l| l != "0") || req.parts.headers.contains_key("transfer-encoding");
     if has_body {
@@ -27,7 +27,7 @@ pub async fn create_bucket(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3
             // One node is one region: a bucket asked for elsewhere cannot be made here.
             if let Some(region) = x::parse_create_bucket_configuration(&body)? {
                 if region != ctx.region {
-                    return Err(S3Error::new(crate::error::S3ErrorCode::InvalidLocationConstraint)
+                    return Err(S3Error::new(s3::error::S3ErrorCode::InvalidLocationConstraint)
                         .detail("LocationConstraint", region));
                 }
             }

@@ -3,11 +3,11 @@
 
 use super::object::{check_conditions, put_conditions};
 use super::{engine_err, ms_to_time, object_headers, xml, Ctx, Req, Resp};
-use crate::error::{S3Error, S3ErrorCode};
-use crate::router::CopySource;
-use crate::xml as x;
 use engine::{body_channel, BodyItem, GetBody, ObjectInfo, PutOptions, RangeSpec};
 use http::{HeaderMap, StatusCode};
+use s3::error::{S3Error, S3ErrorCode};
+use s3::router::CopySource;
+use s3::xml as x;
 
 const COPY_CONDITIONS: [&str; 4] = [
     "x-amz-copy-source-if-match",
@@ -55,7 +55,7 @@ pub async fn copy_object(ctx: &Ctx, req: Req, bucket: &str, key: &str, src: Copy
         .headers
         .checksum
         .as_ref()
-        .and_then(|c| crate::checksum::ChecksumAlgorithm::from_name(&c.algorithm).map(|a| (a, c.value.clone())));
+        .and_then(|c| s3::checksum::ChecksumAlgorithm::from_name(&c.algorithm).map(|a| (a, c.value.clone())));
     Ok(xml(StatusCode::OK, x::copy_object_result(&info.etag, ms_to_time(info.mtime_ms), &checksum)))
 }
 

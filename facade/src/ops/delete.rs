@@ -2,9 +2,9 @@
 
 use super::{engine_err, status, xml, Ctx, Req, Resp};
 use crate::body::BodyPump;
-use crate::error::S3Error;
-use crate::xml::{self as x, DeleteFailure, DeletedEntry};
 use http::StatusCode;
+use s3::error::S3Error;
+use s3::xml::{self as x, DeleteFailure, DeletedEntry};
 
 /// A DeleteObjects body names at most 1000 keys of at most 1 KiB each.
 const MAX_DELETE_BODY_BYTES: usize = 2 << 20;

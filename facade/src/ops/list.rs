@@ -1,13 +1,13 @@
 //! ListObjects (v1), ListObjectsV2, ListObjectVersions.
 
 use super::{engine_err, ms_to_time, xml, Ctx, Resp};
-use crate::error::S3Error;
-use crate::router::{ListObjectsArgs, ListObjectsV2Args, ListVersionsArgs};
-use crate::xml::{self as x, ListPage, ObjectEntry, VersionEntry, VersionsPage};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use engine::{ListItem, ListQuery};
 use http::StatusCode;
+use s3::error::S3Error;
+use s3::router::{ListObjectsArgs, ListObjectsV2Args, ListVersionsArgs};
+use s3::xml::{self as x, ListPage, ObjectEntry, VersionEntry, VersionsPage};
 
 fn query(prefix: &str, delimiter: &Option<String>, after: Option<String>, max_keys: usize) -> ListQuery {
     ListQuery { prefix: prefix.to_string(), delimiter: delimiter.clone(), start_after: after, max_keys }

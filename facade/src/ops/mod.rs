@@ -8,15 +8,15 @@ pub mod list;
 pub mod multipart;
 pub mod object;
 
-use crate::auth::sigv4::AuthContext;
 use crate::body::{full, RespBody};
-use crate::error::S3Error;
-use crate::router::Query;
-use crate::xml::Owner;
 use engine::{Engine, ObjectHeaders};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
+use s3::auth::sigv4::AuthContext;
+use s3::error::S3Error;
+use s3::router::Query;
+use s3::xml::Owner;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub type Resp = Response<RespBody>;

@@ -4,11 +4,11 @@
 use super::object::{put_conditions, set_checksum, settle};
 use super::{engine_err, ms_to_time, object_headers, set, status, xml, Ctx, Req, Resp};
 use crate::body::BodyPump;
-use crate::error::S3Error;
-use crate::router::ListUploadsArgs;
-use crate::xml::{self as x, CompletedUpload, PartEntry, PartsPage, UploadEntry, UploadsPage};
 use engine::{body_channel, PutOptions, UploadListQuery};
 use http::StatusCode;
+use s3::error::S3Error;
+use s3::router::ListUploadsArgs;
+use s3::xml::{self as x, CompletedUpload, PartEntry, PartsPage, UploadEntry, UploadsPage};
 
 /// 10,000 parts of about 100 bytes of XML each, with room to spare.
 const MAX_COMPLETE_BODY_BYTES: usize = 4 << 20;
@@ -86,7 +86,7 @@ pub async fn list_parts(
             size: p.size,
             checksum: p
                 .checksum
-                .and_then(|c| crate::checksum::ChecksumAlgorithm::from_name(&c.algorithm).map(|a| (a, c.value))),
+                .and_then(|c| s3::checksum::ChecksumAlgorithm::from_name(&c.algorithm).map(|a| (a, c.value))),
         })
         .collect();
     let truncated = selected.len() > max_parts;

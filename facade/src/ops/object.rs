@@ -2,12 +2,12 @@
 
 use super::{engine_err, header, ms_to_secs_time, ms_to_time, object_headers, set, status, Ctx, Req, Resp};
 use crate::body::{self, BodyPump};
-use crate::error::{S3Error, S3ErrorCode};
-use crate::http_util::{
-    content_range, format_http_date, parse_http_date, parse_range, ByteRange as HttpRange, EtagCondition,
-};
 use engine::{body_channel, ObjectInfo, PutOptions, RangeSpec};
 use http::{HeaderMap, StatusCode};
+use s3::error::{S3Error, S3ErrorCode};
+use s3::http_util::{
+    content_range, format_http_date, parse_http_date, parse_range, ByteRange as HttpRange, EtagCondition,
+};
 
 /// Conditional-write headers of a PUT (or CompleteMultipartUpload).
 pub fn put_conditions(h: &HeaderMap) -> Result<(bool, Option<String>), S3Error> {

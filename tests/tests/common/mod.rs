@@ -62,8 +62,9 @@ impl Server {
     /// SIGTERM and wait: graceful shutdown must exit 0.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: plain kill(2) on our child's pid.
-            unsafe { libc_kill(c.id() as i32, 15) };
+            let pid = libc::pid_t::try_from(c.id()).expect("a child's pid fits pid_t");
+            // SAFETY: kill(2) on our own child's pid, which `c` keeps from being reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
             let st = c.wait().expect("wait");
             assert!(st.success(), "tessera exited with {st} after SIGTERM");
         }
@@ -90,11 +91,6 @@ impl Server {
     pub fn client(&self) -> Client {
         client_with(&self.endpoint, ACCESS_KEY, SECRET_KEY)
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 impl Drop for Server {
@@ -194,7 +190,7 @@ impl RawResponse {
 
 pub fn amz_now() -> (String, String) {
     let t = SystemTime::now();
-    let date = tessera::http_util::format_amz_date(t);
+    let date = s3::http_util::format_amz_date(t);
     let day = date[..8].to_string();
     (date, day)
 }
@@ -206,7 +202,7 @@ pub fn sign(r: &mut Raw, addr: &str, payload_hash: &str, secret: &str) -> (Strin
 
 /// Like `sign`, with an explicit Host header (virtual-hosted-style requests).
 pub fn sign_for_host(r: &mut Raw, host: &str, payload_hash: &str, secret: &str) -> (String, [u8; 32], String) {
-    use tessera::auth::sigv4;
+    use s3::auth::sigv4;
     let (date, day) = amz_now();
     r.headers.push(("host".into(), host.to_string()));
     r.headers.push(("x-amz-date".into(), date.clone()));
@@ -300,8 +296,8 @@ pub async fn http_get(url: &str) -> RawResponse {
 }
 
 /// The server's health, from its signed admin endpoint (`GET /_tessera/status`).
-pub fn status(srv: &Server) -> tessera::admin::Json {
-    tessera::admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
+pub fn status(srv: &Server) -> tessera::admin::StatusReport {
+    tessera::cli::admin::get_status(&srv.endpoint, ACCESS_KEY, SECRET_KEY, "us-east-1").expect("admin status")
 }
 
 /// Polls the admin status until `pred` holds; fails the test after `timeout`, showing the status.
@@ -309,8 +305,8 @@ pub async fn wait_status(
     srv: &Server,
     what: &str,
     timeout: Duration,
-    pred: impl Fn(&tessera::admin::Json) -> bool,
-) -> tessera::admin::Json {
+    pred: impl Fn(&tessera::admin::StatusReport) -> bool,
+) -> tessera::admin::StatusReport {
     let t0 = std::time::Instant::now();
     loop {
         let st = status(srv);
@@ -321,7 +317,7 @@ pub async fn wait_status(
         assert!(
             t0.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}; last status:\n{}",
-            tessera::admin::render_status(&st)
+            tessera::cli::admin::render_status(&st)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -6,8 +6,9 @@ use percent_encoding::percent_decode_str;
 
 use crate::error::{S3Error, S3ErrorCode};
 
-/// S3's limit on key length, in bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on key length, in bytes of UTF-8 (the rule lives in `tessera-names`, which the
+/// engine applies too).
+pub use names::MAX_KEY_BYTES;
 /// S3's part numbers run from 1 to this, inclusive.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 /// The most keys (or uploads, or parts) one listing page returns.
@@ -348,36 +349,25 @@ pub fn parse_copy_source(value: &str) -> Result<CopySource, S3Error> {
 }
 
 fn check_key(key: &str) -> Result<(), S3Error> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(S3Error::new(S3ErrorCode::KeyTooLongError)
-            .detail("Size", key.len().to_string())
-            .detail("MaxSizeAllowed", MAX_KEY_BYTES.to_string()));
-    }
-    // Every key must come back intact in ListObjects and DeleteObjects XML: XML 1.0 cannot
-    // carry C0 control characters (and a parser turns CR into LF), nor U+FFFE/U+FFFF.
-    if let Some(c) = key.chars().find(|c| (*c as u32) < 0x20 || matches!(c, '\u{FFFE}' | '\u{FFFF}')) {
-        return Err(S3Error::invalid_argument(format!(
-            "Object keys may not contain the control character U+{:04X}: XML listings cannot carry it",
-            c as u32
-        ))
-        .detail("ArgumentName", "key"));
-    }
-    Ok(())
+    names::check_key(key).map_err(|e| {
+        S3Error::new(S3ErrorCode::KeyTooLongError)
+            .detail("Size", e.len_bytes.to_string())
+            .detail("MaxSizeAllowed", MAX_KEY_BYTES.to_string())
+    })?;
+    // Every key must come back intact in ListObjects and DeleteObjects XML.
+    names::check_key_characters(key)
+        .map_err(|e| S3Error::invalid_argument(format!("{e}")).detail("ArgumentName", "key"))
 }
 
-/// S3's bucket naming rules: 3-63 characters of lowercase letters, digits, dots and
-/// hyphens, starting and ending with a letter or digit, not shaped like an IP address.
+/// S3's bucket naming rules (`tessera-names`, which the engine applies too): 3-63 characters
+/// of lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit,
+/// no `..`, not shaped like an IP address, no reserved prefix or suffix. The message names the
+/// rule the name breaks.
 pub fn validate_bucket_name(name: &str) -> Result<(), S3Error> {
-    let b = name.as_bytes();
-    let charset_ok = b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-');
-    let edges_ok =
-        matches!((b.first(), b.last()), (Some(f), Some(l)) if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
-    let looks_like_ip = name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok());
-    if (3..=63).contains(&b.len()) && charset_ok && edges_ok && !name.contains("..") && !looks_like_ip {
-        Ok(())
-    } else {
-        Err(S3Error::new(S3ErrorCode::InvalidBucketName).detail("BucketName", name))
-    }
+    names::check_bucket_name(name).map_err(|why| {
+        S3Error::with_message(S3ErrorCode::InvalidBucketName, format!("The specified bucket is not valid: {why}."))
+            .detail("BucketName", name)
+    })
 }
 
 /// The bucket a virtual-hosted-style request names in its Host header, if it is one.
@@ -799,6 +789,12 @@ mod tests {
         }
         for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64)] {
             assert_eq!(validate_bucket_name(bad).expect_err(bad).code, S3ErrorCode::InvalidBucketName);
+        }
+        // The reserved names, which only the engine refused before the rules were shared.
+        for bad in ["xn--abc", "sthree-abc", "amzn-s3-demo-abc", "abc-s3alias", "abc--ol-s3", "abc.mrap", "abc--x-s3"] {
+            let e = validate_bucket_name(bad).expect_err(bad);
+            assert_eq!(e.code, S3ErrorCode::InvalidBucketName);
+            assert!(e.message.contains("reserved"), "{bad}: {}", e.message);
         }
     }
 }

@@ -1,16 +1,16 @@
 //! `tessera doctor`: checks the running machine against the bare-metal playbook in `tuning/README.md`.
 //!
-//! Everything is read from `/proc` and `/sys` (no external commands); two things are tried live:
-//! an io_uring ring is created with the raw `io_uring_setup` syscall (facade has no `libc` or
-//! `io-uring` dependency of its own, so the syscall is declared here against the C library std
-//! already links), and each data directory gets an O_DIRECT write probe (`engine::io::probe_direct`)
-//! plus a `statfs` for its filesystem type. A file missing on this machine is reported as
-//! "not available here" (N/A), never as a failure.
+//! Everything is read from `/proc` and `/sys` (no external commands); a few things are tried
+//! live: an io_uring ring is created and dropped (with the `io-uring` crate, as the runtime
+//! creates its rings), and each data directory gets an O_DIRECT write probe
+//! (`engine::io::probe_direct`) plus a `statfs` for its filesystem type. A file missing on this
+//! machine is reported as "not available here" (N/A), never as a failure.
 //!
 //! Status meanings: FAIL = the engine cannot run as designed in production (it may still run in a
 //! degraded fallback, e.g. epoll or buffered I/O); WARN = it runs, but slower or less safely than it
 //! could; OK = as recommended; N/A = not available here.
 
+use engine::util::human_bytes;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ impl Check {
 #[derive(Debug, Clone)]
 pub struct Host {
     root: PathBuf,
-    /// Whether live probes (io_uring syscall) may run; off for a fake tree.
+    /// Whether live probes (an io_uring ring) may run; off for a fake tree.
     live: bool,
 }
 
@@ -290,82 +290,77 @@ pub fn mount_for<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     best
 }
 
-/// Name of a filesystem from its `statfs` magic number.
-pub fn fs_name(magic: u64) -> &'static str {
-    match magic {
-        0x5846_5342 => "xfs",
-        0xEF53 => "ext2/3/4",
-        0x9123_683E => "btrfs",
-        0x0102_1994 => "tmpfs",
-        0x794C_7630 => "overlayfs",
-        0x2FC1_2FC1 => "zfs",
-        0xF2F5_2010 => "f2fs",
-        0x6969 => "nfs",
-        0xFF53_4D42 => "cifs",
-        0x6573_5546 => "fuse",
-        0x9FA0 => "proc",
-        0x6265_6572 => "sysfs",
-        0x0102_1997 => "9p",
-        0x8584_58F6 => "ramfs",
-        _ => "unknown",
-    }
-}
+/// Filesystems by `statfs` magic number (`f_type`, compared as its low 32 bits: the kernel's
+/// magics are 32-bit and `f_type` is signed on some targets).
+const FS_MAGICS: &[(u32, &str)] = &[
+    (libc::XFS_SUPER_MAGIC as u32, "xfs"),
+    (libc::EXT4_SUPER_MAGIC as u32, "ext2/3/4"),
+    (libc::BTRFS_SUPER_MAGIC as u32, "btrfs"),
+    (libc::TMPFS_MAGIC as u32, "tmpfs"),
+    (libc::OVERLAYFS_SUPER_MAGIC as u32, "overlayfs"),
+    (ZFS_SUPER_MAGIC, "zfs"),
+    (libc::F2FS_SUPER_MAGIC as u32, "f2fs"),
+    (libc::NFS_SUPER_MAGIC as u32, "nfs"),
+    (CIFS_SUPER_MAGIC, "cifs"),
+    (libc::FUSE_SUPER_MAGIC as u32, "fuse"),
+    (libc::PROC_SUPER_MAGIC as u32, "proc"),
+    (libc::SYSFS_MAGIC as u32, "sysfs"),
+    (V9FS_MAGIC, "9p"),
+    (RAMFS_MAGIC, "ramfs"),
+];
+/// Magics `libc` does not name, from the kernel's `include/uapi/linux/magic.h` (and OpenZFS's
+/// `ZFS_SUPER_MAGIC`).
+const ZFS_SUPER_MAGIC: u32 = 0x2FC1_2FC1;
+const CIFS_SUPER_MAGIC: u32 = 0xFF53_4D42;
+const V9FS_MAGIC: u32 = 0x0102_1997;
+const RAMFS_MAGIC: u32 = 0x8584_58F6;
 
-fn human_bytes(v: u64) -> String {
-    const KIB: u64 = 1024;
-    if v >= KIB * KIB * KIB && v.is_multiple_of(KIB * KIB * KIB) {
-        format!("{} GiB", v / (KIB * KIB * KIB))
-    } else if v >= KIB * KIB && v.is_multiple_of(KIB * KIB) {
-        format!("{} MiB", v / (KIB * KIB))
-    } else if v >= KIB && v.is_multiple_of(KIB) {
-        format!("{} KiB", v / KIB)
-    } else {
-        format!("{v} bytes")
-    }
+/// Name of a filesystem from its `statfs` magic number.
+pub fn fs_name(magic: u32) -> &'static str {
+    FS_MAGICS.iter().find(|(m, _)| *m == magic).map_or("unknown", |(_, name)| name)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Live probes
 
-extern "C" {
-    // From the C library that std links on Linux; declared here because facade has no `libc`.
-    fn syscall(num: std::ffi::c_long, ...) -> std::ffi::c_long;
-    fn statfs(path: *const std::ffi::c_char, buf: *mut u64) -> std::ffi::c_int;
+/// Create (and at once drop) a 2-entry io_uring, as each core's runtime does at start.
+/// `Ok(the features the kernel reports)` or the error (its errno says why).
+pub fn probe_io_uring() -> Result<Vec<&'static str>, std::io::Error> {
+    let ring = io_uring::IoUring::new(2)?;
+    let p = ring.params();
+    let features = [
+        (p.is_feature_single_mmap(), "single_mmap"),
+        (p.is_feature_nodrop(), "nodrop"),
+        (p.is_feature_submit_stable(), "submit_stable"),
+        (p.is_feature_rw_cur_pos(), "rw_cur_pos"),
+        (p.is_feature_cur_personality(), "cur_personality"),
+        (p.is_feature_fast_poll(), "fast_poll"),
+        (p.is_feature_poll_32bits(), "poll_32bits"),
+        (p.is_feature_sqpoll_nonfixed(), "sqpoll_nonfixed"),
+        (p.is_feature_ext_arg(), "ext_arg"),
+        (p.is_feature_native_workers(), "native_workers"),
+        (p.is_feature_resource_tagging(), "rsrc_tags"),
+        (p.is_feature_skip_cqe_on_success(), "cqe_skip"),
+        (p.is_feature_linked_file(), "linked_file"),
+    ];
+    Ok(features.iter().filter(|(has, _)| *has).map(|(_, name)| *name).collect())
 }
 
-/// `io_uring_setup` has number 425 on every architecture with the unified syscall table (x86_64, aarch64, ...).
-const SYS_IO_URING_SETUP: std::ffi::c_long = 425;
-
-/// Try to create (and at once close) a 2-entry io_uring. `Ok(features)` or the errno.
-pub fn probe_io_uring() -> Result<u32, std::io::Error> {
-    use std::os::fd::FromRawFd;
-    // struct io_uring_params is 120 bytes; `features` is the sixth u32.
-    let mut params = [0u32; 30];
-    // SAFETY: io_uring_setup(entries, params) writes at most sizeof(io_uring_params) = 120 bytes
-    // into `params`, which is 120 bytes long; it returns a new fd or -1.
-    let r = unsafe { syscall(SYS_IO_URING_SETUP, 2 as std::ffi::c_uint, params.as_mut_ptr()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just handed us this fd; the File owns and closes it.
-    drop(unsafe { std::fs::File::from_raw_fd(r as i32) });
-    Ok(params[5])
-}
-
-/// The filesystem magic of the filesystem holding `path`.
-pub fn statfs_magic(path: &Path) -> Result<u64, std::io::Error> {
+/// The filesystem magic (`statfs`'s `f_type`, low 32 bits) of the filesystem holding `path`.
+pub fn statfs_magic(path: &Path) -> Result<u32, std::io::Error> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // struct statfs is 120 bytes on 64-bit Linux (f_type, a long, first); 256 bytes of room.
-    let mut buf = [0u64; 32];
-    // SAFETY: valid NUL-terminated path and a buffer larger than struct statfs on every target.
-    let r = unsafe { statfs(c.as_ptr(), buf.as_mut_ptr()) };
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is a `struct statfs` for the kernel to fill.
+    let r = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // f_type is a `long` at offset 0 (on 32-bit targets the low word; magics fit in 32 bits).
-    Ok(if cfg!(target_pointer_width = "64") { buf[0] } else { buf[0] & 0xFFFF_FFFF } & 0xFFFF_FFFF)
+    // SAFETY: statfs returned 0, so it filled the whole struct.
+    let st = unsafe { st.assume_init() };
+    // The magics are 32-bit; `f_type` is a signed word (negative for some on 32-bit targets).
+    Ok(st.f_type as u32)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -413,14 +408,18 @@ fn check_io_uring(host: &Host, out: &mut Vec<Check>) {
             Ok(features) => Check::new(
                 "io_uring.setup",
                 Status::Ok,
-                format!("ring created via raw syscall io_uring_setup (features 0x{features:x})"),
+                format!("ring created (features: {})", features.join(" ")),
                 want,
             ),
             Err(e) => {
                 let hint = match e.raw_os_error() {
-                    Some(38) => "ENOSYS: kernel built without io_uring (CONFIG_IO_URING) or a seccomp filter hides it",
-                    Some(1) => "EPERM: kernel.io_uring_disabled, a container seccomp profile or an LSM denies it",
-                    Some(12) => {
+                    Some(libc::ENOSYS) => {
+                        "ENOSYS: kernel built without io_uring (CONFIG_IO_URING) or a seccomp filter hides it"
+                    }
+                    Some(libc::EPERM) => {
+                        "EPERM: kernel.io_uring_disabled, a container seccomp profile or an LSM denies it"
+                    }
+                    Some(libc::ENOMEM) => {
                         "ENOMEM: memlock too small for the ring (kernel < 5.12 charges rings to RLIMIT_MEMLOCK)"
                     }
                     _ => "unexpected error",
@@ -605,8 +604,7 @@ fn is_virtual_block(name: &str) -> bool {
 fn block_device_of(host: &Host, path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(path).ok()?.dev();
-    let major = ((dev >> 32) & 0xFFFF_F000) | ((dev >> 8) & 0xFFF);
-    let minor = ((dev >> 12) & 0xFFFF_FF00) | (dev & 0xFF);
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
     let link = std::fs::canonicalize(host.path(&format!("/sys/dev/block/{major}:{minor}"))).ok()?;
     // A partition's directory sits inside its disk's; a disk's parent is `block` or a controller.
     let name = link.file_name()?.to_string_lossy().into_owned();
