@@ -28,6 +28,9 @@ pub const COMPACT_LIVE_PERCENT: u64 = 50;
 pub const COMPACT_SEGMENTS_PER_PASS: usize = 4;
 /// Runs of data (object or upload parts) moved per pass.
 pub const COMPACT_RUNS_PER_PASS: usize = 16;
+/// Pause between two passes of one compaction run (each pass is paced by the I/O scheduler's
+/// compaction share already; this leaves the event loop to the foreground between them).
+pub const COMPACT_PAUSE_BETWEEN_PASSES_MS: u64 = 20;
 /// Data bytes moved per pass.
 pub const COMPACT_BYTES_PER_PASS: u64 = 64 << 20;
 const _: () = assert!(COMPACT_LIVE_PERCENT > 0 && COMPACT_LIVE_PERCENT <= 100, "a share of a segment's used bytes");
@@ -69,8 +72,21 @@ impl Tablet {
         self.compacting.set(true);
         let me = self.clone();
         monoio::spawn(async move {
-            if let Err(e) = me.compact(victims).await {
-                tracing::warn!("tablet {}: compaction pass failed: {e}", me.id);
+            // Pass after pass until nothing is worth compacting: a node that stops writing (or
+            // restarts often, as in a crash loop) must still give back what overwrites and
+            // deletes left, not wait for later commits to start one pass each.
+            let mut victims = victims;
+            loop {
+                if let Err(e) = me.compact(victims.clone()).await {
+                    tracing::warn!("tablet {}: compaction pass failed: {e}", me.id);
+                    break;
+                }
+                let next = me.compaction_victims();
+                if next.is_empty() || next == victims {
+                    break;
+                }
+                victims = next;
+                monoio::time::sleep(std::time::Duration::from_millis(COMPACT_PAUSE_BETWEEN_PASSES_MS)).await;
             }
             me.compacting.set(false);
         });

@@ -67,6 +67,9 @@ impl Tablet {
         if cfg.scrub {
             monoio::spawn(scrub_loop(Rc::downgrade(self)));
         }
+        // Garbage left by overwrites and deletes before a restart is compacted now, not only
+        // once new writes start passes.
+        self.maybe_compact();
     }
 
     /// Device `dev` is back (or in service again) at `path`: its segments are used again.
