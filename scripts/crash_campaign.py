@@ -289,6 +289,15 @@ def segment_bytes(data: Path) -> int:
     return total
 
 
+def started_ok(node: Node, when: str) -> bool:
+    try:
+        node.start()
+        return True
+    except RuntimeError as e:
+        print(f"crash-campaign: {when}: {e}", file=sys.stderr)
+        return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kills", type=int, help="how many SIGKILLs")
@@ -311,10 +320,7 @@ def main() -> int:
         data = tmp / "data"
     log = data.parent / "server.log"
     node = Node(Path(args.binary).resolve(), data, free_port(), args.segment_mib, log)
-    try:
-        node.start()
-    except RuntimeError as e:
-        print(f"crash-campaign: {e}", file=sys.stderr)
+    if not started_ok(node, "first start"):
         return 2
     s3 = client(node.port)
     s3.create_bucket(Bucket=BUCKET)
@@ -334,10 +340,7 @@ def main() -> int:
         node.kill()
         for w in workers:
             w.join(timeout=120)
-        try:
-            node.start()
-        except RuntimeError as e:
-            print(f"crash-campaign: cycle {cycle}: {e}", file=sys.stderr)
+        if not started_ok(node, f"cycle {cycle}"):
             return 2
         s3 = client(node.port)
         verify(s3, every, totals, cycle)

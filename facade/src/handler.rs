@@ -86,14 +86,23 @@ fn set_request_id(resp: &mut Response<RespBody>, rid: &str) {
     }
 }
 
+fn slow_down_error(why: &str) -> S3Error {
+    S3Error::with_message(s3::error::S3ErrorCode::SlowDown, format!("Please reduce your request rate: {why}."))
+}
+
+/// A request id and the XML body of a 503 SlowDown, for answers written before hyper serves the
+/// connection (too many connections on a core).
+pub fn slow_down_xml(why: &str) -> (String, String) {
+    let rid = request_id();
+    let body = slow_down_error(why).to_xml(&rid);
+    (rid, body)
+}
+
 /// The answer to a request refused before it is read because its core is at a bound (requests
 /// in flight): 503 SlowDown, and the connection closed (its body, if any, is never read).
 pub fn slow_down() -> Response<RespBody> {
     let rid = request_id();
-    let e = S3Error::with_message(
-        s3::error::S3ErrorCode::SlowDown,
-        "Please reduce your request rate: this server's core has too many requests in flight.",
-    );
+    let e = slow_down_error("this server's core has too many requests in flight");
     let mut r = error_response(&e, &rid, true);
     set_request_id(&mut r, &rid);
     r.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));

@@ -22,7 +22,7 @@ use std::time::Duration;
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 const LISTEN_BACKLOG: i32 = 1024;
 /// Open connections one core serves at most; past it a new connection is answered 503
-/// SlowDown and closed. Each costs hyper's buffers (tens of KiB) while idle.
+/// SlowDown and closed (each holds hyper's read and write buffers while idle).
 pub const CONNECTIONS_PER_CORE_MAX: usize = 4096;
 // (Both defaults; `tessera server --connections-per-core-max / --requests-per-core-max`.)
 /// Requests one core runs at once at most; past it a request is answered 503 SlowDown before
@@ -74,10 +74,10 @@ impl Drop for InFlight {
 /// Answer a connection past the bound with a fixed 503 SlowDown and close it.
 async fn refuse_connection(mut stream: monoio::net::TcpStream) {
     use monoio::io::AsyncWriteRentExt;
-    const BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate: this server's core has too many open connections.</Message></Error>";
+    let (rid, body) = crate::handler::slow_down_xml("this server's core has too many open connections");
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\nServer: Tessera\r\n\r\n{BODY}",
-        BODY.len()
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\nServer: Tessera\r\nx-amz-request-id: {rid}\r\n\r\n{body}",
+        body.len()
     );
     let _ = monoio::time::timeout(Duration::from_secs(5), stream.write_all(head.into_bytes())).await;
 }

@@ -266,13 +266,7 @@ mod tests {
         (ak == AK).then(|| SECRET.to_string())
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, v.parse().expect("value"));
-        }
-        h
-    }
+    use crate::auth::test_headers as headers;
 
     fn at(date: &str) -> SystemTime {
         parse_v2_date(date).expect("date")

@@ -614,13 +614,7 @@ mod tests {
         (ak == AK).then(|| SECRET.to_string())
     }
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, v.parse().expect("test header"));
-        }
-        h
-    }
+    use crate::auth::test_headers as headers;
 
     fn auth_header(signed: &str, sig: &str) -> String {
         format!("AWS4-HMAC-SHA256 Credential={AK}/20130524/us-east-1/s3/aws4_request,SignedHeaders={signed},Signature={sig}")
