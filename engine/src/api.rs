@@ -11,6 +11,10 @@ pub use names::{valid_bucket_name, MAX_KEY_BYTES};
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 /// S3's largest single object (5 TiB).
 pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+/// S3's largest single PUT, and largest part of a multipart upload (5 GiB): a larger object is
+/// uploaded in parts. (A copy goes through the same write path and so has the same limit.)
+pub const MAX_PUT_BYTES: u64 = 5 << 30;
+const _: () = assert!(MAX_PUT_BYTES <= MAX_OBJECT_BYTES);
 /// Smallest part of a multipart upload other than the last.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 pub const MAX_PART_NUMBER: u32 = 10_000;

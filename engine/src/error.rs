@@ -25,6 +25,11 @@ pub enum Error {
         size: u64,
     },
     EntityTooLarge(u64),
+    /// The request's metadata record would not fit in one log frame (`wal::record_fits`): an
+    /// object of very many stripes (a huge multipart upload at a small chunk size).
+    RecordTooLarge {
+        record_bytes: usize,
+    },
     PreconditionFailed,
     /// The body's MD5 did not match the Content-MD5 the client sent.
     BadDigest,
@@ -133,6 +138,12 @@ impl fmt::Display for Error {
                 write!(f, "part {part_number} is {size} bytes; all parts but the last must be at least 5 MiB")
             }
             Error::EntityTooLarge(n) => write!(f, "object of {n} bytes is larger than allowed"),
+            Error::RecordTooLarge { record_bytes } => write!(
+                f,
+                "the object's layout needs a {record_bytes}-byte metadata record; a record is at most {} bytes \
+                 (fewer, larger parts do not help: the limit is on stripes per object, set by the chunk size)",
+                crate::wal::MAX_RECORD_BYTES
+            ),
             Error::PreconditionFailed => write!(f, "a precondition did not hold"),
             Error::BadDigest => write!(f, "the Content-MD5 did not match the body"),
             Error::InvalidRange { size } => write!(f, "range not satisfiable for an object of {size} bytes"),

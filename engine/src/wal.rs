@@ -26,6 +26,15 @@ pub const WAL_PREALLOC_BYTES: u64 = 32 << 20;
 /// of 10,000 parts stay well below it).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
+/// Whether a record's encoded payload can be framed. Recovery reads a frame longer than
+/// `MAX_RECORD_BYTES` as corruption and stops there, so a longer record must be refused before
+/// it is committed: written and acknowledged, it would be cut from the log at the next start
+/// together with everything after it. The one test used by the writer (`Tablet::commit`,
+/// `frame_into`) and the reader (`read_frames_salted`).
+pub fn record_fits(payload_len: usize) -> bool {
+    payload_len <= MAX_RECORD_BYTES
+}
+
 pub fn wal_path(dev: &Path, tablet: u32, gen: u64) -> PathBuf {
     tablet_dir(dev, tablet).join(format!("wal-{gen:010}.log"))
 }
@@ -49,6 +58,9 @@ fn frame_crc(salt: Salt, len: &[u8], payload: &[u8]) -> u32 {
 
 /// Append one frame of generation `gen` holding `payload`.
 pub fn frame_into(out: &mut Vec<u8>, gen: u64, payload: &[u8]) {
+    // Callers refuse a record that does not fit before it gets here (`Tablet::commit`); a
+    // checkpoint re-frames only records that were committed.
+    assert!(record_fits(payload.len()), "a {}-byte record reached the log", payload.len());
     let len = (payload.len() as u32).to_le_bytes();
     let crc = frame_crc(Salt::Gen(gen), &len, payload);
     out.extend_from_slice(&len);
@@ -69,7 +81,7 @@ pub fn read_frames_salted(bytes: &[u8], gen: u64, salt: Salt) -> (Vec<(u64, Reco
     while bytes.len() - pos >= FRAME_HEADER_BYTES {
         let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
         let want = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
-        if len > MAX_RECORD_BYTES || bytes.len() - pos - FRAME_HEADER_BYTES < len {
+        if !record_fits(len) || bytes.len() - pos - FRAME_HEADER_BYTES < len {
             break;
         }
         let payload = &bytes[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + len];
@@ -483,5 +495,70 @@ mod tests {
         let frame = &bytes[got.records[1].0 as usize..got.records[2].0 as usize];
         assert_eq!(read_frames_salted(frame, 3, Salt::Legacy).0.len(), 1);
         assert!(read_frames(frame, 3).0.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod record_size {
+    use super::*;
+    use crate::record::{DataLoc, ObjectMeta, PartLayout, ShardLoc};
+
+    /// A multipart object's record with `parts` parts of `stripes` stripes each at 4+2.
+    fn huge_object(parts: usize, stripes: usize) -> Record {
+        let chunk = 64 << 10;
+        let layout = PartLayout {
+            size: stripes as u64 * 4 * chunk as u64,
+            chunk_bytes: chunk,
+            k: 4,
+            m: 2,
+            devices: (0..6).collect(),
+            shards: (0..stripes * 6).map(|i| ShardLoc { seg: i as u32, block: 7, crc: 9 }).collect(),
+            md5: [1; 16],
+        };
+        let meta = ObjectMeta {
+            size: layout.size * parts as u64,
+            md5: [2; 16],
+            parts_count: parts as u32,
+            mtime_ms: 1,
+            headers: None,
+            data: DataLoc::Parts(vec![layout; parts].into_boxed_slice()),
+        };
+        Record::ObjectPut { bucket: "b".into(), key: "k".into(), meta, inline: Vec::new(), completes: Some("u".into()) }
+    }
+
+    #[test]
+    fn what_the_writer_accepts_the_reader_replays_and_what_it_cannot_it_refuses() {
+        // About 36 MB (a 122 GiB object at 64 KiB chunks): more than a generation's
+        // preallocation, within a frame's limit. It is framed, and replay returns it whole (the
+        // reader's bound is the writer's).
+        let big = huge_object(25, 20_000);
+        let payload = big.encode();
+        assert!(payload.len() > WAL_PREALLOC_BYTES as usize && record_fits(payload.len()), "{}", payload.len());
+        let mut log = Vec::new();
+        frame_into(&mut log, 3, &bucket_rec().encode());
+        frame_into(&mut log, 3, &payload);
+        frame_into(&mut log, 3, &bucket_rec().encode());
+        let (recs, valid) = read_frames(&log, 3);
+        assert_eq!(recs.len(), 3, "a record the writer framed must replay");
+        assert_eq!(valid as usize, log.len());
+        let Record::ObjectPut { meta, .. } = &recs[1].1 else { panic!("{:?}", recs[1].1) };
+        let Record::ObjectPut { meta: want, .. } = &big else { unreachable!() };
+        assert_eq!(meta.data, want.data);
+
+        // About 72 MB (a 244 GiB object at 64 KiB chunks; the limit is near 227 GiB): it cannot be framed, so
+        // `Tablet::commit` must refuse it before anything is queued or acknowledged.
+        let too_big = huge_object(50, 20_000).encode();
+        assert!(!record_fits(too_big.len()), "{}", too_big.len());
+    }
+
+    #[test]
+    #[should_panic(expected = "reached the log")]
+    fn framing_a_record_over_the_limit_is_a_programmer_error() {
+        let mut log = Vec::new();
+        frame_into(&mut log, 1, &vec![0u8; MAX_RECORD_BYTES + 1]);
+    }
+
+    fn bucket_rec() -> Record {
+        Record::BucketCreate { name: "bkt".into(), created_ms: 5 }
     }
 }

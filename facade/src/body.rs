@@ -57,6 +57,18 @@ impl BodyPump {
         self.decoder.content_md5()
     }
 
+    /// Refuse, before any of it is read, a body declared larger than `max` payload bytes (a
+    /// body that declares nothing is held to `max` by the engine as it streams).
+    pub fn refuse_declared_over(&self, max: u64) -> Result<(), S3Error> {
+        match self.decoder.declared_payload_len() {
+            Some(n) if n > max => Err(S3Error::with_message(
+                S3ErrorCode::EntityTooLarge,
+                format!("The body is {n} bytes; a single PUT or part is at most {max} bytes (use a multipart upload)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn next_frame(&mut self) -> Result<Option<Bytes>, S3Error> {
         // A declared-empty body is never polled (see `BodyDecoder::declared_empty`).
         if self.decoder.declared_empty() {

@@ -20,7 +20,7 @@ pub fn to_s3(e: E) -> S3Error {
         E::InvalidPart(_) => S3Error::with_message(C::InvalidPart, msg),
         E::InvalidPartOrder => S3Error::new(C::InvalidPartOrder),
         E::EntityTooSmall { .. } => S3Error::with_message(C::EntityTooSmall, msg),
-        E::EntityTooLarge(_) => S3Error::with_message(C::EntityTooLarge, msg),
+        E::EntityTooLarge(_) | E::RecordTooLarge { .. } => S3Error::with_message(C::EntityTooLarge, msg),
         E::PreconditionFailed => S3Error::new(C::PreconditionFailed),
         E::BadDigest => S3Error::new(C::BadDigest),
         E::InvalidRange { .. } => S3Error::new(C::InvalidRange),

@@ -69,6 +69,15 @@ impl BodyDecoder {
         }
     }
 
+    /// The payload size the client declared, either way: Content-Length for a plain body,
+    /// `x-amz-decoded-content-length` for an aws-chunked one.
+    pub fn declared_payload_len(&self) -> Option<u64> {
+        match &self.chunked {
+            Some(dec) => dec.expected_len(),
+            None => self.content_length,
+        }
+    }
+
     /// Whether the body is declared empty. The server must then not read the connection's
     /// body at all: reading it makes hyper answer a client's `Expect: 100-continue` with a 100
     /// that can arrive after the final response, and a client that reuses the connection then

@@ -1162,6 +1162,37 @@ def test_a_location_constraint_other_than_the_servers_region_is_refused(s3):
     assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
+def test_a_body_declared_over_5_gib_is_entity_too_large_before_it_is_sent(s3, bucket):
+    """S3 stores at most 5 GiB in one PUT or one part. A request declaring more is refused at
+    once, from its Content-Length, without the server waiting for (or storing) any of it."""
+    import http.client
+
+    s3.put_object(Bucket=bucket, Key="big", Body=b"before")
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    urls = [
+        s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "big"}, ExpiresIn=300),
+        s3.generate_presigned_url(
+            "upload_part",
+            Params={"Bucket": bucket, "Key": "parts", "UploadId": upload, "PartNumber": 1},
+            ExpiresIn=300,
+        ),
+    ]
+    for url in urls:
+        u = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.putrequest("PUT", f"{u.path}?{u.query}", skip_accept_encoding=True)
+        conn.putheader("Content-Length", str(5 * 1024 * MIB + 1))
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        conn.close()
+        assert resp.status == 400, body
+        assert b"<Code>EntityTooLarge</Code>" in body, body
+    assert get_bytes(s3, bucket, "big") == b"before"
+    assert s3.list_parts(Bucket=bucket, Key="parts", UploadId=upload).get("Parts", []) == []
+    s3.abort_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload)
+
+
 def test_delete_objects_without_an_integrity_header_is_refused(s3, bucket):
     s3.put_object(Bucket=bucket, Key="keep", Body=b"kept")
 

@@ -14,7 +14,7 @@
 use super::read::ReadFiles;
 use super::write::{rotate_for, Written};
 use super::Tablet;
-use crate::api::{body_channel, BodyItem, ByteRange};
+use crate::api::{body_channel, BodyItem, ByteRange, MAX_OBJECT_BYTES};
 use crate::error::{Error, Result};
 use crate::ids::{DeviceId, SegmentId};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
@@ -212,7 +212,7 @@ impl Tablet {
             }
             let _ = btx.send_async(BodyItem::End { checksum: None }).await;
         };
-        let (read, (), written) = futures::join!(read, pump, self.write_body(body, false, rotate));
+        let (read, (), written) = futures::join!(read, pump, self.write_body(body, false, rotate, MAX_OBJECT_BYTES));
         read?;
         let w = written?;
         let Written::Part(layout) = w.data else {

@@ -98,11 +98,14 @@ impl Tablet {
 
     /// Make `rec` durable (together with every data write already done) and apply it.
     pub(super) async fn commit(self: &Rc<Self>, rec: Record, key: Option<(String, String)>) -> Result<()> {
+        let payload = rec.encode();
+        if !wal::record_fits(payload.len()) {
+            return Err(Error::RecordTooLarge { record_bytes: payload.len() });
+        }
         let (tx, rx) = futures::channel::oneshot::channel();
         if let Some(k) = &key {
             *self.pending_keys.borrow_mut().entry(k.clone()).or_insert(0) += 1;
         }
-        let payload = rec.encode();
         self.queue.borrow_mut().push(Pending { payload, rec, key, reply: tx });
         self.lead_commits();
         rx.await.map_err(|_| Error::ShuttingDown)?

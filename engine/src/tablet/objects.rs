@@ -61,7 +61,7 @@ impl Tablet {
         let _inflight = self.core.inflight(&bucket)?;
         let _busy = self.core.foreground_guard();
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
-        let w = self.write_body(body, true, rotate_for(&bucket, &key)).await?;
+        let w = self.write_body(body, true, rotate_for(&bucket, &key), MAX_PUT_BYTES).await?;
         self.core.foreground_io(self.core.ec_write_bytes(w.size));
         if let Some(want) = opts.content_md5 {
             if want != w.md5 {
@@ -199,7 +199,9 @@ impl Tablet {
         self.upload_of(&bucket, &key, &upload_id)?;
         let _inflight = self.core.inflight(&bucket)?;
         let _busy = self.core.foreground_guard();
-        let w = self.write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize)).await?;
+        let w = self
+            .write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize), MAX_PUT_BYTES)
+            .await?;
         self.core.foreground_io(self.core.ec_write_bytes(w.size));
         if content_md5.is_some_and(|m| m != w.md5) {
             return Err(Error::BadDigest);

@@ -37,6 +37,7 @@ impl Tablet {
         body: PutBody,
         allow_inline: bool,
         rotate: usize,
+        max_bytes: u64,
     ) -> Result<WriteResult> {
         let core = &self.core;
         let set = &core.shared.set;
@@ -67,7 +68,7 @@ impl Tablet {
                 Ok(BodyItem::Data(bytes)) => {
                     md5.update(bytes.clone()).await;
                     size += bytes.len() as u64;
-                    if size > MAX_OBJECT_BYTES {
+                    if size > max_bytes {
                         return Err(Error::EntityTooLarge(size));
                     }
                     if allow_inline && layout.is_none() && bufs.is_empty() && size <= INLINE_MAX_BYTES {

@@ -29,6 +29,7 @@ pub async fn upload_part(
     part: u32,
 ) -> Result<Resp, S3Error> {
     let pump = BodyPump::new(&req.parts, &req.auth, req.body)?;
+    pump.refuse_declared_over(engine::MAX_PUT_BYTES)?;
     let md5 = pump.content_md5();
     let (tx, rx) = body_channel();
     let (fed, done) = futures::join!(pump.pump(tx), ctx.engine.upload_part(bucket, key, upload_id, part, md5, rx));

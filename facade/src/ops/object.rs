@@ -25,6 +25,7 @@ pub async fn put_object(ctx: &Ctx, req: Req, bucket: &str, key: &str) -> Result<
     let (if_none_match_any, if_match) = put_conditions(&req.parts.headers)?;
     let headers = object_headers(&req.parts.headers)?;
     let pump = BodyPump::new(&req.parts, &req.auth, req.body)?;
+    pump.refuse_declared_over(engine::MAX_PUT_BYTES)?;
     let opts = PutOptions { headers, content_md5: pump.content_md5(), if_none_match_any, if_match };
     let (tx, rx) = body_channel();
     let (fed, put) = futures::join!(pump.pump(tx), ctx.engine.put_object(bucket, key, opts, rx));

@@ -151,6 +151,11 @@ impl ChunkedDecoder {
         Self::new(ctx, Some(len))
     }
 
+    /// The payload size `x-amz-decoded-content-length` declared, if given.
+    pub fn expected_len(&self) -> Option<u64> {
+        self.expected_len
+    }
+
     /// Payload bytes decoded so far.
     pub fn decoded_len(&self) -> u64 {
         self.decoded_len
