@@ -9,7 +9,7 @@ use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
 use crate::superblock::{self, DeviceSet};
-use crate::util::ALIGN_BYTES;
+use crate::util::{human_bytes, ALIGN_BYTES};
 use crate::wal;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -20,6 +20,8 @@ use std::thread::JoinHandle;
 /// queued for the socket. Measured against 256 KiB in docs/BENCHMARKS.md ("Buffers per request").
 pub const DEFAULT_CHUNK_BYTES: usize = 64 << 10;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
+/// The smallest segment `EngineConfig::validate` accepts.
+pub const MIN_SEGMENT_BYTES: u64 = 1 << 20;
 /// Buffers per core's pool (each `chunk_bytes`): 64 MiB per core at the defaults, enough for
 /// 64 large requests in flight on a core before buffers are allocated outside the pool.
 pub const DEFAULT_POOL_BUFFERS: usize = 1024;
@@ -32,7 +34,8 @@ pub const MAILBOX_DEPTH_MAX_DEFAULT: usize = 1024;
 // Shards are written and read O_DIRECT at 4 KiB-aligned offsets in whole blocks (`Engine::open`
 // refuses another chunk size), and a shard must fit in a (preallocated) segment.
 const _: () = assert!(DEFAULT_CHUNK_BYTES > 0 && DEFAULT_CHUNK_BYTES.is_multiple_of(ALIGN_BYTES));
-const _: () = assert!(DEFAULT_SEGMENT_BYTES >= 1 << 20 && DEFAULT_SEGMENT_BYTES.is_multiple_of(ALIGN_BYTES as u64));
+const _: () =
+    assert!(DEFAULT_SEGMENT_BYTES >= MIN_SEGMENT_BYTES && DEFAULT_SEGMENT_BYTES.is_multiple_of(ALIGN_BYTES as u64));
 const _: () = assert!(DEFAULT_CHUNK_BYTES as u64 <= DEFAULT_SEGMENT_BYTES, "a shard fits in one segment");
 const _: () = assert!(DEFAULT_STRIPES_IN_FLIGHT > 0, "a PUT must be able to write a stripe");
 
@@ -87,6 +90,33 @@ impl EngineConfig {
             checkpoint_install_delay_ms: 0,
             mailbox_depth_max: MAILBOX_DEPTH_MAX_DEFAULT,
         }
+    }
+
+    /// Refuse sizes the engine cannot run with, before anything is opened: each is checked
+    /// here so that no core thread later meets one as a failed assertion or a stuck write.
+    pub fn validate(&self) -> Result<()> {
+        let refuse = |m: String| Err(Error::Layout(m));
+        if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(ALIGN_BYTES) {
+            return refuse(format!("chunk size {} must be a positive multiple of 4 KiB", self.chunk_bytes));
+        }
+        if self.segment_bytes < MIN_SEGMENT_BYTES || !self.segment_bytes.is_multiple_of(ALIGN_BYTES as u64) {
+            return refuse(format!(
+                "segment size {} must be a multiple of 4 KiB and at least {}",
+                human_bytes(self.segment_bytes),
+                human_bytes(MIN_SEGMENT_BYTES)
+            ));
+        }
+        if self.chunk_bytes as u64 > self.segment_bytes {
+            return refuse(format!(
+                "a chunk of {} does not fit in a segment of {}: a shard is written within one segment",
+                human_bytes(self.chunk_bytes as u64),
+                human_bytes(self.segment_bytes)
+            ));
+        }
+        if self.pool_buffers == 0 || self.stripes_in_flight == 0 || self.mailbox_depth_max == 0 {
+            return refuse("pool buffers, stripes in flight and mailbox depth must each be at least 1".into());
+        }
+        Ok(())
     }
 
     /// Set the chunk size, with the pool resized to keep its bytes (64 MiB per core at the
@@ -149,9 +179,7 @@ fn key_hash(bucket: &str, key: &str) -> u64 {
 impl Engine {
     /// Open a formatted device set, recover every tablet and start the cores.
     pub fn open(cfg: EngineConfig) -> Result<Engine> {
-        if !cfg.chunk_bytes.is_multiple_of(ALIGN_BYTES) || cfg.chunk_bytes == 0 {
-            return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
-        }
+        cfg.validate()?;
         let locks = lock_devices(&cfg.devices)?;
         let set = superblock::open(&cfg.devices)?;
         let up = set.healthy.iter().filter(|h| **h).count();
@@ -970,4 +998,37 @@ pub fn format(layout: &crate::layout::Layout) -> Result<u128> {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Engine>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_the_engine_cannot_run_with_are_refused_before_anything_is_opened() {
+        // No devices: a configuration that passed validation would fail later, at the lock.
+        let ok = EngineConfig::new(Vec::new());
+        assert!(ok.validate().is_ok());
+        let refused = |f: &dyn Fn(&mut EngineConfig), words: &str| {
+            let mut c = EngineConfig::new(Vec::new());
+            f(&mut c);
+            match Engine::open(c) {
+                Err(Error::Layout(m)) => assert!(m.contains(words), "{m}"),
+                Err(e) => panic!("{words}: {e}"),
+                Ok(_) => panic!("{words}: opened"),
+            }
+        };
+        refused(&|c| c.segment_bytes = 0, "segment size");
+        refused(&|c| c.segment_bytes = (1 << 20) + 512, "segment size");
+        refused(&|c| c.chunk_bytes = 6000, "chunk size");
+        refused(
+            &|c| {
+                c.segment_bytes = 1 << 20;
+                c.set_chunk_bytes(4 << 20);
+            },
+            "does not fit in a segment",
+        );
+        refused(&|c| c.stripes_in_flight = 0, "at least 1");
+        refused(&|c| c.mailbox_depth_max = 0, "at least 1");
+    }
 }

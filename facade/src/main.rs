@@ -53,7 +53,7 @@ enum Cmd {
         #[arg(long, default_value = "us-east-1")]
         region: String,
         /// Size of each preallocated segment file in MiB (space is reserved per shard and device).
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
         segment_mib: u64,
         /// Bytes of each shard of a stripe, in KiB, for objects written from now on (a multiple
         /// of 4). With --stripes-in-flight it sets the buffers a large request holds: at 4+2,
