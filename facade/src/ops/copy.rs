@@ -48,7 +48,14 @@ pub async fn copy_object(ctx: &Ctx, req: Req, bucket: &str, key: &str, src: Copy
     let opts = PutOptions { if_none_match_any, if_match, ..Default::default() };
     let info = ctx
         .engine
-        .copy_object((&src.bucket, &src.key), (bucket, key), None, headers, opts, |i| check_source(h, i))
+        .copy_object((&src.bucket, &src.key), (bucket, key), None, headers, opts, |i| {
+            // S3 copies at most 5 GiB in one CopyObject (a larger object is copied part by
+            // part with UploadPartCopy ranges): refused before the source is read.
+            if i.size > engine::MAX_PUT_BYTES {
+                return Err(engine::Error::EntityTooLarge(i.size));
+            }
+            check_source(h, i)
+        })
         .await
         .map_err(engine_err)?;
     let checksum = info
@@ -118,6 +125,12 @@ pub async fn upload_part_copy(
         }
     }
     debug_assert!(r.end <= info.size);
+    if r.end - r.start > engine::MAX_PUT_BYTES {
+        return Err(S3Error::invalid_request(format!(
+            "The specified copy source is larger than the maximum allowable size for a copy source: {}",
+            engine::MAX_PUT_BYTES
+        )));
+    }
     check_source(h, &info).map_err(engine_err)?;
     let (tx, body) = body_channel();
     let (_, part) =
