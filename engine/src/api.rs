@@ -80,6 +80,14 @@ impl ObjectInfo {
 }
 
 /// A resolved byte range: `start..end` (end exclusive), within the object.
+/// What a conditional read found (`Engine::get_object_if`).
+pub enum ReadOutcome {
+    /// The object's bytes in `ByteRange`, streamed through the `GetBody`.
+    Stream(ObjectInfo, ByteRange, GetBody),
+    /// The caller's condition declined the object: nothing was read.
+    Declined(ObjectInfo),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
     pub start: u64,

@@ -492,10 +492,26 @@ impl Engine {
         key: &str,
         range: Option<RangeSpec>,
     ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
+        match self.get_object_if(bucket, key, range, |_| true).await? {
+            ReadOutcome::Stream(info, r, body) => Ok((info, r, body)),
+            ReadOutcome::Declined(_) => unreachable!("a read that always proceeds was declined"),
+        }
+    }
+
+    /// Read an object if `proceed` accepts it. `proceed` runs on the owner core against the
+    /// object as it is there, before a range is resolved or a stripe read (conditions come
+    /// before ranges, RFC 9110 13.2.2): a declined read returns the object's metadata only.
+    pub async fn get_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<RangeSpec>,
+        proceed: impl FnOnce(&ObjectInfo) -> bool + Send + 'static,
+    ) -> Result<ReadOutcome> {
         crate::tablet::check_key(key)?;
         let (t, c) = self.owner(bucket, key);
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.shared().on_request(c, move |core| async move { core.tablet(t)?.get_object(b, k, range) }).await
+        self.shared().on_request(c, move |core| async move { core.tablet(t)?.get_object(b, k, range, proceed) }).await
     }
 
     /// Convenience: read a whole object (or range) into memory.
@@ -529,10 +545,18 @@ impl Engine {
         range: Option<RangeSpec>,
         headers: Option<ObjectHeaders>,
         mut opts: PutOptions,
-        check: impl FnOnce(&ObjectInfo) -> Result<()>,
+        check: impl Fn(&ObjectInfo) -> Result<()> + Clone + Send + 'static,
     ) -> Result<ObjectInfo> {
-        let (info, _, rx) = self.get_object(src.0, src.1, range).await?;
-        check(&info)?;
+        // The source's conditions are decided on its owner core before any of it is read; a
+        // declined source is checked again here for the error to return.
+        let on_owner = check.clone();
+        let (info, rx) = match self.get_object_if(src.0, src.1, range, move |i| on_owner(i).is_ok()).await? {
+            ReadOutcome::Stream(info, _, rx) => (info, rx),
+            ReadOutcome::Declined(info) => {
+                check(&info)?;
+                return Err(Error::PreconditionFailed);
+            }
+        };
         opts.headers = headers.unwrap_or_else(|| info.headers.clone());
         let (tx, body) = body_channel();
         let checksum = opts.headers.checksum.take();

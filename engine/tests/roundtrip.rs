@@ -269,3 +269,38 @@ fn pages_of_any_size_list_every_key_once_in_order() {
         assert_eq!(seen, keys, "pages of {max_keys}");
     }
 }
+
+#[test]
+fn a_declined_conditional_read_reads_nothing() {
+    use engine::ReadOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let e = open(dir.path());
+    block_on(e.create_bucket("bkt")).unwrap();
+    let d = data(7, 3 << 20);
+    let put_info = put(&e, "bkt", "obj", d.clone());
+    let foreground =
+        |e: &engine::Engine| -> u64 { block_on(e.stats()).unwrap().iter().map(|s| s.sched_bytes[0]).sum() };
+    let before = foreground(&e);
+    // Declined on the owner core: the object's metadata comes back and no byte is read or
+    // counted, even with a range that could not be satisfied (conditions come first).
+    let etag = put_info.etag.clone();
+    match block_on(e.get_object_if("bkt", "obj", Some(RangeSpec::FromTo(10 << 20, None)), move |i| i.etag != etag))
+        .unwrap()
+    {
+        ReadOutcome::Declined(info) => assert_eq!(info.etag, put_info.etag),
+        ReadOutcome::Stream(..) => panic!("the read was not declined"),
+    }
+    assert_eq!(foreground(&e), before, "a declined read moved bytes");
+    // Accepted: the bytes stream as for a plain GET, and the read is counted.
+    let ReadOutcome::Stream(info, r, rx) = block_on(e.get_object_if("bkt", "obj", None, |_| true)).unwrap() else {
+        panic!("an accepted read was declined")
+    };
+    assert_eq!((info.size, r.start, r.end), (d.len() as u64, 0, d.len() as u64));
+    let mut got = Vec::new();
+    while let Ok(chunk) = rx.recv() {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(got, d.as_ref());
+    assert!(foreground(&e) >= before + d.len() as u64);
+    e.shutdown();
+}

@@ -38,12 +38,16 @@ pub(super) type SegmentFiles = HashMap<(DeviceId, SegmentId), Rc<DevFile>>;
 
 impl Tablet {
     /// Start streaming `range` of an object. The body arrives on the returned channel.
+    /// Start reading an object (or a range of it), unless `proceed` declines it: the caller's
+    /// conditions (If-Match, If-None-Match, ...) are decided here, before any stripe is read
+    /// or any read budget is taken, so a 304 or a 412 costs no I/O.
     pub fn get_object(
         self: Rc<Self>,
         bucket: String,
         key: String,
         range: Option<RangeSpec>,
-    ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
+        proceed: impl FnOnce(&ObjectInfo) -> bool,
+    ) -> Result<ReadOutcome> {
         self.core.bucket_exists(&bucket)?;
         let meta = {
             let st = self.state.borrow();
@@ -52,6 +56,9 @@ impl Tablet {
                 .ok_or_else(|| Error::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
+        if !proceed(&info) {
+            return Ok(ReadOutcome::Declined(info));
+        }
         let r = match range {
             Some(r) => r.resolve(meta.size)?,
             None => ByteRange { start: 0, end: meta.size },
@@ -70,7 +77,7 @@ impl Tablet {
             if let Some(data) = self.read_inline_cached(at, meta.size) {
                 let b = Bytes::from(data).slice(r.start as usize..r.end as usize);
                 if tx.try_send(Ok(b)).is_ok() {
-                    return Ok((info, r, rx));
+                    return Ok(ReadOutcome::Stream(info, r, rx));
                 }
             }
         }
@@ -81,7 +88,7 @@ impl Tablet {
                 let _ = tx.send_async(Err(e)).await;
             }
         });
-        Ok((info, r, rx))
+        Ok(ReadOutcome::Stream(info, r, rx))
     }
 
     fn read_plan(&self, meta: &ObjectMeta, r: ByteRange) -> SegmentFiles {

@@ -1,9 +1,9 @@
 //! CopyObject and UploadPartCopy: server-side copies, streamed from the source's owner core
 //! to the destination's, never through the client.
 
-use super::object::{check_conditions, put_conditions};
+use super::object::{put_conditions, Conditions};
 use super::{engine_err, ms_to_time, object_headers, xml, Ctx, Req, Resp};
-use engine::{body_channel, BodyItem, GetBody, ObjectInfo, PutOptions, RangeSpec};
+use engine::{body_channel, BodyItem, GetBody, ObjectInfo, PutOptions, RangeSpec, ReadOutcome};
 use http::{HeaderMap, StatusCode};
 use s3::error::{S3Error, S3ErrorCode};
 use s3::router::CopySource;
@@ -16,9 +16,9 @@ const COPY_CONDITIONS: [&str; 4] = [
     "x-amz-copy-source-if-unmodified-since",
 ];
 
-fn check_source(h: &HeaderMap, info: &ObjectInfo) -> engine::Result<()> {
+fn check_source(c: &Conditions, info: &ObjectInfo) -> engine::Result<()> {
     // Every failed copy-source condition is a 412 (there is no 304 for a copy).
-    check_conditions(h, info, COPY_CONDITIONS).map_err(|_| engine::Error::PreconditionFailed)
+    c.check(info).map_err(|_| engine::Error::PreconditionFailed)
 }
 
 fn check_version(src: &CopySource) -> Result<(), S3Error> {
@@ -46,15 +46,16 @@ pub async fn copy_object(ctx: &Ctx, req: Req, bucket: &str, key: &str, src: Copy
     let (if_none_match_any, if_match) = put_conditions(h)?;
     let headers = if replace { Some(object_headers(h)?) } else { None };
     let opts = PutOptions { if_none_match_any, if_match, ..Default::default() };
+    let conditions = Conditions::from_headers(h, COPY_CONDITIONS);
     let info = ctx
         .engine
-        .copy_object((&src.bucket, &src.key), (bucket, key), None, headers, opts, |i| {
+        .copy_object((&src.bucket, &src.key), (bucket, key), None, headers, opts, move |i| {
             // S3 copies at most 5 GiB in one CopyObject (a larger object is copied part by
             // part with UploadPartCopy ranges): refused before the source is read.
             if i.size > engine::MAX_PUT_BYTES {
                 return Err(engine::Error::EntityTooLarge(i.size));
             }
-            check_source(h, i)
+            check_source(&conditions, i)
         })
         .await
         .map_err(engine_err)?;
@@ -107,14 +108,19 @@ pub async fn upload_part_copy(
     check_version(&src)?;
     let h = &req.parts.headers;
     let range = source_range(h)?;
-    let (info, r, rx) = match ctx.engine.get_object(&src.bucket, &src.key, range).await {
+    let conditions = Conditions::from_headers(h, COPY_CONDITIONS);
+    let on_owner = conditions.clone();
+    let read = ctx.engine.get_object_if(&src.bucket, &src.key, range, move |i| on_owner.check(i).is_ok()).await;
+    let (info, r, rx) = match read {
+        Ok(ReadOutcome::Stream(info, r, rx)) => (info, r, rx),
+        Ok(ReadOutcome::Declined(_)) => return Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
         Err(engine::Error::InvalidRange { size }) => {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRange,
                 format!("Range specified is not valid for source object of size: {size}"),
             ))
         }
-        other => other.map_err(engine_err)?,
+        Err(e) => return Err(engine_err(e)),
     };
     if let Some(RangeSpec::FromTo(_, Some(last))) = range {
         if last >= info.size {
@@ -131,7 +137,6 @@ pub async fn upload_part_copy(
             engine::MAX_PUT_BYTES
         )));
     }
-    check_source(h, &info).map_err(engine_err)?;
     let (tx, body) = body_channel();
     let (_, part) =
         futures::join!(forward(rx, tx), ctx.engine.upload_part(bucket, key, upload_id, part_number, None, body));

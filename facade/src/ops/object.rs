@@ -2,7 +2,7 @@
 
 use super::{engine_err, header, ms_to_secs_time, ms_to_time, object_headers, set, status, Ctx, Req, Resp};
 use crate::body::{self, BodyPump};
-use engine::{body_channel, ObjectInfo, PutOptions, RangeSpec};
+use engine::{body_channel, ObjectInfo, PutOptions, RangeSpec, ReadOutcome};
 use http::{HeaderMap, StatusCode};
 use s3::error::{S3Error, S3ErrorCode};
 use s3::http_util::{
@@ -54,33 +54,60 @@ pub fn set_checksum(r: &mut Resp, c: &engine::StoredChecksum) {
     }
 }
 
-/// Evaluate If-Match / If-None-Match / If-(Un)Modified-Since against the object, RFC 7232
-/// order: a passing If-Match makes If-Unmodified-Since moot, a failing If-None-Match makes
-/// If-Modified-Since moot.
-pub fn check_conditions(h: &HeaderMap, info: &ObjectInfo, names: [&str; 4]) -> Result<(), S3Error> {
-    let [im, inm, ims, ius] = names;
-    let lm = ms_to_secs_time(info.mtime_ms);
-    let if_match = header(h, im).map(EtagCondition::parse);
-    if let Some(c) = &if_match {
-        if !c.matches(&info.etag) {
-            return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
-        }
-    } else if let Some(t) = header(h, ius).and_then(parse_http_date) {
-        if lm > t {
-            return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
-        }
-    }
-    let none_match = header(h, inm).map(EtagCondition::parse);
-    if let Some(c) = &none_match {
-        if c.matches(&info.etag) {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
-        }
-    } else if let Some(t) = header(h, ims).and_then(parse_http_date) {
-        if lm <= t {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
+/// The conditional headers of a read (GET, HEAD, or a copy's source), taken from the request
+/// so that they can be decided on the object's owner core before anything is read.
+#[derive(Clone, Default)]
+pub struct Conditions {
+    if_match: Option<EtagCondition>,
+    if_none_match: Option<EtagCondition>,
+    if_modified_since: Option<std::time::SystemTime>,
+    if_unmodified_since: Option<std::time::SystemTime>,
+}
+
+impl Conditions {
+    /// `names`: the If-Match, If-None-Match, If-Modified-Since and If-Unmodified-Since header
+    /// names (the plain ones, or the `x-amz-copy-source-` ones).
+    pub fn from_headers(h: &HeaderMap, names: [&str; 4]) -> Conditions {
+        let [im, inm, ims, ius] = names;
+        Conditions {
+            if_match: header(h, im).map(EtagCondition::parse),
+            if_none_match: header(h, inm).map(EtagCondition::parse),
+            if_modified_since: header(h, ims).and_then(parse_http_date),
+            if_unmodified_since: header(h, ius).and_then(parse_http_date),
         }
     }
-    Ok(())
+
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none()
+            && self.if_none_match.is_none()
+            && self.if_modified_since.is_none()
+            && self.if_unmodified_since.is_none()
+    }
+
+    /// Evaluate them against the object, RFC 7232 order: a passing If-Match makes
+    /// If-Unmodified-Since moot, a failing If-None-Match makes If-Modified-Since moot.
+    pub fn check(&self, info: &ObjectInfo) -> Result<(), S3Error> {
+        let lm = ms_to_secs_time(info.mtime_ms);
+        if let Some(c) = &self.if_match {
+            if !c.matches(&info.etag) {
+                return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
+            }
+        } else if let Some(t) = self.if_unmodified_since {
+            if lm > t {
+                return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
+            }
+        }
+        if let Some(c) = &self.if_none_match {
+            if c.matches(&info.etag) {
+                return Err(S3Error::new(S3ErrorCode::NotModified));
+            }
+        } else if let Some(t) = self.if_modified_since {
+            if lm <= t {
+                return Err(S3Error::new(S3ErrorCode::NotModified));
+            }
+        }
+        Ok(())
+    }
 }
 
 const GET_CONDITIONS: [&str; 4] = ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"];
@@ -141,15 +168,27 @@ pub async fn get_object(
         return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "GetObject by partNumber is not supported"));
     }
     let range = range_of(&req);
-    let (info, r, rx) = match ctx.engine.get_object(bucket, key, range).await {
+    let conditions = Conditions::from_headers(&req.parts.headers, GET_CONDITIONS);
+    let read = if conditions.is_empty() {
+        ctx.engine.get_object_if(bucket, key, range, |_| true).await
+    } else {
+        let on_owner = conditions.clone();
+        ctx.engine.get_object_if(bucket, key, range, move |i| on_owner.check(i).is_ok()).await
+    };
+    let (info, r, rx) = match read {
+        Ok(ReadOutcome::Stream(info, r, rx)) => (info, r, rx),
+        Ok(ReadOutcome::Declined(info)) => {
+            // Declined on the owner core (no stripe read): the same check names the error.
+            let e = conditions.check(&info).err().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed));
+            return Err(not_modified(e, &info));
+        }
         Err(engine::Error::InvalidRange { size }) => {
             return Err(S3Error::new(S3ErrorCode::InvalidRange)
                 .detail("RangeRequested", req.header("range").unwrap_or("").to_string())
                 .detail("ActualObjectSize", size.to_string()))
         }
-        other => other.map_err(engine_err)?,
+        Err(e) => return Err(engine_err(e)),
     };
-    check_conditions(&req.parts.headers, &info, GET_CONDITIONS).map_err(|e| not_modified(e, &info))?;
     let mut resp = http::Response::new(body::stream(rx));
     object_response(&mut resp, &info, &req, range.is_some());
     set(&mut resp, "content-length", &(r.end - r.start).to_string());
@@ -179,7 +218,7 @@ pub async fn head_object(
         return Err(S3Error::with_message(S3ErrorCode::NotImplemented, "HeadObject by partNumber is not supported"));
     }
     let info = ctx.engine.head_object(bucket, key).await.map_err(engine_err)?;
-    check_conditions(&req.parts.headers, &info, GET_CONDITIONS)?;
+    Conditions::from_headers(&req.parts.headers, GET_CONDITIONS).check(&info)?;
     let mut resp = status(StatusCode::OK);
     let range = range_of(&req);
     object_response(&mut resp, &info, &req, range.is_some());
