@@ -17,7 +17,7 @@ pub const MAX_PUT_BYTES: u64 = 5 << 30;
 const _: () = assert!(MAX_PUT_BYTES <= MAX_OBJECT_BYTES);
 /// Smallest part of a multipart upload other than the last.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
-pub const MAX_PART_NUMBER: u32 = 10_000;
+pub use names::MAX_PART_NUMBER;
 /// Body chunks in flight between the accepting core and the owner (backpressure bound).
 pub const BODY_CHANNEL_CHUNKS: usize = 8;
 

@@ -499,7 +499,7 @@ impl Record {
                     }
                     1 => {
                         let n = d.u32()? as usize;
-                        let mut parts = Vec::with_capacity(n.min(10_000));
+                        let mut parts = Vec::with_capacity(n.min(crate::api::MAX_PART_NUMBER as usize));
                         for _ in 0..n {
                             parts.push(dec_layout(&mut d)?);
                         }

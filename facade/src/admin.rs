@@ -35,18 +35,8 @@ fn is_admin(
     if path != want_path || method != want_method {
         return false;
     }
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
-    !is_virtual_host(host, domain)
-}
-
-fn is_virtual_host(host: Option<&str>, domain: Option<&str>) -> bool {
-    let (Some(host), Some(domain)) = (host, domain) else { return false };
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    let (host, domain) = (host.to_ascii_lowercase(), domain.to_ascii_lowercase());
-    host.strip_suffix(domain.as_str()).and_then(|p| p.strip_suffix('.')).is_some_and(|p| !p.is_empty())
+    // The router's own test: a virtual-hosted request names a bucket, never an admin route.
+    s3::router::virtual_hosted_bucket(headers, domain).is_none()
 }
 
 /// A device named as `N` or `devN` (as `tessera status` shows it).

@@ -16,6 +16,8 @@ use std::fmt;
 
 /// S3's limit on key length, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's highest part number of a multipart upload (parts are numbered from 1).
+pub const MAX_PART_NUMBER: u32 = 10_000;
 /// The shortest bucket name, in bytes (every allowed character is one byte).
 pub const BUCKET_NAME_BYTES_MIN: usize = 3;
 /// The longest bucket name, in bytes.

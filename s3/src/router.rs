@@ -10,7 +10,7 @@ use crate::error::{S3Error, S3ErrorCode};
 /// engine applies too).
 pub use names::MAX_KEY_BYTES;
 /// S3's part numbers run from 1 to this, inclusive.
-pub const MAX_PART_NUMBER: u32 = 10_000;
+pub use names::MAX_PART_NUMBER;
 /// The most keys (or uploads, or parts) one listing page returns.
 pub const MAX_LIST_KEYS: usize = 1000;
 
