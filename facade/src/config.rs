@@ -37,6 +37,8 @@ pub struct ServerConfig {
     /// Bounds per core, past which clients get 503 SlowDown (see `server`).
     pub connections_per_core_max: usize,
     pub requests_per_core_max: usize,
+    /// Serve HTTPS with this certificate and key (re-read on SIGHUP); plain HTTP when `None`.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Parse `K+M`.

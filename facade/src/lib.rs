@@ -19,3 +19,4 @@ pub mod engine_error;
 pub mod handler;
 pub mod ops;
 pub mod server;
+pub mod tls;

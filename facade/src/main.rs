@@ -92,6 +92,13 @@ enum Cmd {
         /// its body is read.
         #[arg(long, default_value_t = tessera::server::REQUESTS_IN_FLIGHT_PER_CORE_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         requests_per_core_max: usize,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key). Both files are read
+        /// again on SIGHUP: renew a certificate without a restart.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -202,6 +209,8 @@ fn main() {
             scrub_period_hours,
             connections_per_core_max,
             requests_per_core_max,
+            tls_cert,
+            tls_key,
         } => (|| {
             let (k, m) = parse_ec(&ec)?;
             let devices = devices
@@ -231,6 +240,7 @@ fn main() {
                 scrub_period_secs: scrub_period_hours.saturating_mul(3600),
                 connections_per_core_max,
                 requests_per_core_max,
+                tls: tls_cert.zip(tls_key).map(|(cert, key)| tessera::tls::TlsFiles { cert, key }),
             })
         })(),
         Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),

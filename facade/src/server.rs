@@ -1,5 +1,6 @@
 //! The HTTP server: one SO_REUSEPORT listener per core, hyper 1.x HTTP/1.1 connections on
-//! each core's own event loop, graceful shutdown on SIGINT/SIGTERM.
+//! each core's own event loop (over TLS when configured, see `tls`), graceful shutdown on
+//! SIGINT/SIGTERM, the TLS certificate re-read on SIGHUP.
 
 use crate::config::{any_formatted, credentials, ServerConfig};
 use crate::handler::{handle, Server};
@@ -82,12 +83,47 @@ async fn refuse_connection(mut stream: monoio::net::TcpStream) {
     let _ = monoio::time::timeout(Duration::from_secs(5), stream.write_all(head.into_bytes())).await;
 }
 
+/// Serve one connection (plain or TLS) until it ends; on a stop request, let hyper finish
+/// the request in flight and close.
+async fn serve_connection<I>(srv: Arc<Server>, conns: Rc<Conns>, io: I, stop: futures::channel::oneshot::Receiver<()>)
+where
+    I: monoio::io::poll_io::AsyncRead + monoio::io::poll_io::AsyncWrite + Unpin + 'static,
+{
+    let svc = service_fn(move |req| {
+        let srv = srv.clone();
+        let in_flight = InFlight::enter(&conns);
+        async move {
+            let Some(_in_flight) = in_flight else {
+                return Ok::<_, Infallible>(crate::handler::slow_down());
+            };
+            Ok::<_, Infallible>(handle(&srv, req).await)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(MonoioTimer)
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_secs(60))
+        .serve_connection(MonoioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    if let Either::Right((stopping, _)) = select(conn.as_mut(), stop).await {
+        if stopping.is_ok() {
+            conn.as_mut().graceful_shutdown();
+        }
+        let _ = conn.await;
+    }
+}
+
+/// How long a client has to finish its TLS handshake (a bound on what a silent connection
+/// holds before it is an HTTP connection with hyper's own header timeout).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn serve_core(
     srv: Arc<Server>,
     listener: std::net::TcpListener,
     stop: flume::Receiver<()>,
     done: std::sync::mpsc::Sender<()>,
     bounds: (usize, usize),
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -111,41 +147,27 @@ async fn serve_core(
             Either::Left((Ok((stream, _peer)), _)) => {
                 let _ = stream.set_nodelay(true);
                 if conns.stop.borrow().len() >= conns.connections_max {
+                    // (Plain text even on a TLS listener: past the bound no handshake is spent.)
                     monoio::spawn(refuse_connection(stream));
                     continue;
                 }
                 let Ok(io) = stream.try_into_poll_io() else { continue };
                 let srv = srv.clone();
                 let conns = conns.clone();
+                let tls = tls.clone();
                 monoio::spawn(async move {
                     let id = conns.next.get();
                     conns.next.set(id + 1);
                     let (tx, rx) = futures::channel::oneshot::channel();
                     conns.stop.borrow_mut().insert(id, tx);
-                    let counted = conns.clone();
-                    let svc = service_fn(move |req| {
-                        let srv = srv.clone();
-                        let in_flight = InFlight::enter(&counted);
-                        async move {
-                            let Some(_in_flight) = in_flight else {
-                                return Ok::<_, Infallible>(crate::handler::slow_down());
-                            };
-                            Ok::<_, Infallible>(handle(&srv, req).await)
-                        }
-                    });
-                    let conn = http1::Builder::new()
-                        .timer(MonoioTimer)
-                        .keep_alive(true)
-                        .header_read_timeout(Duration::from_secs(60))
-                        .serve_connection(MonoioIo::new(io), svc);
-                    let mut conn = std::pin::pin!(conn);
-                    // Serve until the connection ends; on a stop request, let hyper finish the
-                    // request in flight and close.
-                    if let Either::Right((stopping, _)) = select(conn.as_mut(), rx).await {
-                        if stopping.is_ok() {
-                            conn.as_mut().graceful_shutdown();
-                        }
-                        let _ = conn.await;
+                    match tls {
+                        None => serve_connection(srv, conns.clone(), io, rx).await,
+                        Some(acceptor) => match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
+                        {
+                            Ok(Ok(tls_io)) => serve_connection(srv, conns.clone(), tls_io, rx).await,
+                            Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        },
                     }
                     conns.stop.borrow_mut().remove(&id);
                 });
@@ -216,6 +238,11 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         creds: creds.clone(),
         domain: cfg.domain.clone(),
     });
+    let certs = match &cfg.tls {
+        Some(files) => Some(crate::tls::CertStore::open(files.clone())?),
+        None => None,
+    };
+    let acceptor = certs.as_ref().map(|c| c.acceptor()).transpose()?;
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut stops = Vec::new();
     for (core, l) in listeners.into_iter().enumerate() {
@@ -224,7 +251,8 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         let srv = srv.clone();
         let done = done_tx.clone();
         let bounds = (cfg.connections_per_core_max, cfg.requests_per_core_max);
-        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done, bounds)).map_err(|e| e.to_string())?;
+        let tls = acceptor.clone();
+        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done, bounds, tls)).map_err(|e| e.to_string())?;
     }
     let set = engine.device_set();
     if source == "generated" {
@@ -238,7 +266,8 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let drivers = engine.io_drivers();
     let driver = if drivers.iter().all(|d| d == &drivers[0]) { drivers[0].clone() } else { drivers.join(",") };
     println!(
-        "tessera ready: http://{addr} cores={} devices={} zones={} ec={}+{} io={driver} credentials={source}",
+        "tessera ready: {}://{addr} cores={} devices={} zones={} ec={}+{} io={driver} credentials={source}",
+        if certs.is_some() { "https" } else { "http" },
         engine.cores(),
         set.device_count(),
         set.zone_names.len(),
@@ -248,10 +277,21 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    if let Some(sig) = signals.forever().next() {
-        tracing::info!("signal {sig}: stopping");
+    for sig in signals.forever() {
+        if sig != SIGHUP {
+            tracing::info!("signal {sig}: stopping");
+            break;
+        }
+        match &certs {
+            Some(c) => match c.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate re-read; new connections present it"),
+                Err(e) => tracing::error!("SIGHUP: {e}; still presenting the previous certificate"),
+            },
+            None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+        }
     }
     for s in &stops {
         let _ = s.send(());

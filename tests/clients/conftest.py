@@ -102,11 +102,15 @@ class TesseraServer:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def scheme(self) -> str:
+        return "https" if "--tls-cert" in self.extra_args else "http"
+
+    @property
     def endpoint(self) -> Endpoint:
         if not self.env_credentials:
             access, secret = self.printed_credentials()
-            return Endpoint(f"http://{self.address}", access, secret)
-        return Endpoint(f"http://{self.address}", ACCESS_KEY, SECRET_KEY)
+            return Endpoint(f"{self.scheme}://{self.address}", access, secret)
+        return Endpoint(f"{self.scheme}://{self.address}", ACCESS_KEY, SECRET_KEY)
 
     def printed_credentials(self) -> tuple[str, str]:
         """The root key pair as printed before the ready line (AWS_ACCESS_KEY_ID=... lines)."""
@@ -261,6 +265,7 @@ def boto3_client(
     secret_key: str | None = None,
     access_key: str | None = None,
     signature_version: str = "s3v4",
+    verify: str | bool | None = None,
 ):
     import boto3
     from botocore.config import Config
@@ -268,6 +273,7 @@ def boto3_client(
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint.url,
+        verify=verify,
         region_name=endpoint.region,
         aws_access_key_id=access_key or endpoint.access_key,
         aws_secret_access_key=secret_key or endpoint.secret_key,
