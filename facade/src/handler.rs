@@ -2,7 +2,7 @@
 //! render errors as S3 XML with a request id.
 
 use crate::body::{full, RespBody};
-use crate::ops::{bucket, copy, delete, list, multipart, object, Ctx, Req, Resp};
+use crate::ops::{bucket, copy, delete, list, multipart, object, post, Ctx, Req, Resp};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use s3::auth::sigv4::{self, SignedRequest};
@@ -116,6 +116,19 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     let signed =
         SignedRequest { method: &parts.method, path: &path, query: raw_query.as_deref(), headers: &parts.headers };
     let secret_for = |ak: &str| (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone());
+    // A browser-based upload authenticates by its form's signed policy, not by a signature
+    // over the request; it is routed first and goes to the one operation that reads a form.
+    if post::is_form_post(&parts.method, &parts.headers) {
+        return match router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())? {
+            Endpoint::PostObject { bucket } => {
+                post::post_object(&srv.ctx, &parts.headers, body, &bucket, secret_for).await
+            }
+            _ => Err(S3Error::with_message(
+                s3::error::S3ErrorCode::MethodNotAllowed,
+                "A multipart/form-data POST is an upload to a bucket: POST /bucket with no query.",
+            )),
+        };
+    }
     let auth = if s3::auth::sigv2::is_v2(&parts.headers, raw_query.as_deref()) {
         let resource_path = match router::virtual_hosted_bucket(&parts.headers, srv.domain.as_deref()) {
             Some(bucket) => format!("/{bucket}{path}"),
@@ -159,6 +172,11 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         Endpoint::ListObjectsV2 { bucket, args } => list::list_v2(ctx, &bucket, args).await,
         Endpoint::ListObjectVersions { bucket, args } => list::list_versions(ctx, &bucket, args).await,
         Endpoint::ListMultipartUploads { bucket, args } => multipart::list_uploads(ctx, &bucket, args).await,
+        // Reached only by a POST that is not multipart/form-data (a form goes first, above).
+        Endpoint::PostObject { .. } => Err(S3Error::with_message(
+            s3::error::S3ErrorCode::MalformedPOSTRequest,
+            "A POST upload's body must be multipart/form-data.",
+        )),
         Endpoint::DeleteObjects { bucket } => delete::delete_objects(ctx, req, &bucket).await,
         Endpoint::PutObject { bucket, key } => object::put_object(ctx, req, &bucket, &key).await,
         Endpoint::CopyObject { bucket, key, source } => copy::copy_object(ctx, req, &bucket, &key, source).await,

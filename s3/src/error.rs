@@ -27,9 +27,11 @@ pub enum S3ErrorCode {
     InvalidLocationConstraint,
     InvalidPart,
     InvalidPartOrder,
+    InvalidPolicyDocument,
     InvalidRange,
     InvalidRequest,
     KeyTooLongError,
+    MalformedPOSTRequest,
     MalformedXML,
     MetadataTooLarge,
     MethodNotAllowed,
@@ -74,9 +76,11 @@ impl S3ErrorCode {
             InvalidLocationConstraint => "InvalidLocationConstraint",
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
+            InvalidPolicyDocument => "InvalidPolicyDocument",
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
             KeyTooLongError => "KeyTooLongError",
+            MalformedPOSTRequest => "MalformedPOSTRequest",
             MalformedXML => "MalformedXML",
             MetadataTooLarge => "MetadataTooLarge",
             MethodNotAllowed => "MethodNotAllowed",
@@ -126,8 +130,10 @@ impl S3ErrorCode {
             | InvalidLocationConstraint
             | InvalidPart
             | InvalidPartOrder
+            | InvalidPolicyDocument
             | InvalidRequest
             | KeyTooLongError
+            | MalformedPOSTRequest
             | MalformedXML
             | MetadataTooLarge
             | MissingSecurityHeader
@@ -164,9 +170,11 @@ impl S3ErrorCode {
             InvalidLocationConstraint => "The specified location-constraint is not valid.",
             InvalidPart => "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
             InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            InvalidPolicyDocument => "The content of the form does not meet the conditions specified in the policy document.",
             InvalidRange => "The requested range is not satisfiable",
             InvalidRequest => "Invalid Request",
             KeyTooLongError => "Your key is too long",
+            MalformedPOSTRequest => "The body of your POST request is not well-formed multipart/form-data.",
             MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             MethodNotAllowed => "The specified method is not allowed against this resource.",
@@ -326,6 +334,8 @@ mod tests {
             (EntityTooLarge, 400),
             (KeyTooLongError, 400),
             (MalformedXML, 400),
+            (MalformedPOSTRequest, 400),
+            (InvalidPolicyDocument, 400),
             (BucketAlreadyExists, 409),
             (BucketAlreadyOwnedByYou, 409),
             (BucketNotEmpty, 409),

@@ -134,6 +134,10 @@ pub enum Endpoint {
         bucket: String,
         args: ListUploadsArgs,
     },
+    /// A browser-based upload: a multipart/form-data body whose signed policy authenticates it.
+    PostObject {
+        bucket: String,
+    },
     DeleteObjects {
         bucket: String,
     },
@@ -219,6 +223,7 @@ impl Endpoint {
             Endpoint::ListObjectsV2 { .. } => "ListObjectsV2",
             Endpoint::ListObjectVersions { .. } => "ListObjectVersions",
             Endpoint::ListMultipartUploads { .. } => "ListMultipartUploads",
+            Endpoint::PostObject { .. } => "PostObject",
             Endpoint::DeleteObjects { .. } => "DeleteObjects",
             Endpoint::PutObject { .. } => "PutObject",
             Endpoint::CopyObject { .. } => "CopyObject",
@@ -258,6 +263,10 @@ impl Query {
 
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn pairs(&self) -> &[(String, String)] {
@@ -498,7 +507,8 @@ fn bucket_endpoint(method: &Method, bucket: String, q: &Query) -> Result<Endpoin
         Method::PUT => Endpoint::CreateBucket { bucket },
         Method::DELETE => Endpoint::DeleteBucket { bucket },
         Method::POST if q.has("delete") => Endpoint::DeleteObjects { bucket },
-        Method::POST => not_implemented("PostObject"),
+        Method::POST if q.is_empty() => Endpoint::PostObject { bucket },
+        Method::POST => not_implemented("this POST on a bucket"),
         _ => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
     })
 }
@@ -597,6 +607,7 @@ mod tests {
         assert_eq!(route(Method::GET, "/b1?location"), Endpoint::GetBucketLocation { bucket: s("b1") });
         assert_eq!(route(Method::GET, "/b1?versioning"), Endpoint::GetBucketVersioning { bucket: s("b1") });
         assert_eq!(route(Method::POST, "/b1?delete"), Endpoint::DeleteObjects { bucket: s("b1") });
+        assert_eq!(route(Method::POST, "/b1"), Endpoint::PostObject { bucket: s("b1") });
     }
 
     #[test]

@@ -493,6 +493,16 @@ pub fn copy_part_result(etag: &str, last_modified: SystemTime) -> String {
     d.finish("CopyPartResult")
 }
 
+/// The answer to a POST upload asked for with `success_action_status=201`.
+pub fn post_response(location: &str, bucket: &str, key: &str, etag: &str) -> String {
+    let mut d = Doc::new("PostResponse");
+    d.text("Location", location);
+    d.text("Bucket", bucket);
+    d.text("Key", key);
+    d.etag(etag);
+    d.finish("PostResponse")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletedEntry {
     pub key: String,

@@ -7,6 +7,7 @@ pub mod delete;
 pub mod list;
 pub mod multipart;
 pub mod object;
+pub mod post;
 
 use crate::body::{full, RespBody};
 use engine::{Engine, ObjectHeaders};

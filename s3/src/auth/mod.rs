@@ -1,5 +1,6 @@
 pub mod chunked;
 pub mod policy;
+pub mod post_policy;
 pub mod sigv2;
 pub mod sigv4;
 
