@@ -424,6 +424,31 @@ impl Engine {
         committed
     }
 
+    /// Set (`Some`) or remove (`None`) a bucket's attribute `attr` (its policy, ...): durable
+    /// in tablet 0's log before this returns, and removed with the bucket. Attribute names
+    /// are the caller's; values are opaque text to the engine.
+    pub async fn set_bucket_attr(&self, bucket: &str, attr: &str, value: Option<String>) -> Result<()> {
+        let shared = self.shared().clone();
+        // Serialized with bucket creation and deletion: an attribute never outlives its bucket.
+        let _g = shared.bucket_lock.lock().await;
+        let (b, a) = (bucket.to_string(), attr.to_string());
+        let c0 = shared.core_of_tablet(0);
+        shared
+            .on(c0, move |core| async move {
+                core.bucket_exists(&b)?;
+                core.tablet(0)?.commit_public(Record::BucketAttr { bucket: b, attr: a, value }).await
+            })
+            .await
+    }
+
+    /// Every bucket's attributes as (bucket, attribute, value), or one bucket's.
+    pub async fn bucket_attrs(&self, bucket: Option<&str>) -> Result<Vec<(String, String, String)>> {
+        let shared = self.shared().clone();
+        let c0 = shared.core_of_tablet(0);
+        let b = bucket.map(str::to_string);
+        shared.on(c0, move |core| async move { Ok(core.tablet(0)?.bucket_attrs(b.as_deref())) }).await
+    }
+
     pub async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
         let n = name.to_string();
         self.shared()

@@ -18,6 +18,8 @@ pub struct Upload {
 pub struct TabletState {
     /// name → creation time; authoritative on tablet 0 only.
     pub buckets: BTreeMap<String, u64>,
+    /// (bucket, attribute) → value (`Record::BucketAttr`); tablet 0 only, like `buckets`.
+    pub bucket_attrs: BTreeMap<(String, String), String>,
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     pub uploads: BTreeMap<String, Upload>,
     /// Bytes of log the live state would take if rewritten (drives checkpoints).
@@ -102,8 +104,18 @@ impl TabletState {
                 self.buckets.insert(name, created_ms);
             }
             Record::BucketDelete { name } => {
+                self.bucket_attrs.retain(|(b, _), _| *b != name);
                 self.buckets.remove(&name);
             }
+            Record::BucketAttr { bucket, attr, value } => match value {
+                Some(v) => {
+                    self.live_log_bytes += (bucket.len() + attr.len() + v.len()) as u64 + 16;
+                    self.bucket_attrs.insert((bucket, attr), v);
+                }
+                None => {
+                    self.bucket_attrs.remove(&(bucket, attr));
+                }
+            },
             Record::ObjectPut { bucket, key, meta, completes, .. } => {
                 if let DataLoc::Parts(parts) = &meta.data {
                     add_parts(segs, parts);
@@ -196,6 +208,10 @@ impl TabletState {
     ) -> crate::error::Result<()> {
         for (name, created) in &self.buckets {
             emit(&Record::BucketCreate { name: name.clone(), created_ms: *created }, None)?;
+        }
+        for ((bucket, attr), value) in &self.bucket_attrs {
+            let rec = Record::BucketAttr { bucket: bucket.clone(), attr: attr.clone(), value: Some(value.clone()) };
+            emit(&rec, None)?;
         }
         for (bucket, m) in &self.objects {
             for (key, meta) in m {

@@ -219,6 +219,14 @@ pub enum Record {
     BucketDelete {
         name: String,
     },
+    /// Set (`Some`) or remove (`None`) one of a bucket's attributes: its policy, and the
+    /// bucket-level settings to come, each under its own `attr` name. Tablet 0's, like the
+    /// bucket records; a `BucketDelete` removes them all.
+    BucketAttr {
+        bucket: String,
+        attr: String,
+        value: Option<String>,
+    },
     /// For `DataLoc::Inline` the bytes follow in `inline`. `completes` names the multipart
     /// upload this record completes: one record both creates the object and ends the upload.
     ObjectPut {
@@ -276,6 +284,7 @@ const T_UPLOAD_CREATE: u8 = 7;
 const T_PART_PUT: u8 = 8;
 const T_UPLOAD_END: u8 = 9;
 const T_RELOCATE: u8 = 10;
+const T_BUCKET_ATTR: u8 = 11;
 
 fn enc_checksum(e: &mut Enc, c: &Option<StoredChecksum>) {
     match c {
@@ -399,6 +408,12 @@ impl Record {
                 e.u8(T_BUCKET_DELETE);
                 e.str(name);
             }
+            Record::BucketAttr { bucket, attr, value } => {
+                e.u8(T_BUCKET_ATTR);
+                e.str(bucket);
+                e.str(attr);
+                e.opt_str(value);
+            }
             Record::ObjectPut { bucket, key, meta, inline, completes } => {
                 e.u8(T_OBJECT_PUT);
                 e.str(bucket);
@@ -480,6 +495,7 @@ impl Record {
             T_CKPT_END => Record::CheckpointEnd,
             T_BUCKET_CREATE => Record::BucketCreate { name: d.str()?, created_ms: d.u64()? },
             T_BUCKET_DELETE => Record::BucketDelete { name: d.str()? },
+            T_BUCKET_ATTR => Record::BucketAttr { bucket: d.str()?, attr: d.str()?, value: d.opt_str()? },
             T_OBJECT_PUT => {
                 let bucket = d.str()?;
                 let key = d.str()?;
@@ -595,6 +611,8 @@ mod tests {
             Record::Header { tablet: 1, gen: 2, set_id: 3 },
             Record::CheckpointEnd,
             Record::BucketCreate { name: "b".into(), created_ms: 9 },
+            Record::BucketAttr { bucket: "b".into(), attr: "policy".into(), value: Some("{}".into()) },
+            Record::BucketAttr { bucket: "b".into(), attr: "policy".into(), value: None },
             Record::ObjectPut {
                 bucket: "b".into(),
                 key: "k".into(),

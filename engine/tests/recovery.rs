@@ -149,3 +149,55 @@ fn a_start_numbers_its_log_generation_above_an_abandoned_one() {
     assert!(!abandoned.exists(), "the abandoned generation was left behind");
     e.shutdown();
 }
+
+/// Bucket attributes (a bucket's policy, ...) are durable in tablet 0's log, survive the
+/// checkpoint every start writes and a second start that reads only that checkpoint, and go
+/// with their bucket.
+#[test]
+fn bucket_attributes_survive_restarts_and_checkpoints_and_die_with_their_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let attrs = |e: &engine::Engine| block_on(e.bucket_attrs(None)).unwrap();
+    let triple = |b: &str, a: &str, v: &str| (b.to_string(), a.to_string(), v.to_string());
+    let e = open(dir.path());
+    block_on(e.create_bucket("pol")).unwrap();
+    block_on(e.create_bucket("other")).unwrap();
+    block_on(e.set_bucket_attr("pol", "policy", Some("first".into()))).unwrap();
+    block_on(e.set_bucket_attr("other", "policy", Some("theirs".into()))).unwrap();
+    block_on(e.set_bucket_attr("pol", "policy", Some("second".into()))).unwrap();
+    block_on(e.set_bucket_attr("pol", "lifecycle", Some("rules".into()))).unwrap();
+    let missing = block_on(e.set_bucket_attr("nope", "policy", Some("x".into())));
+    assert!(matches!(missing, Err(engine::Error::NoSuchBucket(_))), "{missing:?}");
+    assert_eq!(
+        attrs(&e),
+        vec![
+            triple("other", "policy", "theirs"),
+            triple("pol", "lifecycle", "rules"),
+            triple("pol", "policy", "second")
+        ]
+    );
+    block_on(e.set_bucket_attr("other", "policy", None)).unwrap();
+    assert_eq!(block_on(e.bucket_attrs(Some("other"))).unwrap(), vec![]);
+    e.shutdown();
+    drop(e);
+    // The first start replays the records and writes a checkpoint of them; the second reads
+    // only that checkpoint.
+    for round in 0..2 {
+        let e = open(dir.path());
+        assert_eq!(
+            attrs(&e),
+            vec![triple("pol", "lifecycle", "rules"), triple("pol", "policy", "second")],
+            "start {round}"
+        );
+        e.shutdown();
+    }
+    let e = open(dir.path());
+    block_on(e.delete_bucket("pol")).unwrap();
+    assert_eq!(attrs(&e), vec![]);
+    block_on(e.create_bucket("pol")).unwrap();
+    assert_eq!(attrs(&e), vec![], "a new bucket of the same name starts without the old one's attributes");
+    e.shutdown();
+    drop(e);
+    let e = open(dir.path());
+    assert_eq!(attrs(&e), vec![]);
+    e.shutdown();
+}

@@ -143,6 +143,17 @@ impl Tablet {
         })
     }
 
+    /// Every bucket attribute this tablet holds (tablet 0 holds them all), or one bucket's.
+    pub fn bucket_attrs(&self, bucket: Option<&str>) -> Vec<(String, String, String)> {
+        self.state
+            .borrow()
+            .bucket_attrs
+            .iter()
+            .filter(|((b, _), _)| bucket.is_none_or(|want| want == b))
+            .map(|((b, a), v)| (b.clone(), a.clone(), v.clone()))
+            .collect()
+    }
+
     /// Segment files open on every device (introspection).
     pub fn segment_file_count(&self) -> usize {
         self.segs.borrow().file_count()
