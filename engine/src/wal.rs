@@ -375,7 +375,14 @@ pub async fn remove_generation_off_core(blocking: &Blocking, files: Vec<(u16, Pa
         return;
     }
     let again = files.clone();
-    if blocking.run(move || Ok(remove_generation(&files))).await.is_err() {
+    if blocking
+        .run(move || {
+            remove_generation(&files);
+            Ok(())
+        })
+        .await
+        .is_err()
+    {
         remove_generation(&again);
     }
 }

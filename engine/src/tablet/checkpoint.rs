@@ -361,7 +361,17 @@ impl Tablet {
         self.wal.borrow_mut().prev = None;
         self.retire(old.files).await;
         let (paths, id, keep) = (self.core.paths.borrow().clone(), self.id, run.gen);
-        if self.core.shared.blocking.run(move || Ok(wal::remove_older(&paths, id, keep))).await.is_err() {
+        if self
+            .core
+            .shared
+            .blocking
+            .run(move || {
+                wal::remove_older(&paths, id, keep);
+                Ok(())
+            })
+            .await
+            .is_err()
+        {
             tracing::debug!("tablet {}: older log generations stay until the next start", self.id);
         }
         self.core.stats.borrow_mut().checkpoints += 1;
