@@ -244,6 +244,17 @@ pub struct CoreStats {
     pub md5_batched_chunks: u64,
     /// Batches (flusher runs) that hashed something.
     pub md5_flushes: u64,
+    /// Records waiting for a group commit right now (all tablets of the core), the most any
+    /// one tablet's queue held since start (never above `EngineConfig::commit_queue_depth_max`),
+    /// client writes refused because a queue was full, and writes that waited for room.
+    pub commit_queue_len: u64,
+    pub commit_queue_peak: u64,
+    pub commit_queue_refused: u64,
+    pub commit_queue_waits: u64,
+    /// Objects left out of a full repair queue (found again by a rescan or the scrubber), and
+    /// the rescans of the index for objects below redundancy that this started.
+    pub repair_queue_overflows: u64,
+    pub repair_rescans: u64,
 }
 
 #[cfg(test)]

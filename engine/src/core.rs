@@ -59,6 +59,12 @@ pub struct Shared {
     pub checkpoint_min_bytes: u64,
     /// See `EngineConfig::checkpoint_install_delay_ms`.
     pub checkpoint_install_delay_ms: u64,
+    /// See `EngineConfig::commit_queue_depth_max`.
+    pub commit_queue_depth_max: usize,
+    /// See `EngineConfig::repair_queue_depth_max`.
+    pub repair_queue_depth_max: usize,
+    /// The helper threads that make the system calls a core's thread must not (`blocking`).
+    pub blocking: crate::blocking::Blocking,
 }
 
 thread_local! {
@@ -168,6 +174,9 @@ pub struct Core {
     /// Each device's path as this core knows it (`DeviceSet::paths` at open; a device
     /// replacement changes it on every core).
     pub paths: RefCell<Vec<Option<PathBuf>>>,
+    /// Per device: whether O_DIRECT works there, as last probed (`Shared::direct` at open;
+    /// probed again on a helper thread before a device comes back, `refresh_direct`).
+    direct: RefCell<Vec<bool>>,
     /// Devices being replaced: the health probe leaves them alone until the replacement is
     /// done.
     pub replacing: RefCell<Vec<bool>>,
@@ -286,17 +295,22 @@ impl Core {
     }
 
     /// Change a device's health here at once, then on every other core (`Shared::on_all`).
+    /// A device coming back is first probed for O_DIRECT on each core (on a helper thread),
+    /// so here too the change lands a moment later, from a task.
     pub fn mark_device(self: &Rc<Self>, dev: u16, up: bool, why: &str) {
         if up {
             tracing::warn!("device {dev} is back: {why}");
         } else {
             tracing::error!("device {dev} marked failed: {why}; its shards will be rebuilt elsewhere");
+            self.set_device_health(dev, up);
         }
-        self.set_device_health(dev, up);
         let shared = self.shared.clone();
         monoio::spawn(async move {
             let r = shared
                 .on_all(move |core| async move {
+                    if up {
+                        core.refresh_direct(dev).await;
+                    }
                     core.set_device_health(dev, up);
                     Ok(())
                 })
@@ -305,6 +319,17 @@ impl Core {
                 tracing::warn!("could not tell every core about device {dev}: {e}");
             }
         });
+    }
+
+    /// Probe again (on a helper thread) whether O_DIRECT works on device `dev` at its current
+    /// path, before the device is used again: it may have come back on another filesystem.
+    pub async fn refresh_direct(&self, dev: u16) {
+        let Some(path) = self.paths.borrow().get(dev as usize).cloned().flatten() else { return };
+        if let Ok(ok) = self.shared.blocking.run(move || Ok(crate::io::probe_direct(&path))).await {
+            if let Some(d) = self.direct.borrow_mut().get_mut(dev as usize) {
+                *d = ok;
+            }
+        }
     }
 
     /// Apply a device health change on this core (idempotent): placement and the log mirrors
@@ -324,10 +349,11 @@ impl Core {
         }
         let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
         let path = self.paths.borrow().get(i).cloned().flatten();
+        let direct = self.direct.borrow().get(i).copied().unwrap_or(false);
         for tablet in tablets {
             if up {
                 if let Some(p) = &path {
-                    tablet.attach_device(dev, p);
+                    tablet.attach_device(dev, p, direct);
                 }
                 // Room to restore redundancy may exist now.
                 tablet.retry_waiting();
@@ -357,6 +383,9 @@ impl Core {
         let i = dev as usize;
         if let Some(p) = self.paths.borrow_mut().get_mut(i) {
             *p = Some(path.to_path_buf());
+        }
+        if let Some(d) = self.direct.borrow_mut().get_mut(i) {
+            *d = direct;
         }
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
@@ -469,6 +498,7 @@ pub fn run_core(
             md5: Md5Batcher::with_min_lanes(shared.md5_batch_min_lanes),
             healthy: RefCell::new(healthy),
             paths: RefCell::new(shared.set.paths.clone()),
+            direct: RefCell::new(shared.direct.clone()),
             replacing: RefCell::new(vec![false; shared.set.device_count()]),
             health_epoch: Cell::new(0),
             buckets: RefCell::new(init.buckets),

@@ -31,6 +31,13 @@ pub const DEFAULT_STRIPES_IN_FLIGHT: usize = 2;
 /// sent until its owner core picks it up (then it runs as a task there), so a full mailbox
 /// means that core is far behind, not merely busy.
 pub const MAILBOX_DEPTH_MAX_DEFAULT: usize = 1024;
+/// See `EngineConfig::commit_queue_depth_max`. As many as the requests a core runs at once
+/// (the facade's default bound), so with the defaults a client meets that bound first; this
+/// one holds for any configuration and for the engine's own writers.
+pub const COMMIT_QUEUE_DEPTH_MAX_DEFAULT: usize = 1024;
+/// See `EngineConfig::repair_queue_depth_max`: a (bucket, key) pair each, so a few hundred KiB
+/// per tablet at most, whatever a failed device held.
+pub const REPAIR_QUEUE_DEPTH_MAX_DEFAULT: usize = 4096;
 // Shards are written and read O_DIRECT at 4 KiB-aligned offsets in whole blocks (`Engine::open`
 // refuses another chunk size), and a shard must fit in a (preallocated) segment.
 const _: () = assert!(DEFAULT_CHUNK_BYTES > 0 && DEFAULT_CHUNK_BYTES.is_multiple_of(ALIGN_BYTES));
@@ -71,6 +78,13 @@ pub struct EngineConfig {
     /// (`Error::SlowDown`, 503 SlowDown) instead of queueing memory without bound; the engine's
     /// own messages wait for room.
     pub mailbox_depth_max: usize,
+    /// Records waiting for a tablet's group commit at most. Past it a client write is refused
+    /// (`Error::SlowDown`) before anything of it is written; a write whose data is already on
+    /// disk, and the engine's own (repair, compaction, buckets), wait for room instead.
+    pub commit_queue_depth_max: usize,
+    /// Objects in a tablet's repair queue at most. What does not fit is found again by a rescan
+    /// (objects below redundancy) once the queue has drained, or by the scrubber's next pass.
+    pub repair_queue_depth_max: usize,
 }
 
 impl EngineConfig {
@@ -89,6 +103,8 @@ impl EngineConfig {
             checkpoint_min_bytes: crate::tablet::CHECKPOINT_MIN_BYTES,
             checkpoint_install_delay_ms: 0,
             mailbox_depth_max: MAILBOX_DEPTH_MAX_DEFAULT,
+            commit_queue_depth_max: COMMIT_QUEUE_DEPTH_MAX_DEFAULT,
+            repair_queue_depth_max: REPAIR_QUEUE_DEPTH_MAX_DEFAULT,
         }
     }
 
@@ -236,6 +252,9 @@ impl Engine {
             log_direct: cfg.log_direct,
             checkpoint_min_bytes: cfg.checkpoint_min_bytes,
             checkpoint_install_delay_ms: cfg.checkpoint_install_delay_ms,
+            commit_queue_depth_max: cfg.commit_queue_depth_max.max(1),
+            repair_queue_depth_max: cfg.repair_queue_depth_max.max(1),
+            blocking: crate::blocking::Blocking::new()?,
         });
         let mut per_core: Vec<Vec<(u32, Option<wal::RecoveredLog>)>> = (0..cores).map(|_| Vec::new()).collect();
         for (t, l) in logs.into_iter().enumerate() {
@@ -290,6 +309,9 @@ impl Engine {
                 let _ = t.join();
             }
         }
+        // The helpers' queued file operations belong to this run: done before the devices are
+        // free for the next one.
+        self.inner.shared.blocking.shutdown();
         // The cores are gone (or this is one of them, stopping): the devices are free again.
         self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
@@ -791,6 +813,7 @@ impl Engine {
                     s.segment_files += tablet.segment_file_count() as u64;
                     s.repairs_queued += tablet.repairs_queued() as u64;
                     s.log_bytes += tablet.log_bytes();
+                    s.commit_queue_len += tablet.commit_queue_len() as u64;
                 }
                 Ok(s)
             })
@@ -871,6 +894,9 @@ impl Engine {
         // mark_device broadcasts in the background: wait until every core has it.
         self.shared()
             .on_all(move |core| async move {
+                if healthy {
+                    core.refresh_direct(dev).await;
+                }
                 core.set_device_health(dev, healthy);
                 Ok(())
             })
@@ -932,8 +958,9 @@ impl Engine {
         self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).retain(|l| Some(l.path()) != old_path.as_deref());
         let formatted = {
             let (set, paths, path) = (set.clone(), paths.clone(), path.to_path_buf());
-            // Blocking file system work (fsyncs, maybe removals): on a thread of its own, not on
-            // the event loop of whoever called (the admin endpoint runs on a core).
+            // Blocking file system work (fsyncs, maybe removals, the O_DIRECT probe): on a thread
+            // of its own, not on the event loop of whoever called (the admin endpoint runs on a
+            // core).
             let (tx, rx) = futures::channel::oneshot::channel();
             std::thread::Builder::new()
                 .name("tessera-format".into())
@@ -943,10 +970,11 @@ impl Engine {
                     let formatted = (|| {
                         let early = if path.exists() { Some(DirLock::acquire(&path, "device")?) } else { None };
                         superblock::format_replacement(&set, &paths, dev, &path, seg_base, force)?;
-                        match early {
-                            Some(l) => Ok(l),
-                            None => DirLock::acquire(&path, "device"),
-                        }
+                        let lock = match early {
+                            Some(l) => l,
+                            None => DirLock::acquire(&path, "device")?,
+                        };
+                        Ok((lock, crate::io::probe_direct(&path)))
                     })();
                     let _ = tx.send(formatted);
                 })
@@ -955,8 +983,8 @@ impl Engine {
                 .map_err(|_| Error::Io("formatting the replacement stopped without an answer".into()))
                 .and_then(|r| r)
         };
-        let lock = match formatted {
-            Ok(lock) => lock,
+        let (lock, direct) = match formatted {
+            Ok(done) => done,
             Err(e) => {
                 // The old device stays failed (and detached): nothing points the set at `path`.
                 let _ = shared
@@ -969,7 +997,6 @@ impl Engine {
             }
         };
         self.inner.locks.lock().unwrap_or_else(|p| p.into_inner()).push(lock);
-        let direct = crate::io::probe_direct(path);
         if !direct {
             tracing::warn!(
                 "O_DIRECT is refused on {} (tmpfs or overlay?): using buffered I/O with fdatasync there",

@@ -95,10 +95,10 @@ pub struct HealthStatus {
     pub scrub_period_secs: u64,
 }
 
-/// What the probe finds at a device's path.
-fn probe_device(core: &Core, dev: u16) -> std::result::Result<(), String> {
-    let set = &core.shared.set;
-    let Some(path) = core.paths.borrow().get(dev as usize).cloned().flatten() else {
+/// What the probe finds at a device's path: blocking calls (stat, a superblock read), for a
+/// helper thread (`Core::shared.blocking`).
+fn probe_device(path: Option<std::path::PathBuf>, set_id: u128, dev: u16) -> std::result::Result<(), String> {
+    let Some(path) = path else {
         return Err("no path is known for this device".into());
     };
     let md = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -108,22 +108,28 @@ fn probe_device(core: &Core, dev: u16) -> std::result::Result<(), String> {
     let sbp = path.join(SUPERBLOCK_FILE);
     let bytes = std::fs::read(&sbp).map_err(|e| format!("{}: {e}", sbp.display()))?;
     let sb = Superblock::decode(&bytes).map_err(|e| format!("{}: {e}", sbp.display()))?;
-    if sb.set_id != set.set_id || sb.device_index as usize != dev as usize {
+    if sb.set_id != set_id || sb.device_index as usize != dev as usize {
         return Err(format!(
             "{} belongs to another set or slot (set {:032x} index {}, expected {:032x} index {dev})",
             sbp.display(),
             sb.set_id,
             sb.device_index,
-            set.set_id
+            set_id
         ));
     }
     Ok(())
 }
 
+/// A write, a flush and a read of a probe file on the device: the open on a helper thread, the
+/// I/O on the ring (where the test failpoints apply).
 async fn probe_io(core: &Core, dev: u16) -> std::result::Result<(), String> {
     let Some(path) = core.paths.borrow().get(dev as usize).cloned().flatten() else { return Err("no path".into()) };
     let p = path.join(format!(".health-probe-{}", core.id));
-    let f = crate::io::DevFile::open(&p, true, false).map_err(|e| e.to_string())?;
+    let opened = {
+        let p = p.clone();
+        core.shared.blocking.run(move || crate::io::DevFile::open_std(&p, true, false)).await
+    };
+    let f = opened.and_then(|f| crate::io::DevFile::from_std(f, &p, false)).map_err(|e| e.to_string())?;
     let stamp = vec![0xa5u8; 4096];
     f.write_vec_at(stamp.clone(), 0).await.map_err(|e| e.to_string())?;
     f.sync_data().await.map_err(|e| e.to_string())?;
@@ -134,8 +140,9 @@ async fn probe_io(core: &Core, dev: u16) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Probe every device periodically (on core 0 only) and broadcast changes. Blocking stat and
-/// a 4 KiB read per device per period: small enough for the event loop.
+/// Probe every device periodically (on core 0 only) and broadcast changes. The stat and the
+/// superblock read run on a helper thread: a failing device can take seconds to answer (or
+/// never answer), and the core goes on serving meanwhile.
 pub fn start_probe(core: &Rc<Core>) {
     let weak: Weak<Core> = Rc::downgrade(core);
     let period = Duration::from_millis(core.shared.heal.health_probe_ms);
@@ -151,7 +158,13 @@ pub fn start_probe(core: &Rc<Core>) {
                     continue; // `Engine::replace_device` decides this one
                 }
                 let up = core.healthy.borrow()[dev as usize];
-                let mut r = probe_device(&core, dev);
+                let path = core.paths.borrow().get(dev as usize).cloned().flatten();
+                let set_id = core.shared.set.set_id;
+                let mut r = match core.shared.blocking.run(move || Ok(probe_device(path, set_id, dev))).await {
+                    Ok(r) => r,
+                    // The helpers stopped: the engine is shutting down, not the device failing.
+                    Err(_) => return,
+                };
                 if r.is_ok() && !up {
                     // Coming back needs a working write, flush and read, not just a readable
                     // superblock: a device failed for I/O errors would otherwise flap.

@@ -136,10 +136,18 @@ impl DevFile {
     /// with a volatile write cache the kernel follows it with a flush, or writes it FUA).
     /// `None` if the filesystem refuses O_DIRECT.
     pub fn open_dsync(path: &Path) -> Result<Option<DevFile>> {
+        match Self::open_dsync_std(path)? {
+            Some(f) => Self::from_std(f, path, true).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The open of `open_dsync` alone (a blocking call, for a helper thread at run time).
+    pub fn open_dsync_std(path: &Path) -> Result<Option<std::fs::File>> {
         let f =
             std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT | libc::O_DSYNC).open(path);
         match f {
-            Ok(f) => Self::from_std(f, path, true).map(Some),
+            Ok(f) => Ok(Some(f)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
             Err(e) => Err(io_at(path, e)),
         }

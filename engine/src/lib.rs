@@ -4,6 +4,7 @@
 //! Start with [`Engine::open`]; see `shared/ARCHITECTURE.md` for the design and its invariants.
 
 pub mod api;
+pub mod blocking;
 pub mod buf;
 pub mod codec;
 mod core;

@@ -73,6 +73,9 @@ struct DevSegs {
     /// parity, queued for repair) without counting an error against the device.
     lost_below: u32,
     segs: HashMap<u32, SegInfo>,
+    /// Bumped whenever the device's directory changes (detach, attachment, replacement): a
+    /// segment created for the old one is not installed (`install_segment`).
+    epoch: u64,
 }
 
 pub struct Segments {
@@ -83,6 +86,9 @@ pub struct Segments {
     /// the replay and rise again when a later record points into it, so nothing is deleted
     /// until `sweep_dead` runs on the final state.
     replaying: bool,
+    /// Unlinks dead segment files (set once the tablet runs: a helper thread does it then); on
+    /// the calling thread when unset (start-up, tests).
+    unlinker: Option<Box<dyn Fn(PathBuf)>>,
 }
 
 /// One allocated extent: where to write a shard.
@@ -90,6 +96,36 @@ pub struct Extent {
     pub seg: SegmentId,
     pub block: BlockIndex,
     pub file: Rc<DevFile>,
+}
+
+/// A segment id reserved by `Segments::reserve_segment`, and what creating its file needs.
+pub struct NewSegment {
+    pub dev: u16,
+    pub id: u32,
+    /// The device's `DevSegs::epoch` at the reservation.
+    epoch: u64,
+    pub path: PathBuf,
+    /// The tablet's directory on the device.
+    dir: PathBuf,
+    pub direct: bool,
+    bytes: u64,
+}
+
+impl NewSegment {
+    /// Create the segment's file, preallocated, with its name durable: blocking system calls
+    /// (open, fallocate, a directory fsync), for a helper thread (`Blocking::run`).
+    pub fn create(path: &Path, dir: &Path, direct: bool, bytes: u64) -> Result<std::fs::File> {
+        let f = DevFile::open_std(path, true, direct)?;
+        fallocate(&f, bytes).map_err(|e| io_at(path, e))?;
+        // The new name must be durable before any record points into the file.
+        sync_dir(dir)?;
+        Ok(f)
+    }
+
+    /// What `create` needs, owned (to move to a helper thread).
+    pub fn create_args(&self) -> (PathBuf, PathBuf, bool, u64) {
+        (self.path.clone(), self.dir.clone(), self.direct, self.bytes)
+    }
 }
 
 impl Segments {
@@ -109,6 +145,7 @@ impl Segments {
                 next_id: 1,
                 lost_below: 0,
                 segs: HashMap::new(),
+                epoch: 0,
             };
             if let Some(dir) = dir {
                 let sd = ensure_tablet_dir(dir, tablet)?;
@@ -130,7 +167,7 @@ impl Segments {
             }
             out.push(d);
         }
-        Ok(Segments { tablet, seg_bytes, devs: out, replaying: true })
+        Ok(Segments { tablet, seg_bytes, devs: out, replaying: true, unlinker: None })
     }
 
     pub fn seg_bytes(&self) -> u64 {
@@ -163,6 +200,7 @@ impl Segments {
     pub fn detach(&mut self, dev: u16) -> u32 {
         let Some(d) = self.devs.get_mut(dev as usize) else { return 0 };
         d.dir = None;
+        d.epoch += 1;
         if let Some(a) = d.active.take() {
             if let Some(s) = d.segs.get_mut(&a) {
                 s.sealed = true;
@@ -182,7 +220,12 @@ impl Segments {
         assert!(base >= d.next_id, "replacement seg_base {base} below the next segment id {}", d.next_id);
         d.dir = Some(dir.to_path_buf());
         d.direct = direct;
-        d.active = None;
+        d.epoch += 1;
+        if let Some(a) = d.active.take() {
+            if let Some(s) = d.segs.get_mut(&a) {
+                s.sealed = true;
+            }
+        }
         d.next_id = base;
         d.lost_below = base;
         for s in d.segs.values_mut() {
@@ -192,39 +235,73 @@ impl Segments {
     }
 
     /// Reserve `len` bytes (4 KiB multiple) on device `dev`. The extent is pending until
-    /// `commit_pending` or `abort_pending`.
-    pub fn alloc(&mut self, dev: u16, len: usize) -> Result<Extent> {
+    /// `commit_pending` or `abort_pending`. `None` when the device's active segment has no room
+    /// (or there is none): the caller makes a new one off the core's thread (`reserve_segment`,
+    /// `NewSegment::create` on a helper thread, `install_segment`) and asks again.
+    pub fn alloc(&mut self, dev: u16, len: usize) -> Result<Option<Extent>> {
         debug_assert!(len.is_multiple_of(ALIGN_BYTES) && len > 0);
-        let tablet = self.tablet;
         let seg_bytes = self.seg_bytes;
         let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
-        let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
-        let fits = d.active.and_then(|a| d.segs.get(&a)).is_some_and(|s| s.used + len as u64 <= seg_bytes);
-        if !fits {
-            if let Some(a) = d.active.take() {
-                if let Some(s) = d.segs.get_mut(&a) {
-                    s.sealed = true;
-                }
-                Self::maybe_delete(&dir, tablet, a, &mut d.segs);
-            }
-            let id = d.next_id;
-            d.next_id += 1;
-            let path = seg_path(&dir, tablet, id);
-            let f = DevFile::open_std(&path, true, d.direct)?;
-            fallocate(&f, seg_bytes).map_err(|e| io_at(&path, e))?;
-            // The new name must be durable before any record points into the file.
-            sync_dir(&tablet_dir(&dir, tablet))?;
-            let file = Rc::new(DevFile::from_std(f, &path, d.direct)?);
-            d.segs.insert(id, SegInfo { file: Some(file), ..Default::default() });
-            d.active = Some(id);
+        if d.dir.is_none() {
+            return Err(Error::InsufficientDevices(format!("device {dev} is unavailable")));
         }
-        let id = d.active.expect("active segment");
+        // A fresh segment takes its first extent whatever its size (a shard of an object
+        // written with a larger chunk than this segment size).
+        let fits = |s: &SegInfo| s.used == 0 || s.used + len as u64 <= seg_bytes;
+        let Some(id) = d.active.filter(|a| d.segs.get(a).is_some_and(fits)) else { return Ok(None) };
         let s = d.segs.get_mut(&id).expect("active segment info");
         let block = BlockIndex::at_offset(s.used);
         s.used += len as u64;
         s.pending += 1;
         let file = s.file.clone().expect("active segment is open");
-        Ok(Extent { seg: SegmentId(id), block, file })
+        Ok(Some(Extent { seg: SegmentId(id), block, file }))
+    }
+
+    /// Take the next segment id on `dev` for a new segment, to be created off the core's thread.
+    pub fn reserve_segment(&mut self, dev: u16) -> Result<NewSegment> {
+        let tablet = self.tablet;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+        let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
+        let id = d.next_id;
+        d.next_id += 1;
+        Ok(NewSegment {
+            dev,
+            id,
+            epoch: d.epoch,
+            path: seg_path(&dir, tablet, id),
+            dir: tablet_dir(&dir, tablet),
+            direct: d.direct,
+            bytes: self.seg_bytes,
+        })
+    }
+
+    /// Make a segment created by `NewSegment::create` the device's active one; the one it
+    /// replaces is sealed. Refused if the device was detached, replaced or re-attached since
+    /// the id was reserved (the file is then left unused; the next start removes it).
+    pub fn install_segment(&mut self, new: &NewSegment, file: Rc<DevFile>) -> Result<()> {
+        let tablet = self.tablet;
+        let d = self.devs.get_mut(new.dev as usize).ok_or_else(|| Error::Io(format!("no device {}", new.dev)))?;
+        let Some(dir) = d.dir.clone().filter(|_| d.epoch == new.epoch) else {
+            return Err(Error::InsufficientDevices(format!(
+                "device {} changed while segment {} was being created",
+                new.dev, new.id
+            )));
+        };
+        if let Some(a) = d.active.take() {
+            if let Some(s) = d.segs.get_mut(&a) {
+                s.sealed = true;
+            }
+            Self::maybe_delete(&dir, tablet, a, &mut d.segs, &self.unlinker);
+        }
+        d.segs.insert(new.id, SegInfo { file: Some(file), ..Default::default() });
+        d.active = Some(new.id);
+        Ok(())
+    }
+
+    /// Unlink dead segment files through `f` from now on (a helper thread: see `blocking`)
+    /// instead of on the calling thread.
+    pub fn set_unlinker(&mut self, f: impl Fn(PathBuf) + 'static) {
+        self.unlinker = Some(Box::new(f));
     }
 
     /// An open handle on a segment for reading (opened lazily for sealed segments).
@@ -246,12 +323,14 @@ impl Segments {
         Ok(f)
     }
 
-    /// A device that was unavailable at open came back: use it from now on.
-    pub fn attach(&mut self, dev: u16, dir: &Path) {
+    /// A device that was unavailable at open came back: use it from now on (`direct`: whether
+    /// O_DIRECT works there, probed off the core's thread).
+    pub fn attach(&mut self, dev: u16, dir: &Path, direct: bool) {
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if d.dir.is_none() {
-                d.direct = crate::io::probe_direct(dir);
+                d.direct = direct;
                 d.dir = Some(dir.to_path_buf());
+                d.epoch += 1;
             }
         }
     }
@@ -265,7 +344,7 @@ impl Segments {
                 s.pending = s.pending.saturating_sub(1);
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
-                Self::maybe_delete(&dir, tablet, seg, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, seg, &mut d.segs, &self.unlinker);
             }
         }
     }
@@ -292,17 +371,29 @@ impl Segments {
                 s.live = s.live.saturating_sub(bytes);
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
-                Self::maybe_delete(&dir, tablet, seg, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, seg, &mut d.segs, &self.unlinker);
             }
         }
     }
 
-    fn maybe_delete(dir: &Path, tablet: u32, seg: u32, segs: &mut HashMap<u32, SegInfo>) {
+    fn maybe_delete(
+        dir: &Path,
+        tablet: u32,
+        seg: u32,
+        segs: &mut HashMap<u32, SegInfo>,
+        unlinker: &Option<Box<dyn Fn(PathBuf)>>,
+    ) {
         let dead = segs.get(&seg).is_some_and(|s| s.sealed && s.live == 0 && s.pending == 0);
         if dead {
             segs.remove(&seg);
             // Readers that still hold the handle keep reading the unlinked file.
-            let _ = std::fs::remove_file(seg_path(dir, tablet, seg));
+            let path = seg_path(dir, tablet, seg);
+            match unlinker {
+                Some(unlink) => unlink(path),
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
     }
 
@@ -315,13 +406,15 @@ impl Segments {
             let Some(dir) = d.dir.clone() else { continue };
             let ids: Vec<u32> = d.segs.keys().copied().collect();
             for id in ids {
-                Self::maybe_delete(&dir, tablet, id, &mut d.segs);
+                Self::maybe_delete(&dir, tablet, id, &mut d.segs, &self.unlinker);
             }
         }
         self.trim_sealed();
     }
 
     /// Give back the space a sealed segment holds past the last extent any record points at.
+    /// Start-up only (from `sweep_dead`, before the core serves anything): it truncates and
+    /// fsyncs files on the calling thread.
     ///
     /// Every segment found at open is sealed (new writes go to fresh segments), and one that
     /// was being filled when the process died keeps its whole preallocation: without this, each

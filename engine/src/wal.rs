@@ -13,6 +13,7 @@
 //! checkpoint and, among its mirrors, the longest valid prefix; the first bad frame ends the
 //! log (a torn tail).
 
+use crate::blocking::Blocking;
 use crate::error::{io_at, Error, Result};
 use crate::io::DevFile;
 use crate::record::Record;
@@ -206,7 +207,8 @@ pub fn max_generation(devs: &[Option<PathBuf>], tablet: u32) -> u64 {
 }
 
 /// Write a whole new generation (checkpoint) to `mirrors` and make it durable; returns the
-/// paths written. Older generations are removed afterwards by the caller.
+/// paths written. Older generations are removed afterwards by the caller. Blocking I/O: only
+/// at start-up, before the core serves anything (at run time `write_generation_async`).
 ///
 /// On failure the error names the device that failed, and the files of this generation
 /// already written elsewhere are removed again: a complete newer generation left behind would
@@ -257,6 +259,7 @@ fn write_one(dir: &Path, tablet: u32, gen: u64, bytes: &[u8]) -> Result<()> {
 /// rewritten, so the appends that follow overwrite its blocks; elsewhere the appends grow the
 /// file. Returns the files written and how many of them were recycled spares.
 pub async fn write_generation_async(
+    blocking: &Blocking,
     mirrors: &[(u16, PathBuf)],
     tablet: u32,
     gen: u64,
@@ -266,7 +269,7 @@ pub async fn write_generation_async(
     let writes = mirrors.iter().map(|(dev, dir)| {
         let bytes = bytes.clone();
         let spare = spares.iter().find(|(d, _)| d == dev).map(|(_, p)| p.as_path());
-        async move { (*dev, write_one_async(dir, tablet, gen, bytes, spare).await) }
+        async move { (*dev, write_one_async(blocking, dir, tablet, gen, bytes, spare).await) }
     });
     let results = futures::future::join_all(writes).await;
     let mut out = Vec::new();
@@ -284,7 +287,7 @@ pub async fn write_generation_async(
         }
     }
     if let Some(err) = first_err {
-        remove_generation(&out);
+        remove_generation_off_core(blocking, out).await;
         return Err(err);
     }
     Ok((out, recycled))
@@ -306,17 +309,41 @@ pub fn spare_path(dev: &Path, tablet: u32) -> PathBuf {
 /// that file is renamed to the generation's name and overwritten from the start, its size
 /// kept (the bytes past the new content are older frames that fail this generation's salt).
 /// Returns whether the spare was used.
-async fn write_one_async(dir: &Path, tablet: u32, gen: u64, bytes: bytes::Bytes, spare: Option<&Path>) -> Result<bool> {
+async fn write_one_async(
+    blocking: &Blocking,
+    dir: &Path,
+    tablet: u32,
+    gen: u64,
+    bytes: bytes::Bytes,
+    spare: Option<&Path>,
+) -> Result<bool> {
     let p = wal_path(dir, tablet, gen);
-    let sd = crate::segment::ensure_tablet_dir(dir, tablet)?;
-    let recycled = spare.is_some_and(|sp| sp.parent() == Some(sd.as_path()) && std::fs::rename(sp, &p).is_ok());
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(!recycled);
-    let direct = {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut od = o.clone();
-        od.custom_flags(libc::O_DIRECT);
-        od.open(&p)
+    let sd = crate::segment::tablet_dir(dir, tablet);
+    // The directory check, the rename, the opens: blocking calls, on a helper thread. The
+    // writes and the flushes go through the ring.
+    let (direct, buffered, dirf, recycled) = {
+        let (dir, p, spare) = (dir.to_path_buf(), p.clone(), spare.map(Path::to_path_buf));
+        blocking
+            .run(move || {
+                let sd = crate::segment::ensure_tablet_dir(&dir, tablet)?;
+                let recycled =
+                    spare.is_some_and(|sp| sp.parent() == Some(sd.as_path()) && std::fs::rename(&sp, &p).is_ok());
+                let mut o = std::fs::OpenOptions::new();
+                o.write(true).create(true).truncate(!recycled);
+                let direct = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut od = o.clone();
+                    od.custom_flags(libc::O_DIRECT);
+                    od.open(&p)
+                };
+                let buffered = match &direct {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(o.open(&p).map_err(|e| io_at(&p, e))?),
+                    _ => None,
+                };
+                let dirf = std::fs::File::open(&sd).map_err(|e| io_at(&sd, e))?;
+                Ok((direct, buffered, dirf, recycled))
+            })
+            .await?
     };
     match direct {
         Ok(f) => {
@@ -340,7 +367,7 @@ async fn write_one_async(dir: &Path, tablet: u32, gen: u64, bytes: bytes::Bytes,
             f.sync_data().await?;
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let f = o.open(&p).map_err(|e| io_at(&p, e))?;
+            let f = buffered.ok_or_else(|| io_at(&p, e))?;
             let f = DevFile::from_std(f, &p, false)?;
             f.write_buf_at(bytes, 0).await?;
             f.sync_data().await?;
@@ -348,9 +375,28 @@ async fn write_one_async(dir: &Path, tablet: u32, gen: u64, bytes: bytes::Bytes,
         }
         Err(e) => return Err(io_at(&p, e)),
     }
-    let d = std::fs::File::open(&sd).map_err(|e| io_at(&sd, e))?;
-    DevFile::from_std(d, &sd, false)?.sync_all().await?;
+    DevFile::from_std(dirf, &sd, false)?.sync_all().await?;
     Ok(recycled)
+}
+
+/// `remove_generation` on a helper thread, awaited: callers go on only once the files are
+/// gone (a complete generation left behind would win at recovery). Inline if the helpers
+/// have stopped (the engine is shutting down), so the removal is never skipped.
+pub async fn remove_generation_off_core(blocking: &Blocking, files: Vec<(u16, PathBuf)>) {
+    if files.is_empty() {
+        return;
+    }
+    let again = files.clone();
+    if blocking
+        .run(move || {
+            remove_generation(&files);
+            Ok(())
+        })
+        .await
+        .is_err()
+    {
+        remove_generation(&again);
+    }
 }
 
 /// Remove a generation's files durably (a complete generation left behind the log's back

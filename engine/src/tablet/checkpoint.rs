@@ -11,7 +11,7 @@ use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::placement;
 use crate::record::*;
-use crate::wal::{self, frame_into, remove_generation, Salt, FRAME_HEADER_BYTES};
+use crate::wal::{self, frame_into, remove_generation_off_core, Salt, FRAME_HEADER_BYTES};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -88,7 +88,7 @@ impl Tablet {
                 // Abandoned (a log rewrite replaced it): its files never got a CheckpointEnd;
                 // remove them.
                 if let Ok(w) = r {
-                    remove_generation(&w.files);
+                    remove_generation_off_core(&tablet.core.shared.blocking, w.files).await;
                 }
                 return;
             }
@@ -173,7 +173,16 @@ impl Tablet {
             }
             let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
             let spares = self.take_spares(&mirrors);
-            match wal::write_generation_async(&mirrors, self.id, gen, bytes.clone(), &spares).await {
+            match wal::write_generation_async(
+                &self.core.shared.blocking,
+                &mirrors,
+                self.id,
+                gen,
+                bytes.clone(),
+                &spares,
+            )
+            .await
+            {
                 Ok((w, recycled)) => {
                     self.core.stats.borrow_mut().log_files_recycled += recycled as u64;
                     break w;
@@ -217,21 +226,52 @@ impl Tablet {
     /// Retire a replaced generation's mirror files: each becomes its device's spare if the
     /// device has none, else it is removed. (A rename that does not reach the disk before a
     /// crash leaves an older complete generation, which recovery passes over for the newer.)
-    fn retire(&self, files: Mirrors) {
-        let paths = self.core.paths.borrow();
+    /// The renames and removals run on a helper thread.
+    async fn retire(&self, files: Mirrors) {
+        // (device, file, where its spare would go): decided here, done by the helper.
+        let plan: Vec<(u16, Rc<DevFile>, Option<PathBuf>)> = {
+            let paths = self.core.paths.borrow();
+            let spares = self.spares.borrow();
+            let mut taken: Vec<u16> = spares.iter().map(|s| s.dev).collect();
+            files
+                .into_iter()
+                .map(|(dev, f)| {
+                    let dev = dev.0;
+                    let spare = if taken.contains(&dev) {
+                        None
+                    } else {
+                        taken.push(dev);
+                        paths.get(dev as usize).cloned().flatten().map(|d| wal::spare_path(&d, self.id))
+                    };
+                    (dev, f, spare)
+                })
+                .collect()
+        };
+        let jobs: Vec<(PathBuf, Option<PathBuf>)> =
+            plan.iter().map(|(_, f, sp)| (f.path().to_path_buf(), sp.clone())).collect();
+        let kept = self
+            .core
+            .shared
+            .blocking
+            .run(move || {
+                Ok(jobs
+                    .into_iter()
+                    .map(|(from, spare)| {
+                        let kept = spare.is_some_and(|sp| std::fs::rename(&from, &sp).is_ok());
+                        if !kept {
+                            let _ = std::fs::remove_file(&from);
+                        }
+                        kept
+                    })
+                    .collect::<Vec<bool>>())
+            })
+            .await
+            // The helpers stopped (shutting down): the files stay; the next start removes them.
+            .unwrap_or_default();
         let mut spares = self.spares.borrow_mut();
-        for (dev, f) in files {
-            let dev = dev.0;
-            let spare = paths.get(dev as usize).cloned().flatten().map(|d| wal::spare_path(&d, self.id));
-            let kept = match spare {
-                Some(sp) if !spares.iter().any(|s| s.dev == dev) && std::fs::rename(f.path(), &sp).is_ok() => {
-                    spares.push(Spare { dev, path: sp, held: f.clone() });
-                    true
-                }
-                _ => false,
-            };
-            if !kept {
-                let _ = std::fs::remove_file(f.path());
+        for ((dev, f, sp), kept) in plan.into_iter().zip(kept) {
+            if let (Some(path), true) = (sp, kept) {
+                spares.push(Spare { dev, path, held: f });
             }
         }
     }
@@ -262,7 +302,7 @@ impl Tablet {
             (cur.gen, cur.len)
         };
         if cur_gen != run.old_gen {
-            remove_generation(&w.files);
+            remove_generation_off_core(&self.core.shared.blocking, w.files).await;
             return;
         }
         // Every frame appended since the cut is in `after`: the two logs end at the same record.
@@ -270,11 +310,15 @@ impl Tablet {
         let mut tail = run.after;
         frame_into(&mut tail, run.gen, &Record::CheckpointEnd.encode());
         let tail_len = tail.len() as u64;
-        let new = match WalState::open(run.gen, &w.bytes, &w.files, self.core.shared.log_direct) {
+        let opened = {
+            let (files, direct) = (w.files.clone(), self.core.shared.log_direct);
+            self.core.shared.blocking.run(move || WalState::open_files(&files, direct)).await
+        };
+        let new = match opened.and_then(|o| WalState::from_files(run.gen, &w.bytes, &w.files, o)) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
-                remove_generation(&w.files);
+                remove_generation_off_core(&self.core.shared.blocking, w.files).await;
                 return;
             }
         };
@@ -288,8 +332,9 @@ impl Tablet {
             tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
             *self.wal.borrow_mut() = old;
             // Its CheckpointEnd may have reached some mirror: the new generation must go
-            // before anything more is acknowledged in the old one.
-            remove_generation(&w.files);
+            // before anything more is acknowledged in the old one (this is the commit leader:
+            // no batch runs until it returns).
+            remove_generation_off_core(&self.core.shared.blocking, w.files).await;
             return;
         }
         self.wal.borrow_mut().len += tail_len;
@@ -314,8 +359,21 @@ impl Tablet {
             }
         }
         self.wal.borrow_mut().prev = None;
-        self.retire(old.files);
-        wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
+        self.retire(old.files).await;
+        let (paths, id, keep) = (self.core.paths.borrow().clone(), self.id, run.gen);
+        if self
+            .core
+            .shared
+            .blocking
+            .run(move || {
+                wal::remove_older(&paths, id, keep);
+                Ok(())
+            })
+            .await
+            .is_err()
+        {
+            tracing::debug!("tablet {}: older log generations stay until the next start", self.id);
+        }
         self.core.stats.borrow_mut().checkpoints += 1;
         tracing::debug!(
             "tablet {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
@@ -341,7 +399,7 @@ impl Tablet {
         if self.wal.borrow().gen == gen {
             Ok(())
         } else {
-            remove_generation(&files);
+            remove_generation_off_core(&self.core.shared.blocking, files).await;
             Err(Error::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id)))
         }
     }

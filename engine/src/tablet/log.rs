@@ -45,25 +45,62 @@ pub(super) struct WalState {
     pub(super) prev: Option<(u64, Mirrors)>,
 }
 
+/// A generation's mirror files opened (`WalState::open_files`), not yet on the ring.
+pub(super) struct OpenedMirrors {
+    files: Vec<std::fs::File>,
+    direct: Option<Vec<std::fs::File>>,
+}
+
 impl WalState {
     /// The state of a generation just written: `bytes` is its whole content, `written` its
-    /// mirror files.
+    /// mirror files. Opens on the calling thread: at start-up only (`open_files` otherwise).
     pub(super) fn open(gen: u64, bytes: &[u8], written: &[(u16, PathBuf)], direct: bool) -> Result<WalState> {
-        let files = written
-            .iter()
-            .map(|(d, p)| Ok((DeviceId(*d), Rc::new(DevFile::open(p, false, false)?))))
-            .collect::<Result<Vec<_>>>()?;
+        let opened = Self::open_files(written, direct)?;
+        Self::from_files(gen, bytes, written, opened)
+    }
+
+    /// Open a generation's mirror files (blocking opens, for a helper thread): through the
+    /// page cache for reads and, with `direct`, O_DIRECT|O_DSYNC for appends, on every mirror
+    /// or none.
+    pub(super) fn open_files(written: &[(u16, PathBuf)], direct: bool) -> Result<OpenedMirrors> {
+        let files = written.iter().map(|(_, p)| DevFile::open_std(p, false, false)).collect::<Result<Vec<_>>>()?;
         let direct = if direct {
             let mut v = Vec::with_capacity(written.len());
             for (_, p) in written {
-                match DevFile::open_dsync(p)? {
-                    Some(f) => v.push(Rc::new(f)),
+                match DevFile::open_dsync_std(p)? {
+                    Some(f) => v.push(f),
                     None => break,
                 }
             }
             (v.len() == written.len()).then_some(v)
         } else {
             None
+        };
+        Ok(OpenedMirrors { files, direct })
+    }
+
+    /// The state of a generation whose files `open_files` opened.
+    pub(super) fn from_files(
+        gen: u64,
+        bytes: &[u8],
+        written: &[(u16, PathBuf)],
+        opened: OpenedMirrors,
+    ) -> Result<WalState> {
+        assert_eq!(opened.files.len(), written.len(), "one open file per mirror");
+        let files = written
+            .iter()
+            .zip(opened.files)
+            .map(|((d, p), f)| Ok((DeviceId(*d), Rc::new(DevFile::from_std(f, p, false)?))))
+            .collect::<Result<Vec<_>>>()?;
+        let direct = match opened.direct {
+            Some(v) => Some(
+                written
+                    .iter()
+                    .zip(v)
+                    .map(|((_, p), f)| Ok(Rc::new(DevFile::from_std(f, p, true)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
         };
         let len = bytes.len() as u64;
         let tail = bytes[align_down(len) as usize..].to_vec();
@@ -96,19 +133,61 @@ impl Tablet {
         self.commit(rec, None).await
     }
 
-    /// Make `rec` durable (together with every data write already done) and apply it.
+    /// Refuse a client write with `Error::SlowDown` while the commit queue is full, before it
+    /// writes anything: its record would only wait (memory) behind a log that cannot keep up.
+    /// One admitted here may still find the queue full when its data is on disk; `commit`
+    /// then waits for room rather than throw that work away.
+    pub(super) fn admit_write(&self) -> Result<()> {
+        let (len, max) = (self.queue.borrow().len(), self.core.shared.commit_queue_depth_max);
+        if len >= max {
+            self.core.stats.borrow_mut().commit_queue_refused += 1;
+            return Err(Error::SlowDown(format!("tablet {} has {len} records waiting for the log", self.id)));
+        }
+        Ok(())
+    }
+
+    /// Make `rec` durable (together with every data write already done) and apply it. Waits
+    /// while the commit queue holds `commit_queue_depth_max` records: the bound holds for
+    /// every writer, and the ones that reach it here (data already written, or the engine's
+    /// own records) are never refused.
     pub(super) async fn commit(self: &Rc<Self>, rec: Record, key: Option<(String, String)>) -> Result<()> {
         let payload = rec.encode();
         if !wal::record_fits(payload.len()) {
             return Err(Error::RecordTooLarge { record_bytes: payload.len() });
         }
         let (tx, rx) = futures::channel::oneshot::channel();
+        // Marked before any wait, in the same turn as the caller's precondition check: a
+        // conditional write to this key that comes later must see it pending.
         if let Some(k) = &key {
             *self.pending_keys.borrow_mut().entry(k.clone()).or_insert(0) += 1;
         }
-        self.queue.borrow_mut().push(Pending { payload, rec, key, reply: tx });
+        let max = self.core.shared.commit_queue_depth_max;
+        while self.queue.borrow().len() >= max {
+            // A full queue has a leader (whoever queued made sure of it); it wakes every
+            // waiter when it takes the next batch, and each checks again.
+            let (room_tx, room_rx) = futures::channel::oneshot::channel();
+            self.queue_room.borrow_mut().push(room_tx);
+            self.core.stats.borrow_mut().commit_queue_waits += 1;
+            let _ = room_rx.await;
+        }
+        let len = {
+            let mut q = self.queue.borrow_mut();
+            q.push(Pending { payload, rec, key, reply: tx });
+            q.len()
+        };
+        // Checked where the queue grows (the bound's only writer) and reported as the peak.
+        assert!(len <= max, "tablet {}: commit queue at {len} records, bound {max}", self.id);
+        {
+            let mut st = self.core.stats.borrow_mut();
+            st.commit_queue_peak = st.commit_queue_peak.max(len as u64);
+        }
         self.lead_commits();
         rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Records waiting for the next group commit.
+    pub fn commit_queue_len(&self) -> usize {
+        self.queue.borrow().len()
     }
 
     /// Start a commit leader unless one is running: a task of its own that writes batches
@@ -139,6 +218,10 @@ impl Tablet {
                 }
             }
             let batch = std::mem::take(&mut *self.queue.borrow_mut());
+            // The queue is empty again: whoever waits for room may queue now.
+            for w in std::mem::take(&mut *self.queue_room.borrow_mut()) {
+                let _ = w.send(());
+            }
             if batch.is_empty() {
                 break;
             }

@@ -18,10 +18,11 @@
 
 use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
 use crate::core::Core;
+use crate::error::{Error, Result};
 use crate::ids::{DeviceId, SegmentId};
 use crate::index::TabletState;
 use crate::io::DevFile;
-use crate::segment::Segments;
+use crate::segment::{Extent, NewSegment, Segments};
 use crate::util::ALIGN_BYTES;
 use crate::wal::{FRAME_HEADER_BYTES, MAX_RECORD_BYTES};
 use checkpoint::{CkptRun, Spare};
@@ -100,6 +101,14 @@ pub struct Tablet {
     /// file, and retiring a generation frees nothing (freeing blocks makes the next journal
     /// commit, which a durable append waits for, slow, more so with online discard).
     spares: RefCell<Vec<Spare>>,
+    /// One new segment file at a time per device (created on a helper thread): writers that
+    /// find the active segment full wait for it instead of each making one.
+    seg_create: Vec<futures::lock::Mutex<()>>,
+    /// Writers waiting for room in `queue` (see `commit`), woken when the leader takes a batch.
+    queue_room: RefCell<Vec<futures::channel::oneshot::Sender<()>>>,
+    /// Objects left out of `repair_queue` when it was full: a rescan is due once it drains
+    /// (see `Tablet::queue_repair`).
+    repair_rescan: Cell<bool>,
 }
 
 /// Marks extents as pending while their object is in flight; releases them when dropped.
@@ -120,9 +129,20 @@ impl Drop for PendingExtents {
 impl Tablet {
     fn new(id: u32, core: Rc<Core>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
         let wal_gen = wal.gen;
+        let mut segs = segs;
+        // From here on the tablet runs on a serving core: dead segments are unlinked by a
+        // helper thread. One the helper's full queue turns away stays on disk until the next
+        // start's sweep (`Segments::sweep_dead`) removes it; nothing points into it.
+        let shared = core.shared.clone();
+        segs.set_unlinker(move |path| {
+            if !shared.blocking.spawn(move || {
+                let _ = std::fs::remove_file(path);
+            }) {
+                tracing::debug!("helper queue full: a dead segment stays until the next start");
+            }
+        });
         Rc::new(Tablet {
             id,
-            core,
             state: RefCell::new(state),
             segs: RefCell::new(segs),
             wal: RefCell::new(wal),
@@ -140,6 +160,10 @@ impl Tablet {
             last_gen: Cell::new(wal_gen),
             spares: RefCell::new(Vec::new()),
             heal: RefCell::new(Default::default()),
+            seg_create: (0..core.shared.set.device_count()).map(|_| futures::lock::Mutex::new(())).collect(),
+            queue_room: RefCell::new(Vec::new()),
+            repair_rescan: Cell::new(false),
+            core,
         })
     }
 
@@ -152,6 +176,27 @@ impl Tablet {
             .filter(|((b, _), _)| bucket.is_none_or(|want| want == b))
             .map(|((b, a), v)| (b.clone(), a.clone(), v.clone()))
             .collect()
+    }
+
+    /// Reserve `len` bytes on device `dev` (see `Segments::alloc`), making a new segment file
+    /// on a helper thread when the active one is full: the core goes on meanwhile.
+    pub(super) async fn alloc_extent(&self, dev: u16, len: usize) -> Result<Extent> {
+        loop {
+            if let Some(ext) = self.segs.borrow_mut().alloc(dev, len)? {
+                return Ok(ext);
+            }
+            let lock = self.seg_create.get(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+            let _one_at_a_time = lock.lock().await;
+            // Another writer may have made one while this one waited.
+            if let Some(ext) = self.segs.borrow_mut().alloc(dev, len)? {
+                return Ok(ext);
+            }
+            let new = self.segs.borrow_mut().reserve_segment(dev)?;
+            let (path, dir, direct, bytes) = new.create_args();
+            let f = self.core.shared.blocking.run(move || NewSegment::create(&path, &dir, direct, bytes)).await?;
+            let file = Rc::new(DevFile::from_std(f, &new.path, new.direct)?);
+            self.segs.borrow_mut().install_segment(&new, file)?;
+        }
     }
 
     /// Segment files open on every device (introspection).

@@ -61,6 +61,7 @@ impl Tablet {
         let _inflight = self.core.inflight(&bucket)?;
         let _busy = self.core.foreground_guard();
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
+        self.admit_write()?;
         let w = self.write_body(body, true, rotate_for(&bucket, &key), MAX_PUT_BYTES).await?;
         self.core.foreground_io(self.core.ec_write_bytes(w.size));
         if let Some(want) = opts.content_md5 {
@@ -106,6 +107,7 @@ impl Tablet {
         if self.state.borrow().get(&bucket, &key).is_none() {
             return Ok(());
         }
+        self.admit_write()?;
         self.commit(Record::ObjectDelete { bucket: bucket.clone(), key: key.clone() }, Some((bucket, key))).await
     }
     // ---------------------------------------------------------------- listing
@@ -169,6 +171,7 @@ impl Tablet {
         check_key(&key)?;
         check_headers(&headers)?;
         self.core.bucket_exists(&bucket)?;
+        self.admit_write()?;
         let upload_id = format!("{:032x}", rand::random::<u128>());
         let rec = Record::UploadCreate { bucket, key, upload_id: upload_id.clone(), headers, initiated_ms: unix_ms() };
         self.commit(rec, None).await?;
@@ -199,6 +202,7 @@ impl Tablet {
         self.upload_of(&bucket, &key, &upload_id)?;
         let _inflight = self.core.inflight(&bucket)?;
         let _busy = self.core.foreground_guard();
+        self.admit_write()?;
         let w = self
             .write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize), MAX_PUT_BYTES)
             .await?;
@@ -271,6 +275,7 @@ impl Tablet {
             data: DataLoc::Parts(layouts.into_boxed_slice()),
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
+        self.admit_write()?;
         let rec = Record::ObjectPut {
             bucket: bucket.clone(),
             key: key.clone(),
@@ -285,6 +290,7 @@ impl Tablet {
     pub async fn abort_upload(self: Rc<Self>, bucket: String, key: String, upload_id: String) -> Result<()> {
         self.core.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
+        self.admit_write()?;
         self.commit(Record::UploadEnd { upload_id, aborted: true }, None).await
     }
 

@@ -247,7 +247,10 @@ impl Tablet {
                 }
             }
             self.core.stats.borrow_mut().degraded_reads += 1;
-            self.repair_queue.borrow_mut().insert((bucket.to_string(), key.to_string()));
+            {
+                let mut q = self.repair_queue.borrow_mut();
+                self.queue_repair(&mut q, (bucket.to_string(), key.to_string()));
+            }
             let pool = self.core.pool.clone();
             self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
                 |e| match e {

@@ -48,6 +48,11 @@ pub(crate) fn recover_logs(
 
 /// Build a tablet from its recovered log and write a fresh generation (checkpoint), which also
 /// reconciles mirrors that diverged in a crash and cuts any torn tail.
+///
+/// Blocking I/O on the core's thread (the directory scans, the segment trim, the generation's
+/// zero-fill and fsyncs): this runs before the core answers its first message and before
+/// `Engine::open` returns, so there is nothing else for the thread to serve yet. Everything
+/// after start goes through the ring or the helper threads (`blocking`).
 pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Tablet>> {
     let shared = &core.shared;
     let healthy = core.healthy.borrow().clone();

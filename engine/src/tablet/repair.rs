@@ -23,6 +23,7 @@ use crate::ids::DeviceId;
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
 use crate::stripe::crc;
+use std::collections::HashSet;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -73,8 +74,8 @@ impl Tablet {
     }
 
     /// Device `dev` is back (or in service again) at `path`: its segments are used again.
-    pub fn attach_device(&self, dev: u16, path: &std::path::Path) {
-        self.segs.borrow_mut().attach(dev, path);
+    pub fn attach_device(&self, dev: u16, path: &std::path::Path, direct: bool) {
+        self.segs.borrow_mut().attach(dev, path, direct);
     }
 
     /// Stop using device `dev` (step one of its replacement). Returns the next segment id this
@@ -102,16 +103,34 @@ impl Tablet {
         self.queue_objects_on(dev);
     }
 
+    /// Queue an object for repair if the queue has room for it (`repair_queue_depth_max`).
+    /// One that does not fit is not forgotten: it is below redundancy (a failed or replaced
+    /// device), which the rescan finds once the queue has drained (`repair_rescan`), or it has
+    /// a bad shard on a healthy device, which the scrubber's next pass (or the next read that
+    /// meets it) finds again. Returns whether the object is queued.
+    pub(super) fn queue_repair(&self, q: &mut HashSet<(String, String)>, obj: (String, String)) -> bool {
+        if q.len() < self.core.shared.repair_queue_depth_max || q.contains(&obj) {
+            q.insert(obj);
+            return true;
+        }
+        self.repair_rescan.set(true);
+        self.core.stats.borrow_mut().repair_queue_overflows += 1;
+        false
+    }
+
     /// Queue every object with a shard on `dev` (a failed device's, or a replaced one's: their
-    /// shards are rebuilt).
+    /// shards are rebuilt), as many as the queue holds (the rest are below redundancy: the
+    /// rescan finds them).
     pub fn queue_objects_on(&self, dev: u16) {
         let st = self.state.borrow();
         let mut q = self.repair_queue.borrow_mut();
         for (b, objects) in &st.objects {
             for (k, m) in objects {
                 if let DataLoc::Parts(parts) = &m.data {
-                    if parts.iter().any(|p| p.devices.contains(&dev)) {
-                        q.insert((b.clone(), k.clone()));
+                    if parts.iter().any(|p| p.devices.contains(&dev))
+                        && !self.queue_repair(&mut q, (b.clone(), k.clone()))
+                    {
+                        return;
                     }
                 }
             }
@@ -119,17 +138,23 @@ impl Tablet {
     }
 
     /// Queue every object with a shard on a failed device or in a segment lost with a
-    /// replaced device.
+    /// replaced device, as many as the queue holds, but not those known to wait for room
+    /// (`repair_waiting`: a device coming back or replaced queues them).
     pub fn queue_below_redundancy(&self) {
         let healthy = self.core.healthy.borrow();
         let segs = self.segs.borrow();
         let st = self.state.borrow();
+        let waiting = self.repair_waiting.borrow();
         let mut q = self.repair_queue.borrow_mut();
         for (b, objects) in &st.objects {
             for (k, m) in objects {
                 if let DataLoc::Parts(parts) = &m.data {
-                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs)) {
-                        q.insert((b.clone(), k.clone()));
+                    let obj = (b.clone(), k.clone());
+                    if parts.iter().any(|p| part_below_redundancy(p, &healthy, &segs))
+                        && !waiting.contains(&obj)
+                        && !self.queue_repair(&mut q, obj)
+                    {
+                        return;
                     }
                 }
             }
@@ -145,7 +170,13 @@ impl Tablet {
                 self.id,
                 waiting.len()
             );
-            self.repair_queue.borrow_mut().extend(waiting);
+            let mut q = self.repair_queue.borrow_mut();
+            for obj in waiting {
+                if !self.queue_repair(&mut q, obj) {
+                    // Still below redundancy: the rescan finds the rest.
+                    break;
+                }
+            }
         }
     }
 
@@ -332,8 +363,7 @@ impl Tablet {
                     )));
                 }
                 let dev = p.devices[i];
-                let alloc = self.segs.borrow_mut().alloc(dev, sl);
-                let ext = match alloc {
+                let ext = match self.alloc_extent(dev, sl).await {
                     Ok(ext) => ext,
                     Err(e) => {
                         if e.is_io() {
@@ -381,6 +411,13 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
         let Some(tablet) = weak.upgrade() else { return };
         if tablet.core.tablets.borrow().is_empty() {
             return; // the core is stopping
+        }
+        if tablet.repair_rescan.get() && tablet.repair_queue.borrow().is_empty() {
+            // The queue overflowed and has drained since: look for what it left out (a rescan
+            // that overflows again sets the flag again, so the walk repeats until all fit).
+            tablet.repair_rescan.set(false);
+            tablet.core.stats.borrow_mut().repair_rescans += 1;
+            tablet.queue_below_redundancy();
         }
         for _ in 0..REPAIR_OBJECTS_PER_ROUND {
             // The object stays queued while it is repaired, so the scrubber skips it.
@@ -543,7 +580,9 @@ async fn scrub_loop(weak: Weak<Tablet>) {
         if bad {
             tablet.core.stats.borrow_mut().scrub_errors += bad_shards;
             tracing::warn!("tablet {}: scrub found bad shards in {bucket}/{key}; queued for repair", tablet.id);
-            tablet.repair_queue.borrow_mut().insert((bucket.clone(), key.clone()));
+            let mut q = tablet.repair_queue.borrow_mut();
+            // Left out of a full queue, it is found again by the next pass.
+            tablet.queue_repair(&mut q, (bucket.clone(), key.clone()));
         }
         tablet.heal.borrow_mut().scrub_cursor = Some((bucket, key));
         drop(tablet);

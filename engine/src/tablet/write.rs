@@ -101,7 +101,7 @@ impl Tablet {
                                             h.await?;
                                         }
                                     }
-                                    inflight.push_back(self.start_stripe(l, full, chunk * k, &mut pending)?);
+                                    inflight.push_back(self.start_stripe(l, full, chunk * k, &mut pending).await?);
                                     cur = 0;
                                 }
                             }
@@ -144,7 +144,7 @@ impl Tablet {
             }
             drop(flat);
             drop(bufs);
-            inflight.push_back(self.start_stripe(&mut l, even, tail, &mut pending)?);
+            inflight.push_back(self.start_stripe(&mut l, even, tail, &mut pending).await?);
         }
         // Every stripe must be on disk (and its files marked for the group commit's flush)
         // before the record can be committed.
@@ -171,7 +171,7 @@ impl Tablet {
     /// Encode one stripe of `data_len` bytes held in `data` (k buffers), place its k+m shards
     /// (recording their locations and CRCs in `l`) and start writing them all at once. The
     /// returned task finishes when every shard write has completed.
-    fn start_stripe(
+    async fn start_stripe(
         self: &Rc<Self>,
         l: &mut PartLayout,
         mut data: Vec<AlignedBuf>,
@@ -188,25 +188,25 @@ impl Tablet {
         core.codec.borrow_mut().encode(&data, &mut parity)?;
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
-        let mut writes = Vec::with_capacity(k + m);
         let devs = l.devices.clone();
-        let failed = {
-            let mut segs = self.segs.borrow_mut();
-            let mut failed = None;
-            for (i, b) in all.into_iter().enumerate() {
-                let ext = match segs.alloc(l.devices[i], sl) {
-                    Ok(ext) => ext,
-                    Err(e) => {
-                        failed = Some((l.devices[i], e));
-                        break;
-                    }
-                };
-                pending.extents.push((DeviceId(l.devices[i]), ext.seg));
-                l.shards.push(ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: crc(b.as_slice()) });
-                writes.push((ext.file, b, ext.block.offset_bytes()));
+        // All k+m extents at once: a device whose active segment is full gets a new one made on
+        // a helper thread while the others allocate.
+        let allocs = join_all(devs.iter().map(|&dev| self.alloc_extent(dev, sl))).await;
+        let mut exts = Vec::with_capacity(k + m);
+        let mut failed = None;
+        for (&dev, a) in devs.iter().zip(allocs) {
+            match a {
+                Ok(ext) => {
+                    // Pending from here on, also if another shard's allocation failed: the
+                    // marks go when `pending` does.
+                    pending.extents.push((DeviceId(dev), ext.seg));
+                    exts.push(ext);
+                }
+                Err(e) => {
+                    failed.get_or_insert((dev, e));
+                }
             }
-            failed
-        };
+        }
         if let Some((dev, e)) = failed {
             // A new segment file that cannot be created (its device directory is gone: ENOENT)
             // counts against the device like any I/O error, so the next write avoids it.
@@ -214,6 +214,11 @@ impl Tablet {
                 self.core.note_io_error(dev, &e, false);
             }
             return Err(e);
+        }
+        let mut writes = Vec::with_capacity(k + m);
+        for (ext, b) in exts.into_iter().zip(all) {
+            l.shards.push(ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: crc(b.as_slice()) });
+            writes.push((ext.file, b, ext.block.offset_bytes()));
         }
         let me = self.clone();
         Ok(monoio::spawn(async move {
