@@ -157,7 +157,16 @@ impl Shared {
     }
 }
 
-pub struct Core {
+/// What a tablet is given by the core that runs it, and all it may reach of that core: the
+/// buffer pool, the codec, the MD5 batcher, the I/O scheduler, the device health view, the
+/// bucket replica, the statistics and the shared configuration. The core owns its tablets and
+/// this context; a tablet holds only the context, so ownership goes one way (core → tablet →
+/// context) and nothing has to be broken by hand when the core stops.
+///
+/// A device health change a tablet causes (`note_io_error`) is applied to this view at once
+/// (placement and mirror choice avoid the device from then on) and queued for the core, which
+/// tells its tablets (`Core::set_device_health`): a tablet never calls into its siblings.
+pub struct CoreCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub pool: BufPool,
@@ -174,23 +183,43 @@ pub struct Core {
     /// Bumped by every change of device health or attachment on this core: a repair that ran
     /// across a change judged the object by a stale state and is tried again.
     pub health_epoch: Cell<u64>,
+    /// Health changes applied here that the core has not yet told its tablets, in order.
+    device_events: RefCell<Vec<(u16, bool)>>,
     /// This core's replica of the bucket table (tablet 0's log is authoritative).
     pub buckets: RefCell<BTreeMap<String, u64>>,
     /// Buckets being deleted: new writes to them are refused.
     pub deleting: RefCell<HashSet<String>>,
     inflight: RefCell<HashMap<String, u32>>,
-    pub tablets: RefCell<HashMap<u32, Rc<Tablet>>>,
     pub stats: RefCell<CoreStats>,
     /// Consecutive I/O errors per device (reset by a success).
     pub io_errors: RefCell<Vec<u32>>,
     /// Total I/O errors per device since start.
     pub io_errors_total: RefCell<Vec<u64>>,
     pub sched: RefCell<IoSched>,
+    /// Set when the core leaves its loop: background tasks end at their next wake.
+    stopping: Cell<bool>,
     started: std::time::Instant,
 }
 
+/// A core: its context and the tablets it runs. Only the core reaches its tablets (hops,
+/// health changes, device replacement, bucket deletes); it reads through to its context.
+pub struct Core {
+    pub ctx: Rc<CoreCtx>,
+    pub tablets: RefCell<HashMap<u32, Rc<Tablet>>>,
+}
+
+// The core is its context plus its tablets; reading the context's fields through the core
+// (`core.buckets`, `core.stats`) keeps the engine's hops as they read before the split. Method
+// names of `Core` and `CoreCtx` never coincide, so a call always means the one it says.
+impl std::ops::Deref for Core {
+    type Target = CoreCtx;
+    fn deref(&self) -> &CoreCtx {
+        &self.ctx
+    }
+}
+
 pub struct ForegroundGuard {
-    core: Rc<Core>,
+    core: Rc<CoreCtx>,
 }
 
 impl Drop for ForegroundGuard {
@@ -201,7 +230,7 @@ impl Drop for ForegroundGuard {
 }
 
 pub struct InflightGuard {
-    core: Rc<Core>,
+    core: Rc<CoreCtx>,
     bucket: String,
 }
 
@@ -217,7 +246,7 @@ impl Drop for InflightGuard {
     }
 }
 
-impl Core {
+impl CoreCtx {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -285,14 +314,15 @@ impl Core {
         }
     }
 
-    /// Change a device's health here at once, then on every other core (`Shared::on_all`).
+    /// Change a device's health in this view at once, then on every core (`Shared::on_all`,
+    /// this one included): each core tells its tablets (`Core::set_device_health`).
     pub fn mark_device(self: &Rc<Self>, dev: u16, up: bool, why: &str) {
         if up {
             tracing::warn!("device {dev} is back: {why}");
         } else {
             tracing::error!("device {dev} marked failed: {why}; its shards will be rebuilt elsewhere");
         }
-        self.set_device_health(dev, up);
+        self.apply_device_health(dev, up);
         let shared = self.shared.clone();
         monoio::spawn(async move {
             let r = shared
@@ -307,9 +337,9 @@ impl Core {
         });
     }
 
-    /// Apply a device health change on this core (idempotent): placement and the log mirrors
-    /// avoid a failed device, and the objects with shards on it are queued for rebuild.
-    pub fn set_device_health(self: &Rc<Self>, dev: u16, up: bool) {
+    /// Apply a device health change to this view (idempotent): placement and the log mirrors
+    /// avoid a failed device from now on. A change is queued for the core to tell its tablets.
+    fn apply_device_health(&self, dev: u16, up: bool) {
         let i = dev as usize;
         {
             let mut h = self.healthy.borrow_mut();
@@ -322,17 +352,63 @@ impl Core {
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
-        let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
-        let path = self.paths.borrow().get(i).cloned().flatten();
-        for tablet in tablets {
-            if up {
-                if let Some(p) = &path {
-                    tablet.attach_device(dev, p);
+        self.device_events.borrow_mut().push((dev, up));
+    }
+
+    /// A replacement that failed after `detach_device`: let the probe look at the device again.
+    pub fn end_replacing(&self, dev: u16) {
+        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
+            *r = false;
+        }
+    }
+
+    /// Whether the core has left its loop (background tasks end).
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub fn bucket_exists(&self, name: &str) -> Result<()> {
+        if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
+            Ok(())
+        } else {
+            Err(Error::NoSuchBucket(name.to_string()))
+        }
+    }
+
+    /// Count a write in flight into `bucket` (a bucket with writes in flight is not empty).
+    pub fn inflight(self: &Rc<Self>, bucket: &str) -> Result<InflightGuard> {
+        self.bucket_exists(bucket)?;
+        *self.inflight.borrow_mut().entry(bucket.to_string()).or_insert(0) += 1;
+        Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
+    }
+}
+
+impl Core {
+    /// Apply a device health change on this core (idempotent), then tell the tablets every
+    /// change not yet told, in order: a failed device's objects are queued for rebuild and the
+    /// logs mirrored on it move; a device back in service is used again.
+    pub fn set_device_health(&self, dev: u16, up: bool) {
+        self.ctx.apply_device_health(dev, up);
+        loop {
+            // Taken before the tablets run: one that notes an I/O error queues a new event.
+            let events = std::mem::take(&mut *self.ctx.device_events.borrow_mut());
+            if events.is_empty() {
+                return;
+            }
+            let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
+            for (dev, up) in events {
+                let path = self.ctx.paths.borrow().get(dev as usize).cloned().flatten();
+                for tablet in &tablets {
+                    if up {
+                        if let Some(p) = &path {
+                            tablet.attach_device(dev, p);
+                        }
+                        // Room to restore redundancy may exist now.
+                        tablet.retry_waiting();
+                    } else {
+                        tablet.device_failed(dev);
+                    }
                 }
-                // Room to restore redundancy may exist now.
-                tablet.retry_waiting();
-            } else {
-                tablet.device_failed(dev);
             }
         }
     }
@@ -371,13 +447,6 @@ impl Core {
         }
     }
 
-    /// A replacement that failed after `detach_device`: let the probe look at the device again.
-    pub fn end_replacing(&self, dev: u16) {
-        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
-            *r = false;
-        }
-    }
-
     pub fn tablet(&self, id: u32) -> Result<Rc<Tablet>> {
         self.tablets
             .borrow()
@@ -386,25 +455,10 @@ impl Core {
             .ok_or_else(|| Error::Io(format!("tablet {id} is not on core {}", self.id)))
     }
 
-    pub fn bucket_exists(&self, name: &str) -> Result<()> {
-        if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
-            Ok(())
-        } else {
-            Err(Error::NoSuchBucket(name.to_string()))
-        }
-    }
-
-    /// Count a write in flight into `bucket` (a bucket with writes in flight is not empty).
-    pub fn inflight(self: &Rc<Self>, bucket: &str) -> Result<InflightGuard> {
-        self.bucket_exists(bucket)?;
-        *self.inflight.borrow_mut().entry(bucket.to_string()).or_insert(0) += 1;
-        Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
-    }
-
     /// Phase one of a bucket delete on this core: refuse if any tablet here holds objects or
     /// uploads of it or writes are in flight; otherwise stop accepting writes to it.
     pub fn prepare_bucket_delete(&self, name: &str) -> Result<()> {
-        if self.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
+        if self.ctx.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
             return Err(Error::BucketNotEmpty(name.into()));
         }
         for tablet in self.tablets.borrow().values() {
@@ -461,7 +515,7 @@ pub fn run_core(
     }
     .to_string();
     rt.block_on(async move {
-        let core = Rc::new(Core {
+        let ctx = Rc::new(CoreCtx {
             id,
             pool: BufPool::new(shared.chunk_bytes, shared.pool_buffers),
             shared: shared.clone(),
@@ -471,24 +525,27 @@ pub fn run_core(
             paths: RefCell::new(shared.set.paths.clone()),
             replacing: RefCell::new(vec![false; shared.set.device_count()]),
             health_epoch: Cell::new(0),
+            device_events: RefCell::new(Vec::new()),
             buckets: RefCell::new(init.buckets),
             deleting: RefCell::new(HashSet::new()),
             inflight: RefCell::new(HashMap::new()),
-            tablets: RefCell::new(HashMap::new()),
             stats: RefCell::new(CoreStats { core: id, io_driver: driver.clone(), ..Default::default() }),
             io_errors: RefCell::new(vec![0; shared.set.device_count()]),
             io_errors_total: RefCell::new(vec![0; shared.set.device_count()]),
             sched: RefCell::new(IoSched::new(shared.heal.io_shares)),
+            stopping: Cell::new(false),
             started: std::time::Instant::now(),
         });
+        let core = Rc::new(Core { ctx, tablets: RefCell::new(HashMap::new()) });
         THIS_CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
         for (tid, log) in init.logs {
-            match start_tablet(&core, tid, log) {
+            match start_tablet(&core.ctx, tid, log) {
                 Ok(s) => {
                     core.tablets.borrow_mut().insert(tid, s);
                 }
                 Err(e) => {
                     let _ = ready.send(Err(Error::Io(format!("core {id}: tablet {tid} failed to start: {e}"))));
+                    stop(&core);
                     return;
                 }
             }
@@ -506,8 +563,14 @@ pub fn run_core(
                 CoreMsg::Stop => break,
             }
         }
-        // Break the Core <-> Tablet cycle so buffers and files are released.
-        core.tablets.borrow_mut().clear();
-        THIS_CORE.with(|c| c.borrow_mut().take());
+        stop(&core);
     });
+}
+
+/// Leave the loop: background tasks end at their next wake, and the tablets (their files and
+/// buffers) are released while the event loop still runs, not when the runtime drops its tasks.
+fn stop(core: &Core) {
+    core.ctx.stopping.set(true);
+    core.tablets.borrow_mut().clear();
+    THIS_CORE.with(|c| c.borrow_mut().take());
 }

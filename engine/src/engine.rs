@@ -787,7 +787,7 @@ impl Engine {
         self.shared()
             .on(0, move |core| async move {
                 let why = if healthy { "marked in service by the operator" } else { "marked failed by the operator" };
-                core.mark_device(dev, healthy, why);
+                core.ctx.mark_device(dev, healthy, why);
                 Ok(())
             })
             .await?;

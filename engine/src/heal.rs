@@ -143,8 +143,8 @@ pub fn start_probe(core: &Rc<Core>) {
         loop {
             monoio::time::sleep(period).await;
             let Some(core) = weak.upgrade() else { return };
-            if core.tablets.borrow().is_empty() {
-                return; // stopping
+            if core.stopping() {
+                return;
             }
             for dev in 0..core.shared.set.device_count() as u16 {
                 if core.replacing.borrow()[dev as usize] {
@@ -161,8 +161,8 @@ pub fn start_probe(core: &Rc<Core>) {
                     continue; // a replacement started while the probe waited on the device
                 }
                 match r {
-                    Ok(()) if !up => core.mark_device(dev, true, "the health probe read its superblock"),
-                    Err(why) if up => core.mark_device(dev, false, &format!("health probe: {why}")),
+                    Ok(()) if !up => core.ctx.mark_device(dev, true, "the health probe read its superblock"),
+                    Err(why) if up => core.ctx.mark_device(dev, false, &format!("health probe: {why}")),
                     _ => {}
                 }
             }

@@ -9,7 +9,7 @@ use crate::util::ALIGN_BYTES;
 pub struct DeviceId(pub u16);
 
 impl DeviceId {
-    /// Its slot in the per-device vectors (`Core::healthy`, `Core::paths`, ...).
+    /// Its slot in the per-device vectors (`CoreCtx::healthy`, `CoreCtx::paths`, ...).
     pub fn index(self) -> usize {
         self.0 as usize
     }

@@ -68,7 +68,7 @@ impl Tablet {
     pub(super) async fn maybe_checkpoint(self: &Rc<Self>) -> Result<()> {
         let len = self.wal.borrow().len;
         let live = self.state.borrow().live_log_bytes;
-        if len > self.core.shared.checkpoint_min_bytes && len > 4 * live && self.ckpt.borrow().is_none() {
+        if len > self.ctx.shared.checkpoint_min_bytes && len > 4 * live && self.ckpt.borrow().is_none() {
             self.start_checkpoint()?;
         }
         Ok(())
@@ -130,7 +130,7 @@ impl Tablet {
     /// and the records go to m+1 healthy mirrors, without the `CheckpointEnd`. A mirror
     /// device that fails is avoided and the generation written again elsewhere.
     async fn write_checkpoint_files(&self, gen: u64, mut recs: Snapshot) -> Result<CkptWritten> {
-        let set = &self.core.shared.set;
+        let set = &self.ctx.shared.set;
         let mut reads = futures::stream::iter(recs.iter().enumerate().filter_map(|(i, (r, _))| match r {
             Record::ObjectPut { meta, .. } if matches!(meta.data, DataLoc::Inline { .. }) => Some(async move {
                 let r = match self.inline_files(meta) {
@@ -167,15 +167,15 @@ impl Tablet {
         let bytes = Bytes::from(g.bytes);
         let mut failed: Vec<(u16, Error)> = Vec::new();
         let files = loop {
-            let mut healthy = self.core.healthy.borrow().clone();
+            let mut healthy = self.ctx.healthy.borrow().clone();
             for (d, _) in &failed {
                 healthy[*d as usize] = false;
             }
-            let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
+            let mirrors = choose_mirrors(set, &self.ctx.paths.borrow(), &healthy, self.id)?;
             let spares = self.take_spares(&mirrors);
             match wal::write_generation_async(&mirrors, self.id, gen, bytes.clone(), &spares).await {
                 Ok((w, recycled)) => {
-                    self.core.stats.borrow_mut().log_files_recycled += recycled as u64;
+                    self.ctx.stats.borrow_mut().log_files_recycled += recycled as u64;
                     break w;
                 }
                 Err((dev, e)) => {
@@ -185,7 +185,7 @@ impl Tablet {
                     // once too few are left.
                     if failed.len() >= set.device_count() {
                         for (dev, e) in &failed {
-                            self.core.note_io_error(*dev, e, true);
+                            self.ctx.note_io_error(*dev, e, true);
                         }
                         return Err(e);
                     }
@@ -218,7 +218,7 @@ impl Tablet {
     /// device has none, else it is removed. (A rename that does not reach the disk before a
     /// crash leaves an older complete generation, which recovery passes over for the newer.)
     fn retire(&self, files: Mirrors) {
-        let paths = self.core.paths.borrow();
+        let paths = self.ctx.paths.borrow();
         let mut spares = self.spares.borrow_mut();
         for (dev, f) in files {
             let dev = dev.0;
@@ -250,9 +250,9 @@ impl Tablet {
             None => return,
         };
         for (dev, e) in &w.failed {
-            self.core.note_io_error(*dev, e, true);
+            self.ctx.note_io_error(*dev, e, true);
         }
-        let delay = self.core.shared.checkpoint_install_delay_ms;
+        let delay = self.ctx.shared.checkpoint_install_delay_ms;
         if delay > 0 {
             monoio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
@@ -270,7 +270,7 @@ impl Tablet {
         let mut tail = run.after;
         frame_into(&mut tail, run.gen, &Record::CheckpointEnd.encode());
         let tail_len = tail.len() as u64;
-        let new = match WalState::open(run.gen, &w.bytes, &w.files, self.core.shared.log_direct) {
+        let new = match WalState::open(run.gen, &w.bytes, &w.files, self.ctx.shared.log_direct) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
@@ -315,8 +315,8 @@ impl Tablet {
         }
         self.wal.borrow_mut().prev = None;
         self.retire(old.files);
-        wal::remove_older(&self.core.paths.borrow(), self.id, run.gen);
-        self.core.stats.borrow_mut().checkpoints += 1;
+        wal::remove_older(&self.ctx.paths.borrow(), self.id, run.gen);
+        self.ctx.stats.borrow_mut().checkpoints += 1;
         tracing::debug!(
             "tablet {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
             self.id,

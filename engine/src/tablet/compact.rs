@@ -154,13 +154,13 @@ impl Tablet {
                 skip.extend(victims.iter().copied());
                 return Err(e);
             }
-            self.core.stats.borrow_mut().compacted_bytes += old.size;
+            self.ctx.stats.borrow_mut().compacted_bytes += old.size;
         }
         Ok(())
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    /// Each chunk waits for the I/O scheduler's leave for `class` (`Core::copy_bytes` of the chunk).
+    /// Each chunk waits for the I/O scheduler's leave for `class` (`CoreCtx::copy_bytes` of the chunk).
     pub(super) async fn relocate(
         self: &Rc<Self>,
         target: RelocTarget,
@@ -194,13 +194,13 @@ impl Tablet {
             drop(tx);
             res
         };
-        let core = self.core.clone();
+        let ctx = self.ctx.clone();
         let pump = async move {
             while let Ok(chunk) = rx.recv_async().await {
                 let item = match chunk {
                     Ok(b) => {
                         // Paced chunk by chunk, so a copy's disk work is spread out, not a burst.
-                        core.throttle(class, core.copy_bytes(b.len() as u64)).await;
+                        ctx.throttle(class, ctx.copy_bytes(b.len() as u64)).await;
                         BodyItem::Data(b)
                     }
                     Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),

@@ -126,7 +126,10 @@ impl Tablet {
 
     async fn flush_batches(self: &Rc<Self>) {
         loop {
-            if self.wal_rewrite.get() {
+            // A mirror's device may have failed since the last batch: this tablet's own I/O
+            // error fails it in the health view at once, and the core tells its tablets
+            // (`device_failed`) only a moment later.
+            if self.wal_rewrite.get() || self.mirror_failed_since_last_look() {
                 self.rewrite_wal().await;
             }
             if self.ckpt.borrow().as_ref().is_some_and(|r| r.ready.is_some()) {
@@ -143,7 +146,7 @@ impl Tablet {
             let t = std::time::Instant::now();
             let result = self.write_batch(&batch, dirty).await;
             {
-                let mut st = self.core.stats.borrow_mut();
+                let mut st = self.ctx.stats.borrow_mut();
                 st.log_commits += 1;
                 st.log_records += batch.len() as u64;
                 st.log_commit_us += t.elapsed().as_micros() as u64;
@@ -190,6 +193,18 @@ impl Tablet {
         }
     }
 
+    /// Whether device health changed since the leader last looked and a mirror of the current
+    /// generation is now on a failed device (asked once per change, as `device_failed` is, so
+    /// a rewrite that cannot find healthy mirrors is not retried before every batch).
+    fn mirror_failed_since_last_look(&self) -> bool {
+        let epoch = self.ctx.health_epoch.get();
+        if self.log_health_epoch.replace(epoch) == epoch {
+            return false;
+        }
+        let healthy = self.ctx.healthy.borrow();
+        self.wal.borrow().files.iter().any(|(d, _)| !healthy.get(d.index()).copied().unwrap_or(false))
+    }
+
     fn unpend(&self, key: &Option<(String, String)>) {
         if let Some(k) = key {
             let mut pk = self.pending_keys.borrow_mut();
@@ -228,7 +243,7 @@ impl Tablet {
         let mut first_err = None;
         for ((dev, _), (r, flush)) in files.iter().zip(results) {
             if let Err(e) = r {
-                self.core.note_io_error(dev.0, &e, flush);
+                self.ctx.note_io_error(dev.0, &e, flush);
                 first_err.get_or_insert(e);
             }
         }

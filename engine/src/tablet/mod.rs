@@ -17,7 +17,7 @@
 //! - `recovery`: building a tablet from its recovered log at start-up.
 
 use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
-use crate::core::Core;
+use crate::core::CoreCtx;
 use crate::ids::{DeviceId, SegmentId};
 use crate::index::TabletState;
 use crate::io::DevFile;
@@ -59,7 +59,8 @@ const _: () = assert!(INLINE_MAX_BYTES >= ALIGN_BYTES as u64, "a one-block objec
 
 pub struct Tablet {
     id: u32,
-    core: Rc<Core>,
+    /// What the tablet may reach of the core that runs it (never the core itself).
+    ctx: Rc<CoreCtx>,
     state: RefCell<TabletState>,
     segs: RefCell<Segments>,
     wal: RefCell<WalState>,
@@ -70,6 +71,8 @@ pub struct Tablet {
     /// A log mirror is on a failed device: rewrite the generation onto healthy mirrors
     /// before the next batch.
     wal_rewrite: Cell<bool>,
+    /// The core's health epoch when the commit leader last checked the mirrors' devices.
+    log_health_epoch: Cell<u64>,
     /// A checkpoint being written in the background (`start_checkpoint`).
     ckpt: RefCell<Option<CkptRun>>,
     /// The highest log generation number handed out (a new generation takes the next one,
@@ -118,11 +121,12 @@ impl Drop for PendingExtents {
 }
 
 impl Tablet {
-    fn new(id: u32, core: Rc<Core>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
+    fn new(id: u32, ctx: Rc<CoreCtx>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
         let wal_gen = wal.gen;
+        let health_epoch = ctx.health_epoch.get();
         Rc::new(Tablet {
             id,
-            core,
+            ctx,
             state: RefCell::new(state),
             segs: RefCell::new(segs),
             wal: RefCell::new(wal),
@@ -136,6 +140,7 @@ impl Tablet {
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
             wal_rewrite: Cell::new(false),
+            log_health_epoch: Cell::new(health_epoch),
             ckpt: RefCell::new(None),
             last_gen: Cell::new(wal_gen),
             spares: RefCell::new(Vec::new()),

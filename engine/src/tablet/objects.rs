@@ -58,17 +58,17 @@ impl Tablet {
     ) -> Result<ObjectInfo> {
         check_key(&key)?;
         check_headers(&opts.headers)?;
-        let _inflight = self.core.inflight(&bucket)?;
-        let _busy = self.core.foreground_guard();
+        let _inflight = self.ctx.inflight(&bucket)?;
+        let _busy = self.ctx.foreground_guard();
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         let w = self.write_body(body, true, rotate_for(&bucket, &key)).await?;
-        self.core.foreground_io(self.core.ec_write_bytes(w.size));
+        self.ctx.foreground_io(self.ctx.ec_write_bytes(w.size));
         if let Some(want) = opts.content_md5 {
             if want != w.md5 {
                 return Err(Error::BadDigest);
             }
         }
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         let mut headers = opts.headers;
         if w.checksum.is_some() {
@@ -93,7 +93,7 @@ impl Tablet {
     }
 
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        self.core.bucket_exists(bucket)?;
+        self.ctx.bucket_exists(bucket)?;
         let st = self.state.borrow();
         let m = st.get(bucket, key).ok_or_else(|| Error::NoSuchKey { bucket: bucket.into(), key: key.into() })?;
         Ok(ObjectInfo::from_meta(bucket, key, m))
@@ -101,7 +101,7 @@ impl Tablet {
 
     pub async fn delete_object(self: Rc<Self>, bucket: String, key: String, if_match: Option<String>) -> Result<()> {
         check_key(&key)?;
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.check_preconditions(&bucket, &key, false, if_match.as_deref())?;
         if self.state.borrow().get(&bucket, &key).is_none() {
             return Ok(());
@@ -168,7 +168,7 @@ impl Tablet {
     pub async fn create_upload(self: Rc<Self>, bucket: String, key: String, headers: ObjectHeaders) -> Result<String> {
         check_key(&key)?;
         check_headers(&headers)?;
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         let upload_id = format!("{:032x}", rand::random::<u128>());
         let rec = Record::UploadCreate { bucket, key, upload_id: upload_id.clone(), headers, initiated_ms: unix_ms() };
         self.commit(rec, None).await?;
@@ -195,12 +195,12 @@ impl Tablet {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(Error::InvalidPart(format!("part number {number} is outside 1..=10000")));
         }
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
-        let _inflight = self.core.inflight(&bucket)?;
-        let _busy = self.core.foreground_guard();
+        let _inflight = self.ctx.inflight(&bucket)?;
+        let _busy = self.ctx.foreground_guard();
         let w = self.write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize)).await?;
-        self.core.foreground_io(self.core.ec_write_bytes(w.size));
+        self.ctx.foreground_io(self.ctx.ec_write_bytes(w.size));
         if content_md5.is_some_and(|m| m != w.md5) {
             return Err(Error::BadDigest);
         }
@@ -228,7 +228,7 @@ impl Tablet {
         parts: Vec<(u32, String)>,
         opts: PutOptions,
     ) -> Result<ObjectInfo> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         if parts.is_empty() {
@@ -281,13 +281,13 @@ impl Tablet {
     }
 
     pub async fn abort_upload(self: Rc<Self>, bucket: String, key: String, upload_id: String) -> Result<()> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
         self.commit(Record::UploadEnd { upload_id, aborted: true }, None).await
     }
 
     pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
-        self.core.bucket_exists(bucket)?;
+        self.ctx.bucket_exists(bucket)?;
         self.upload_of(bucket, key, upload_id)?;
         let st = self.state.borrow();
         let u = st.uploads.get(upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.into()))?;

@@ -44,7 +44,7 @@ impl Tablet {
         key: String,
         range: Option<RangeSpec>,
     ) -> Result<(ObjectInfo, ByteRange, GetBody)> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         let meta = {
             let st = self.state.borrow();
             st.get(&bucket, &key)
@@ -56,8 +56,8 @@ impl Tablet {
             Some(r) => r.resolve(meta.size)?,
             None => ByteRange { start: 0, end: meta.size },
         };
-        self.core.foreground_io(r.end - r.start);
-        let busy = self.core.foreground_guard();
+        self.ctx.foreground_io(r.end - r.start);
+        let busy = self.ctx.foreground_guard();
         let (tx, rx) = flume::bounded(2);
         // Open every file the read needs now, so a concurrent overwrite that deletes a
         // segment, or a checkpoint that retires the log generation, cannot pull it away.
@@ -122,9 +122,9 @@ impl Tablet {
         }
         for (dev, e) in failed.into_iter().filter(|_| report) {
             // A segment the index points to cannot be opened (ENOENT fails the device).
-            if self.core.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
+            if self.ctx.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
                 tracing::warn!("tablet {}: cannot open a segment on device {dev}: {e}", self.id);
-                self.core.note_io_error(dev, &e, false);
+                self.ctx.note_io_error(dev, &e, false);
             }
         }
         plan
@@ -239,10 +239,10 @@ impl Tablet {
                     break;
                 }
             }
-            self.core.stats.borrow_mut().degraded_reads += 1;
+            self.ctx.stats.borrow_mut().degraded_reads += 1;
             self.repair_queue.borrow_mut().insert((bucket.to_string(), key.to_string()));
-            let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
+            let pool = self.ctx.pool.clone();
+            self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
                 |e| match e {
                     Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
                     e => e,
@@ -271,7 +271,7 @@ impl Tablet {
         plan: &SegmentFiles,
         out: &mut [Option<AlignedBuf>],
     ) -> bool {
-        let healthy = self.core.healthy.borrow().clone();
+        let healthy = self.ctx.healthy.borrow().clone();
         let reads = idx.clone().map(|i| {
             let loc = p.loc(s, i);
             let dev = p.devices[i];
@@ -280,14 +280,14 @@ impl Tablet {
                 .get(&(DeviceId(dev), SegmentId(loc.seg)))
                 .cloned()
                 .filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
-            let buf = self.core.pool.get_for(sl);
+            let buf = self.ctx.pool.get_for(sl);
             async move {
                 let f = f?;
                 let (r, b) = f.read_at(buf, BlockIndex(loc.block).offset_bytes(), sl).await;
                 if let Err(e) = &r {
-                    self.core.note_io_error(dev, e, false);
+                    self.ctx.note_io_error(dev, e, false);
                 } else {
-                    self.core.note_io_ok(dev);
+                    self.ctx.note_io_ok(dev);
                 }
                 match r {
                     Ok(()) if crc(b.as_slice()) == loc.crc => Some(b),

@@ -6,7 +6,7 @@
 use super::checkpoint::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync};
 use super::log::WalState;
 use super::Tablet;
-use crate::core::Core;
+use crate::core::CoreCtx;
 use crate::error::{Error, Result};
 use crate::index::TabletState;
 use crate::record::Record;
@@ -48,9 +48,9 @@ pub(crate) fn recover_logs(
 
 /// Build a tablet from its recovered log and write a fresh generation (checkpoint), which also
 /// reconciles mirrors that diverged in a crash and cuts any torn tail.
-pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Tablet>> {
-    let shared = &core.shared;
-    let healthy = core.healthy.borrow().clone();
+pub(crate) fn start_tablet(ctx: &Rc<CoreCtx>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Tablet>> {
+    let shared = &ctx.shared;
+    let healthy = ctx.healthy.borrow().clone();
     let devs: Vec<(Option<PathBuf>, bool)> = shared
         .set
         .paths
@@ -91,5 +91,5 @@ pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) 
     wal::remove_older(&healthy_paths, id, new_gen);
     wal::remove_spares(&healthy_paths, id);
     let wal = WalState::open(new_gen, &bytes, &written, shared.log_direct)?;
-    Ok(Tablet::new(id, core.clone(), state, segs, wal))
+    Ok(Tablet::new(id, ctx.clone(), state, segs, wal))
 }

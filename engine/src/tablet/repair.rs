@@ -54,7 +54,7 @@ enum PartCheck {
 impl Tablet {
     /// Start this tablet's background tasks (called once the core is up).
     pub fn start_background(self: &Rc<Self>) {
-        let cfg = &self.core.shared.heal;
+        let cfg = &self.ctx.shared.heal;
         if cfg.repair {
             // What is below redundancy already at start (a device missing at open, shards lost
             // with a replaced device whose rebuild a restart interrupted) is queued now, not
@@ -121,7 +121,7 @@ impl Tablet {
     /// Queue every object with a shard on a failed device or in a segment lost with a
     /// replaced device.
     pub fn queue_below_redundancy(&self) {
-        let healthy = self.core.healthy.borrow();
+        let healthy = self.ctx.healthy.borrow();
         let segs = self.segs.borrow();
         let st = self.state.borrow();
         let mut q = self.repair_queue.borrow_mut();
@@ -153,7 +153,7 @@ impl Tablet {
     /// when no batch is in flight.
     pub(super) async fn rewrite_wal(&self) {
         self.wal_rewrite.set(false);
-        let healthy = self.core.healthy.borrow().clone();
+        let healthy = self.ctx.healthy.borrow().clone();
         if self.wal.borrow().files.iter().all(|(d, _)| healthy[d.index()]) {
             return;
         }
@@ -166,7 +166,7 @@ impl Tablet {
     /// Erasure-coded objects of this tablet with a shard on a failed device, or in a segment
     /// lost with a replaced device (not yet rebuilt).
     pub fn objects_below_redundancy(&self) -> u64 {
-        let healthy = self.core.healthy.borrow();
+        let healthy = self.ctx.healthy.borrow();
         let segs = self.segs.borrow();
         let st = self.state.borrow();
         let mut n = 0;
@@ -233,9 +233,9 @@ impl Tablet {
         let mut bad = Vec::new();
         for s in 0..p.stripe_count() {
             let bytes = (p.shard_len(s) * p.width()) as u64;
-            self.core.throttle(class, bytes).await;
+            self.ctx.throttle(class, bytes).await;
             let (_, b) = self.check_stripe(p, s, &plan).await;
-            let mut st = self.core.stats.borrow_mut();
+            let mut st = self.ctx.stats.borrow_mut();
             if class == IoClass::Scrub {
                 st.scrubbed_bytes += bytes;
             }
@@ -267,13 +267,13 @@ impl Tablet {
                 mtime_ms: meta.mtime_ms,
                 index: index as u32,
             };
-            let healthy = self.core.healthy.borrow().clone();
+            let healthy = self.ctx.healthy.borrow().clone();
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
                 // Re-place the whole part on healthy devices through the write path, paced
                 // chunk by chunk by the scheduler.
                 let rotate = super::write::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate, IoClass::Repair).await?;
-                let mut st = self.core.stats.borrow_mut();
+                let mut st = self.ctx.stats.borrow_mut();
                 st.repaired_stripes += p.stripe_count() as u64;
                 st.repaired_bytes += p.size;
                 fixed += 1;
@@ -283,7 +283,7 @@ impl Tablet {
             let n = stripes.len() as u64;
             let bytes: u64 = stripes.iter().map(|(s, _)| (p.shard_len(*s) * p.k as usize) as u64).sum();
             self.mend_in_place(target, p, stripes).await?;
-            let mut st = self.core.stats.borrow_mut();
+            let mut st = self.ctx.stats.borrow_mut();
             st.repaired_stripes += n;
             st.repaired_bytes += bytes.min(p.size);
             fixed += 1;
@@ -310,16 +310,16 @@ impl Tablet {
                 continue;
             }
             let sl = p.shard_len(s);
-            let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
+            let pool = self.ctx.pool.clone();
+            self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
                 Error::Unreadable(format!("tablet {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
             })?;
             let data: Vec<AlignedBuf> = shards[..k]
                 .iter_mut()
                 .map(|b| b.take().ok_or_else(|| Error::Unreadable("data shard missing after rebuild".into())))
                 .collect::<Result<_>>()?;
-            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.core.pool.get_for(sl)).collect();
-            self.core.codec.borrow_mut().encode(&data, &mut parity)?;
+            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.ctx.pool.get_for(sl)).collect();
+            self.ctx.codec.borrow_mut().encode(&data, &mut parity)?;
             let mut writes = Vec::new();
             for &i in &bad {
                 let b = if i < k { &data[i] } else { &parity[i - k] };
@@ -337,14 +337,14 @@ impl Tablet {
                     Ok(ext) => ext,
                     Err(e) => {
                         if e.is_io() {
-                            self.core.note_io_error(dev, &e, false);
+                            self.ctx.note_io_error(dev, &e, false);
                         }
                         return Err(e);
                     }
                 };
                 pending.extents.push((DeviceId(dev), ext.seg));
                 new.shards[s * w + i] = ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: c };
-                let mut copy = self.core.pool.get_for(sl);
+                let mut copy = self.ctx.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
                 writes.push((dev, ext.file, copy, ext.block.offset_bytes()));
@@ -356,7 +356,7 @@ impl Tablet {
             .await;
             for (dev, f, r) in results {
                 if let Err(e) = r {
-                    self.core.note_io_error(dev, &e, false);
+                    self.ctx.note_io_error(dev, &e, false);
                     return Err(e);
                 }
                 self.dirty.borrow_mut().push((DeviceId(dev), f));
@@ -379,7 +379,7 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
     loop {
         monoio::time::sleep(poll).await;
         let Some(tablet) = weak.upgrade() else { return };
-        if tablet.core.tablets.borrow().is_empty() {
+        if tablet.ctx.stopping() {
             return; // the core is stopping
         }
         for _ in 0..REPAIR_OBJECTS_PER_ROUND {
@@ -393,12 +393,12 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                 continue;
             }
             let (bucket, key) = &obj;
-            let epoch = tablet.core.health_epoch.get();
+            let epoch = tablet.ctx.health_epoch.get();
             let r = tablet.repair_object(bucket, key).await;
             if let Ok(n) = &r {
-                tablet.core.stats.borrow_mut().repaired_parts += *n as u64;
+                tablet.ctx.stats.borrow_mut().repaired_parts += *n as u64;
             }
-            if tablet.core.health_epoch.get() != epoch {
+            if tablet.ctx.health_epoch.get() != epoch {
                 // A device failed, came back or was replaced meanwhile: whatever the repair
                 // concluded came from the state before. The object stays queued (a failure
                 // queued it again, and that must not be lost) and is judged afresh.
@@ -436,7 +436,7 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                     }
                 }
                 Err(e) => {
-                    tablet.core.stats.borrow_mut().repair_failures += 1;
+                    tablet.ctx.stats.borrow_mut().repair_failures += 1;
                     tracing::error!("tablet {}: repair of {bucket}/{key} failed: {e}", tablet.id);
                 }
             }
@@ -471,11 +471,11 @@ fn next_object(tablet: &Tablet, cursor: &Option<(String, String)>) -> Option<(St
 
 /// Bytes/s this tablet's scrubber may read.
 fn scrub_rate(tablet: &Tablet) -> u64 {
-    let cfg = &tablet.core.shared.heal;
+    let cfg = &tablet.ctx.shared.heal;
     if cfg.scrub_bytes_per_sec > 0 {
         return cfg.scrub_bytes_per_sec;
     }
-    let (k, m) = (tablet.core.shared.set.k as u64, tablet.core.shared.set.m as u64);
+    let (k, m) = (tablet.ctx.shared.set.k as u64, tablet.ctx.shared.set.m as u64);
     let data: u64 = tablet.state.borrow().objects.values().flat_map(|o| o.values()).map(|m| m.size).sum();
     let stored = data / k.max(1) * (k + m);
     (stored / cfg.scrub_period_secs.max(1)).max(crate::heal::SCRUB_MIN_BYTES_PER_SEC)
@@ -487,7 +487,7 @@ async fn scrub_loop(weak: Weak<Tablet>) {
     let mut read_in_window = 0u64;
     loop {
         let Some(tablet) = weak.upgrade() else { return };
-        if tablet.core.tablets.borrow().is_empty() {
+        if tablet.ctx.stopping() {
             return;
         }
         let cursor = tablet.heal.borrow().scrub_cursor.clone();
@@ -541,7 +541,7 @@ async fn scrub_loop(weak: Weak<Tablet>) {
             bad = false;
         }
         if bad {
-            tablet.core.stats.borrow_mut().scrub_errors += bad_shards;
+            tablet.ctx.stats.borrow_mut().scrub_errors += bad_shards;
             tracing::warn!("tablet {}: scrub found bad shards in {bucket}/{key}; queued for repair", tablet.id);
             tablet.repair_queue.borrow_mut().insert((bucket.clone(), key.clone()));
         }

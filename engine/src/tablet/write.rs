@@ -38,10 +38,10 @@ impl Tablet {
         allow_inline: bool,
         rotate: usize,
     ) -> Result<WriteResult> {
-        let core = &self.core;
-        let set = &core.shared.set;
+        let ctx = &self.ctx;
+        let set = &ctx.shared.set;
         let k = set.k;
-        let chunk = core.shared.chunk_bytes;
+        let chunk = ctx.shared.chunk_bytes;
         // Stripe buffers are taken from the pool only once the body outgrows the inline limit:
         // a small object (most of a small-PUT load) never holds k pool buffers, and many of
         // them in flight never drain the pool into fresh allocations.
@@ -49,7 +49,7 @@ impl Tablet {
         let mut small: Vec<u8> = Vec::new();
         let mut cur = 0usize;
         // The ETag's MD5, hashed together with the other PUTs of this core (`md5batch`).
-        let mut md5 = core.md5.stream();
+        let mut md5 = ctx.md5.stream();
         let mut size = 0u64;
         let mut layout: Option<PartLayout> = None;
         let mut pending = PendingExtents { tablet: self.clone(), extents: Vec::new() };
@@ -81,7 +81,7 @@ impl Tablet {
                             // The next stripe's buffers are taken only when its first byte
                             // arrives, after the oldest stripe in flight has let go of its own.
                             if bufs.is_empty() {
-                                bufs = (0..k).map(|_| core.pool.get()).collect();
+                                bufs = (0..k).map(|_| ctx.pool.get()).collect();
                             }
                             let n = bufs[cur].extend_from(src);
                             src = &src[n..];
@@ -95,7 +95,7 @@ impl Tablet {
                                     let full = std::mem::take(&mut bufs);
                                     // Keep a few stripes of this object in flight: the body keeps
                                     // streaming in while earlier stripes are on their way to disk.
-                                    if inflight.len() >= core.shared.stripes_in_flight {
+                                    if inflight.len() >= ctx.shared.stripes_in_flight {
                                         if let Some(h) = inflight.pop_front() {
                                             h.await?;
                                         }
@@ -123,7 +123,7 @@ impl Tablet {
         if tail > 0 {
             // Re-split the last, partial stripe evenly over the k data shards.
             let sl = shard_len_for(tail, k, chunk);
-            let mut even: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
+            let mut even: Vec<AlignedBuf> = (0..k).map(|_| ctx.pool.get()).collect();
             let mut flat = bufs.iter().flat_map(|b| b.as_slice().chunks(sl.max(1))).peekable();
             let mut i = 0;
             // Walk the filled bytes in order and pour them into the even buffers.
@@ -157,8 +157,8 @@ impl Tablet {
     }
 
     fn place(&self, rotate: usize) -> Result<Vec<u16>> {
-        let set = &self.core.shared.set;
-        let healthy = self.core.healthy.borrow();
+        let set = &self.ctx.shared.set;
+        let healthy = self.ctx.healthy.borrow();
         placement::choose(&set.zones, &healthy, set.k + set.m, set.m, rotate).ok_or_else(|| {
             Error::InsufficientDevices(format!(
                 "cannot place {}+{} shards with at most {} per zone on the healthy devices",
@@ -177,14 +177,14 @@ impl Tablet {
         data_len: usize,
         pending: &mut PendingExtents,
     ) -> Result<monoio::task::JoinHandle<Result<()>>> {
-        let core = &self.core;
+        let ctx = &self.ctx;
         let (k, m) = (l.k as usize, l.m as usize);
         let sl = shard_len_for(data_len, k, l.chunk_bytes as usize);
         for b in &mut data {
             b.resize_zeroed(sl);
         }
-        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| core.pool.get_for(sl)).collect();
-        core.codec.borrow_mut().encode(&data, &mut parity)?;
+        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| ctx.pool.get_for(sl)).collect();
+        ctx.codec.borrow_mut().encode(&data, &mut parity)?;
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
         let mut writes = Vec::with_capacity(k + m);
@@ -210,7 +210,7 @@ impl Tablet {
             // A new segment file that cannot be created (its device directory is gone: ENOENT)
             // counts against the device like any I/O error, so the next write avoids it.
             if e.is_io() {
-                self.core.note_io_error(dev, &e, false);
+                self.ctx.note_io_error(dev, &e, false);
             }
             return Err(e);
         }
@@ -224,9 +224,9 @@ impl Tablet {
             let mut err = None;
             for (i, (r, f)) in results.into_iter().enumerate() {
                 match r {
-                    Ok(()) => me.core.note_io_ok(devs[i]),
+                    Ok(()) => me.ctx.note_io_ok(devs[i]),
                     Err(e) => {
-                        me.core.note_io_error(devs[i], &e, false);
+                        me.ctx.note_io_error(devs[i], &e, false);
                         err.get_or_insert(e);
                     }
                 }
