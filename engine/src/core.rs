@@ -4,7 +4,7 @@
 
 use crate::api::CoreStats;
 use crate::buf::BufPool;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::heal::HealConfig;
 use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
@@ -371,7 +371,7 @@ impl CoreCtx {
         if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
             Ok(())
         } else {
-            Err(Error::NoSuchBucket(name.to_string()))
+            Err(RequestError::NoSuchBucket(name.to_string()).into())
         }
     }
 
@@ -452,18 +452,18 @@ impl Core {
             .borrow()
             .get(&id)
             .cloned()
-            .ok_or_else(|| Error::Io(format!("tablet {id} is not on core {}", self.id)))
+            .ok_or_else(|| Error::Storage(StorageError::Io(format!("tablet {id} is not on core {}", self.id))))
     }
 
     /// Phase one of a bucket delete on this core: refuse if any tablet here holds objects or
     /// uploads of it or writes are in flight; otherwise stop accepting writes to it.
     pub fn prepare_bucket_delete(&self, name: &str) -> Result<()> {
         if self.ctx.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
-            return Err(Error::BucketNotEmpty(name.into()));
+            return Err(RequestError::BucketNotEmpty(name.into()).into());
         }
         for tablet in self.tablets.borrow().values() {
             if tablet.bucket_in_use(name) {
-                return Err(Error::BucketNotEmpty(name.into()));
+                return Err(RequestError::BucketNotEmpty(name.into()).into());
             }
         }
         self.deleting.borrow_mut().insert(name.to_string());
@@ -505,7 +505,8 @@ pub fn run_core(
     let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(256).enable_timer().build() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(Error::Io(format!("core {id}: cannot build the event loop: {e}"))));
+            let _ = ready
+                .send(Err(Error::Storage(StorageError::Io(format!("core {id}: cannot build the event loop: {e}")))));
             return;
         }
     };
@@ -544,7 +545,9 @@ pub fn run_core(
                     core.tablets.borrow_mut().insert(tid, s);
                 }
                 Err(e) => {
-                    let _ = ready.send(Err(Error::Io(format!("core {id}: tablet {tid} failed to start: {e}"))));
+                    let _ = ready.send(Err(Error::Storage(StorageError::Io(format!(
+                        "core {id}: tablet {tid} failed to start: {e}"
+                    )))));
                     stop(&core);
                     return;
                 }

@@ -4,7 +4,7 @@
 use crate::api::*;
 use crate::core::{run_core, CoreInit, CoreMsg, Shared};
 use crate::dirlock::DirLock;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
@@ -150,17 +150,18 @@ impl Engine {
     /// Open a formatted device set, recover every tablet and start the cores.
     pub fn open(cfg: EngineConfig) -> Result<Engine> {
         if !cfg.chunk_bytes.is_multiple_of(ALIGN_BYTES) || cfg.chunk_bytes == 0 {
-            return Err(Error::Layout("chunk size must be a positive multiple of 4 KiB".into()));
+            return Err(StorageError::Layout("chunk size must be a positive multiple of 4 KiB".into()).into());
         }
         let locks = lock_devices(&cfg.devices)?;
         let set = superblock::open(&cfg.devices)?;
         let up = set.healthy.iter().filter(|h| **h).count();
         if up < set.k {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "only {up} of {} devices are available; at least k={} are needed",
                 set.device_count(),
                 set.k
-            )));
+            ))
+            .into());
         }
         if up < set.device_count() {
             tracing::warn!(
@@ -224,7 +225,7 @@ impl Engine {
             let t = std::thread::Builder::new()
                 .name(format!("tessera-core-{id}"))
                 .spawn(move || run_core(id, core_shared, rx, init, healthy, pin, rtx))
-                .map_err(|e| Error::Io(format!("cannot start core thread: {e}")))?;
+                .map_err(|e| StorageError::Io(format!("cannot start core thread: {e}")))?;
             threads.push(t);
         }
         drop(rtx);
@@ -238,7 +239,7 @@ impl Engine {
                     }
                 }
                 Ok(Err(e)) => failure = Some(e),
-                Err(_) => failure = Some(Error::Io("a core thread died while starting".into())),
+                Err(_) => failure = Some(Error::Storage(StorageError::Io("a core thread died while starting".into()))),
             }
         }
         let inner = Arc::new(Inner { shared, threads: Mutex::new(threads), drivers, locks: Mutex::new(locks) });
@@ -321,7 +322,7 @@ impl Engine {
 
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
         if !valid_bucket_name(name) {
-            return Err(Error::InvalidBucketName(name.into()));
+            return Err(RequestError::InvalidBucketName(name.into()).into());
         }
         let shared = self.shared().clone();
         let _g = shared.bucket_lock.lock().await;
@@ -330,7 +331,7 @@ impl Engine {
         let created = shared
             .on(c0, move |core| async move {
                 if core.buckets.borrow().contains_key(&n) {
-                    return Err(Error::BucketAlreadyExists(n));
+                    return Err(RequestError::BucketAlreadyExists(n).into());
                 }
                 let created_ms = crate::util::unix_ms();
                 core.tablet(0)?.commit_public(Record::BucketCreate { name: n, created_ms }).await?;
@@ -478,7 +479,9 @@ impl Engine {
             out.extend_from_slice(&chunk?);
         }
         if out.len() as u64 != r.end - r.start {
-            return Err(Error::Unreadable(format!("read {} bytes, expected {}", out.len(), r.end - r.start)));
+            return Err(
+                StorageError::Unreadable(format!("read {} bytes, expected {}", out.len(), r.end - r.start)).into()
+            );
         }
         Ok((info, out))
     }
@@ -782,7 +785,7 @@ impl Engine {
     /// and the logs mirrored on it move to healthy devices.
     pub async fn set_device_health(&self, dev: u16, healthy: bool) -> Result<()> {
         if dev as usize >= self.shared().set.device_count() {
-            return Err(Error::Layout(format!("no device {dev} in this set")));
+            return Err(StorageError::Layout(format!("no device {dev} in this set")).into());
         }
         self.shared()
             .on(0, move |core| async move {
@@ -836,10 +839,11 @@ impl Engine {
         let shared = self.shared().clone();
         let set = &shared.set;
         if dev as usize >= set.device_count() {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "no device {dev} in this set: devices are numbered 0 to {}",
                 set.device_count().saturating_sub(1)
-            )));
+            ))
+            .into());
         }
         let _one_at_a_time = shared.replace_lock.lock().await;
         let paths = shared.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
@@ -873,9 +877,11 @@ impl Engine {
                     })();
                     let _ = tx.send(formatted);
                 })
-                .map_err(|e| Error::Io(format!("cannot start the format thread: {e}")))?;
+                .map_err(|e| StorageError::Io(format!("cannot start the format thread: {e}")))?;
             rx.await
-                .map_err(|_| Error::Io("formatting the replacement stopped without an answer".into()))
+                .map_err(|_| {
+                    Error::Storage(StorageError::Io("formatting the replacement stopped without an answer".into()))
+                })
                 .and_then(|r| r)
         };
         let lock = match formatted {
@@ -938,7 +944,7 @@ fn lock_devices(devices: &[crate::layout::DeviceSpec]) -> Result<Vec<DirLock>> {
     for d in devices {
         match DirLock::acquire(&d.path, &format!("device {}", d.zone)) {
             Ok(l) => locks.push(l),
-            Err(e @ Error::InUse(_)) => return Err(e),
+            Err(e @ Error::Storage(StorageError::InUse(_))) => return Err(e),
             Err(e) => tracing::debug!("device {}={} not locked: {e}", d.zone, d.path.display()),
         }
     }
@@ -948,14 +954,15 @@ fn lock_devices(devices: &[crate::layout::DeviceSpec]) -> Result<Vec<DirLock>> {
 /// A replacement may not take the path of another device of the set.
 fn check_replacement_path(paths: &[Option<std::path::PathBuf>], dev: u16, path: &std::path::Path) -> Result<()> {
     if path.as_os_str().is_empty() {
-        return Err(Error::Layout("the replacement device's path is empty".into()));
+        return Err(StorageError::Layout("the replacement device's path is empty".into()).into());
     }
     for (j, p) in paths.iter().enumerate() {
         if j != dev as usize && p.as_deref() == Some(path) {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "{} is the path of device {j} of this set: a replacement needs its own empty device",
                 path.display()
-            )));
+            ))
+            .into());
         }
     }
     Ok(())

@@ -54,7 +54,7 @@ impl Default for HealConfig {
 
 /// EIO (the device failed the I/O), ENOENT (a segment file or the device's superblock
 /// vanished), ENXIO and ENODEV (the device is gone) fail a device at once. Matched on the
-/// errno the kernel gave (`Error::Os`), never on text.
+/// errno the kernel gave (`StorageError::Os`), never on text.
 pub fn is_fatal_io(e: &Error) -> bool {
     matches!(e.errno(), Some(libc::EIO | libc::ENOENT | libc::ENXIO | libc::ENODEV))
 }

@@ -2,7 +2,7 @@
 //! Encoded with `codec`; a record's checksum lives in the log frame around it.
 
 use crate::codec::{Dec, Enc};
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 
 /// Where one shard of one stripe lives: segment, offset in 4 KiB blocks, and the CRC32C of its
 /// bytes. The length follows from the part's size and geometry.
@@ -62,7 +62,7 @@ impl PartLayout {
         if ok {
             Ok(())
         } else {
-            Err(Error::Corrupt(format!(
+            Err(StorageError::Corrupt(format!(
                 "part layout inconsistent: size {} chunk {} k {} m {} devices {} shard locs {}",
                 self.size,
                 self.chunk_bytes,
@@ -70,7 +70,8 @@ impl PartLayout {
                 self.m,
                 self.devices.len(),
                 self.shards.len()
-            )))
+            ))
+            .into())
         }
     }
 }
@@ -356,7 +357,7 @@ fn dec_layout(d: &mut Dec) -> Result<PartLayout> {
     }
     let n = d.u32()? as usize;
     if n > d.remaining() / 12 {
-        return Err(Error::Corrupt("shard location count exceeds record".into()));
+        return Err(StorageError::Corrupt("shard location count exceeds record".into()).into());
     }
     let mut shards = Vec::with_capacity(n);
     for _ in 0..n {
@@ -493,7 +494,9 @@ impl Record {
                     0 => {
                         let bytes = d.bytes()?.to_vec();
                         if bytes.len() as u64 != size {
-                            return Err(Error::Corrupt("inline object length differs from its size".into()));
+                            return Err(
+                                StorageError::Corrupt("inline object length differs from its size".into()).into()
+                            );
                         }
                         (DataLoc::Inline { gen, offset, len: bytes.len() as u32 }, bytes)
                     }
@@ -504,11 +507,13 @@ impl Record {
                             parts.push(dec_layout(&mut d)?);
                         }
                         if parts.iter().map(|p| p.size).sum::<u64>() != size {
-                            return Err(Error::Corrupt("part sizes do not add up to the object size".into()));
+                            return Err(
+                                StorageError::Corrupt("part sizes do not add up to the object size".into()).into()
+                            );
                         }
                         (DataLoc::Parts(parts.into_boxed_slice()), Vec::new())
                     }
-                    t => return Err(Error::Corrupt(format!("bad data location tag {t}"))),
+                    t => return Err(StorageError::Corrupt(format!("bad data location tag {t}")).into()),
                 };
                 Record::ObjectPut {
                     bucket,
@@ -546,14 +551,14 @@ impl Record {
                         index: d.u32()?,
                     },
                     1 => RelocTarget::Part { upload_id: d.str()?, number: d.u32()?, mtime_ms: d.u64()? },
-                    t => return Err(Error::Corrupt(format!("bad relocation target tag {t}"))),
+                    t => return Err(StorageError::Corrupt(format!("bad relocation target tag {t}")).into()),
                 };
                 Record::Relocate { target, layout: dec_layout(&mut d)? }
             }
-            t => return Err(Error::Corrupt(format!("unknown record type {t}"))),
+            t => return Err(StorageError::Corrupt(format!("unknown record type {t}")).into()),
         };
         if d.remaining() != 0 {
-            return Err(Error::Corrupt(format!("{} trailing bytes after record", d.remaining())));
+            return Err(StorageError::Corrupt(format!("{} trailing bytes after record", d.remaining())).into());
         }
         Ok(r)
     }

@@ -2,7 +2,7 @@
 //! device. Live bytes per segment are tracked from the index; a sealed segment with no live
 //! and no pending bytes is deleted, and compaction empties mostly-dead ones.
 
-use crate::error::{io_at, Error, OsError, Result};
+use crate::error::{io_at, OsError, Result, StorageError};
 use crate::ids::{BlockIndex, SegmentId};
 use crate::io::{fallocate, DevFile};
 use crate::superblock::sync_dir;
@@ -31,11 +31,12 @@ pub fn ensure_tablet_dir(dev: &Path, tablet: u32) -> Result<PathBuf> {
     }
     let sb = dev.join(crate::superblock::SUPERBLOCK_FILE);
     if !sb.is_file() {
-        return Err(Error::Os(OsError::with_errno(
+        return Err(StorageError::Os(OsError::with_errno(
             &sb,
             libc::ENOENT,
             "device has no superblock (missing or unmounted; not re-created)",
-        )));
+        ))
+        .into());
     }
     match std::fs::create_dir(&sd) {
         Ok(()) => {
@@ -197,8 +198,9 @@ impl Segments {
         debug_assert!(len.is_multiple_of(ALIGN_BYTES) && len > 0);
         let tablet = self.tablet;
         let seg_bytes = self.seg_bytes;
-        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
-        let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
+        let dir =
+            d.dir.clone().ok_or_else(|| StorageError::InsufficientDevices(format!("device {dev} is unavailable")))?;
         let fits = d.active.and_then(|a| d.segs.get(&a)).is_some_and(|s| s.used + len as u64 <= seg_bytes);
         if !fits {
             if let Some(a) = d.active.take() {
@@ -230,12 +232,13 @@ impl Segments {
     /// An open handle on a segment for reading (opened lazily for sealed segments).
     pub fn file(&mut self, dev: u16, seg: u32) -> Result<Rc<DevFile>> {
         let tablet = self.tablet;
-        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
-        let dir = d.dir.clone().ok_or_else(|| Error::Io(format!("device {dev} is unavailable")))?;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
+        let dir = d.dir.clone().ok_or_else(|| StorageError::Io(format!("device {dev} is unavailable")))?;
         if seg < d.lost_below {
-            return Err(Error::Unreadable(format!(
+            return Err(StorageError::Unreadable(format!(
                 "segment {seg} on device {dev} was lost with the device it replaced"
-            )));
+            ))
+            .into());
         }
         let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
         if let Some(f) = &s.file {

@@ -13,7 +13,7 @@
 //! checkpoint and, among its mirrors, the longest valid prefix; the first bad frame ends the
 //! log (a torn tail).
 
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Error, Result, StorageError};
 use crate::io::DevFile;
 use crate::record::Record;
 use crate::segment::tablet_dir;
@@ -104,9 +104,10 @@ pub fn inline_bytes(frame: &[u8], salt: Salt, size: u64) -> Result<Vec<u8>> {
     let (mut recs, _) = read_frames_salted(frame, 0, salt);
     match recs.pop() {
         Some((_, Record::ObjectPut { inline, .. })) if inline.len() as u64 == size && recs.is_empty() => Ok(inline),
-        _ => Err(Error::Corrupt(
+        _ => Err(StorageError::Corrupt(
             "inline object's log record fails its checksum or does not match its index entry".into(),
-        )),
+        )
+        .into()),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::log::{Mirrors, WalState};
 use super::Tablet;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::placement;
@@ -342,7 +342,8 @@ impl Tablet {
             Ok(())
         } else {
             remove_generation(&files);
-            Err(Error::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id)))
+            Err(StorageError::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id))
+                .into())
         }
     }
 }
@@ -357,9 +358,9 @@ pub(super) fn open_mirrors(files: &[PathBuf]) -> Vec<std::fs::File> {
 pub(super) fn read_inline_sync(files: &[std::fs::File], salt: Salt, meta: &ObjectMeta) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let DataLoc::Inline { offset, len, .. } = meta.data else {
-        return Err(Error::Corrupt("not an inline object".into()));
+        return Err(StorageError::Corrupt("not an inline object".into()).into());
     };
-    let mut last = Error::Unreadable("no log mirror holds the inline object".into());
+    let mut last = Error::Storage(StorageError::Unreadable("no log mirror holds the inline object".into()));
     for f in files {
         let mut v = vec![0u8; len as usize];
         let r =
@@ -427,10 +428,10 @@ pub(super) fn choose_mirrors(
     tablet: u32,
 ) -> Result<Vec<(u16, PathBuf)>> {
     let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, tablet as usize).ok_or_else(|| {
-        Error::InsufficientDevices(format!(
+        Error::Storage(StorageError::InsufficientDevices(format!(
             "cannot mirror the log of tablet {tablet} on {} healthy devices in 2+ zones",
             set.m + 1
-        ))
+        )))
     })?;
     devs.into_iter()
         .map(|d| {
@@ -438,7 +439,7 @@ pub(super) fn choose_mirrors(
                 .get(d as usize)
                 .and_then(|p| p.clone())
                 .map(|p| (d, p))
-                .ok_or_else(|| Error::InsufficientDevices(format!("device {d} has no path")))
+                .ok_or_else(|| Error::Storage(StorageError::InsufficientDevices(format!("device {d} has no path"))))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use super::read::ReadFiles;
 use super::write::{rotate_for, Written};
 use super::Tablet;
 use crate::api::{body_channel, BodyItem, ByteRange};
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 use crate::ids::{DeviceId, SegmentId};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
 use crate::sched::IoClass;
@@ -216,10 +216,12 @@ impl Tablet {
         read?;
         let w = written?;
         let Written::Part(layout) = w.data else {
-            return Err(Error::Corrupt("compaction wrote a run inline".into()));
+            return Err(StorageError::Corrupt("compaction wrote a run inline".into()).into());
         };
         if layout.md5 != old.md5 || layout.size != old.size {
-            return Err(Error::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")));
+            return Err(
+                StorageError::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")).into()
+            );
         }
         self.commit(Record::Relocate { target, layout }, None).await
         // `w` (its pending extents) is released here, after the commit applied.

@@ -6,7 +6,7 @@
 use super::Tablet;
 use crate::api::*;
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::ids::{BlockIndex, DeviceId, SegmentId};
 use crate::io::DevFile;
 use crate::record::*;
@@ -49,7 +49,7 @@ impl Tablet {
             let st = self.state.borrow();
             st.get(&bucket, &key)
                 .cloned()
-                .ok_or_else(|| Error::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
+                .ok_or_else(|| RequestError::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         let r = match range {
@@ -161,24 +161,25 @@ impl Tablet {
                 }
                 Ok(())
             }
-            _ => Err(Error::Corrupt("an object read with the files of another kind of object".into())),
+            _ => Err(StorageError::Corrupt("an object read with the files of another kind of object".into()).into()),
         }
     }
 
     /// The log mirrors holding an inline object, and where in them it is.
     pub(super) fn inline_files(&self, meta: &ObjectMeta) -> Result<InlineFiles> {
         let DataLoc::Inline { gen, offset, len } = meta.data else {
-            return Err(Error::Corrupt("not an inline object".into()));
+            return Err(StorageError::Corrupt("not an inline object".into()).into());
         };
         let w = self.wal.borrow();
         let files = match &w.prev {
             _ if w.gen == gen => &w.files,
             Some((g, files)) if *g == gen => files,
             _ => {
-                return Err(Error::Corrupt(format!(
+                return Err(StorageError::Corrupt(format!(
                     "inline object points to log generation {gen}, current is {}",
                     w.gen
-                )))
+                ))
+                .into())
             }
         };
         Ok(InlineFiles { files: files.iter().map(|(_, f)| f.clone()).collect(), gen, offset, len })
@@ -195,7 +196,7 @@ impl Tablet {
 
     /// An inline object's bytes from the mirrors `at` names (opened at lookup), checked.
     pub(super) async fn read_inline(&self, at: &InlineFiles, size: u64) -> Result<Vec<u8>> {
-        let mut last = Error::Unreadable("no log mirror is readable".into());
+        let mut last = Error::Storage(StorageError::Unreadable("no log mirror is readable".into()));
         for f in &at.files {
             match f
                 .read_vec_at(at.len as usize, at.offset)
@@ -244,7 +245,9 @@ impl Tablet {
             let pool = self.ctx.pool.clone();
             self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
                 |e| match e {
-                    Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
+                    Error::Storage(StorageError::Unreadable(why)) => {
+                        Error::Storage(StorageError::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")))
+                    }
                     e => e,
                 },
             )?;
@@ -253,7 +256,7 @@ impl Tablet {
         for (i, shard) in shards.iter().enumerate().take(last + 1).skip(first) {
             let shard = shard
                 .as_ref()
-                .ok_or_else(|| Error::Unreadable(format!("{bucket}/{key}: shard {i} missing after rebuild")))?;
+                .ok_or_else(|| StorageError::Unreadable(format!("{bucket}/{key}: shard {i} missing after rebuild")))?;
             let lo = a.max(i * sl) - i * sl;
             let hi = b.min((i + 1) * sl) - i * sl;
             out.extend_from_slice(&shard.as_slice()[lo..hi]);

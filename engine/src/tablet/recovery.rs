@@ -7,7 +7,7 @@ use super::checkpoint::{build_checkpoint, choose_mirrors, open_mirrors, read_inl
 use super::log::WalState;
 use super::Tablet;
 use crate::core::CoreCtx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::index::TabletState;
 use crate::record::Record;
 use crate::segment::Segments;
@@ -81,7 +81,9 @@ pub(crate) fn start_tablet(ctx: &Rc<CoreCtx>, id: u32, log: Option<RecoveredLog>
     let (bytes, moved) = build_checkpoint(&state, id, new_gen, shared.set.set_id, |m| read_inline_sync(&old, salt, m))?;
     let mirrors = choose_mirrors(&shared.set, &shared.set.paths, &healthy, id)?;
     let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
-        Error::Io(format!("tablet {id}: cannot write its log on device {dev}: {e} (start without that device)"))
+        Error::Storage(StorageError::Io(format!(
+            "tablet {id}: cannot write its log on device {dev}: {e} (start without that device)"
+        )))
     })?;
     for (b, k, off, len) in moved {
         if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {

@@ -18,7 +18,7 @@
 use super::read::SegmentFiles;
 use super::{PendingExtents, Tablet};
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::ids::DeviceId;
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
@@ -312,11 +312,18 @@ impl Tablet {
             let sl = p.shard_len(s);
             let pool = self.ctx.pool.clone();
             self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
-                Error::Unreadable(format!("tablet {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
+                Error::Storage(StorageError::Unreadable(format!(
+                    "tablet {}: stripe {s} of a part cannot be rebuilt: {e}",
+                    self.id
+                )))
             })?;
             let data: Vec<AlignedBuf> = shards[..k]
                 .iter_mut()
-                .map(|b| b.take().ok_or_else(|| Error::Unreadable("data shard missing after rebuild".into())))
+                .map(|b| {
+                    b.take().ok_or_else(|| {
+                        Error::Storage(StorageError::Unreadable("data shard missing after rebuild".into()))
+                    })
+                })
                 .collect::<Result<_>>()?;
             let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.ctx.pool.get_for(sl)).collect();
             self.ctx.codec.borrow_mut().encode(&data, &mut parity)?;
@@ -326,10 +333,11 @@ impl Tablet {
                 let old = p.loc(s, i);
                 let c = crc(b.as_slice());
                 if c != old.crc {
-                    return Err(Error::Corrupt(format!(
+                    return Err(StorageError::Corrupt(format!(
                         "tablet {}: rebuilt shard {i} of stripe {s} has crc {c:08x}, the record says {:08x}",
                         self.id, old.crc
-                    )));
+                    ))
+                    .into());
                 }
                 let dev = p.devices[i];
                 let alloc = self.segs.borrow_mut().alloc(dev, sl);
@@ -415,7 +423,7 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                         tracing::info!("tablet {}: repaired {n} part(s) of {bucket}/{key}", tablet.id);
                     }
                 }
-                Err(Error::InsufficientDevices(why)) => {
+                Err(Error::Storage(StorageError::InsufficientDevices(why))) => {
                     // No zone-safe room: the object stays below redundancy (the status counts
                     // it) and waits. Said once per change from "none waiting" to "some
                     // waiting", not once per object or per retry.

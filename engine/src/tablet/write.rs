@@ -5,7 +5,7 @@
 use super::{PendingExtents, Tablet, INLINE_MAX_BYTES};
 use crate::api::*;
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::ids::DeviceId;
 use crate::placement;
 use crate::record::*;
@@ -58,8 +58,10 @@ impl Tablet {
         let checksum;
         loop {
             match body.recv_async().await {
-                Err(_) => return Err(Error::BodyAborted("the request body ended before it was complete".into())),
-                Ok(BodyItem::Abort(why)) => return Err(Error::BodyAborted(why)),
+                Err(_) => {
+                    return Err(RequestError::BodyAborted("the request body ended before it was complete".into()).into())
+                }
+                Ok(BodyItem::Abort(why)) => return Err(RequestError::BodyAborted(why).into()),
                 Ok(BodyItem::End { checksum: c }) => {
                     checksum = c;
                     break;
@@ -68,7 +70,7 @@ impl Tablet {
                     md5.update(bytes.clone()).await;
                     size += bytes.len() as u64;
                     if size > MAX_OBJECT_BYTES {
-                        return Err(Error::EntityTooLarge(size));
+                        return Err(RequestError::EntityTooLarge(size).into());
                     }
                     if allow_inline && layout.is_none() && bufs.is_empty() && size <= INLINE_MAX_BYTES {
                         small.extend_from_slice(&bytes);
@@ -160,10 +162,10 @@ impl Tablet {
         let set = &self.ctx.shared.set;
         let healthy = self.ctx.healthy.borrow();
         placement::choose(&set.zones, &healthy, set.k + set.m, set.m, rotate).ok_or_else(|| {
-            Error::InsufficientDevices(format!(
+            Error::Storage(StorageError::InsufficientDevices(format!(
                 "cannot place {}+{} shards with at most {} per zone on the healthy devices",
                 set.k, set.m, set.m
-            ))
+            )))
         })
     }
 

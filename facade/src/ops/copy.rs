@@ -18,7 +18,8 @@ const COPY_CONDITIONS: [&str; 4] = [
 
 fn check_source(h: &HeaderMap, info: &ObjectInfo) -> engine::Result<()> {
     // Every failed copy-source condition is a 412 (there is no 304 for a copy).
-    check_conditions(h, info, COPY_CONDITIONS).map_err(|_| engine::Error::PreconditionFailed)
+    check_conditions(h, info, COPY_CONDITIONS)
+        .map_err(|_| engine::Error::Request(engine::error::RequestError::PreconditionFailed))
 }
 
 fn check_version(src: &CopySource) -> Result<(), S3Error> {
@@ -101,7 +102,7 @@ pub async fn upload_part_copy(
     let h = &req.parts.headers;
     let range = source_range(h)?;
     let (info, r, rx) = match ctx.engine.get_object(&src.bucket, &src.key, range).await {
-        Err(engine::Error::InvalidRange { size }) => {
+        Err(engine::Error::Request(engine::error::RequestError::InvalidRange { size })) => {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRange,
                 format!("Range specified is not valid for source object of size: {size}"),
