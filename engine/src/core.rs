@@ -237,11 +237,11 @@ pub struct InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         let mut m = self.core.inflight.borrow_mut();
-        if let Some(n) = m.get_mut(&self.bucket) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.bucket);
-            }
+        let n = m.get_mut(&self.bucket).expect("a bucket counts its writes until their guards drop");
+        assert!(*n > 0, "in-flight count of bucket {:?} underflows", self.bucket);
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&self.bucket);
         }
     }
 }

@@ -49,20 +49,21 @@ impl PartLayout {
         crate::stripe::shard_len_for(self.stripe_len(s) as usize, self.k as usize, self.chunk_bytes as usize)
     }
     pub fn loc(&self, stripe: usize, shard: usize) -> ShardLoc {
+        debug_assert!(shard < self.width(), "shard {shard} of a {}+{} stripe", self.k, self.m);
+        debug_assert!(stripe < self.stripe_count(), "stripe {stripe} of {}", self.stripe_count());
         self.shards[stripe * self.width() + shard]
     }
-    /// Structural invariants, checked when a record is written and when it is read back.
-    pub fn check(&self) -> Result<()> {
+
+    /// What is structurally wrong with this layout, if anything.
+    fn inconsistency(&self) -> Option<String> {
         let ok = self.chunk_bytes > 0
             && self.chunk_bytes.is_multiple_of(4096)
             && self.k > 0
             && self.m > 0
             && self.devices.len() == self.width()
             && self.shards.len() == self.stripe_count() * self.width();
-        if ok {
-            Ok(())
-        } else {
-            Err(StorageError::Corrupt(format!(
+        (!ok).then(|| {
+            format!(
                 "part layout inconsistent: size {} chunk {} k {} m {} devices {} shard locs {}",
                 self.size,
                 self.chunk_bytes,
@@ -70,9 +71,31 @@ impl PartLayout {
                 self.m,
                 self.devices.len(),
                 self.shards.len()
-            ))
-            .into())
+            )
+        })
+    }
+
+    /// Structural invariants of a layout read back from the log: a violation is bad bytes
+    /// on disk, refused as `StorageError::Corrupt`.
+    pub fn check(&self) -> Result<()> {
+        match self.inconsistency() {
+            None => Ok(()),
+            Some(why) => Err(StorageError::Corrupt(why).into()),
         }
+    }
+
+    /// The same invariants for a layout this process built (the write path, a repair, a
+    /// record being encoded): a violation is a programmer's error, so it stops the process.
+    pub fn assert_consistent(&self) {
+        if let Some(why) = self.inconsistency() {
+            panic!("{why}");
+        }
+        // Placement gives every shard of a stripe its own device.
+        debug_assert!(
+            (1..self.devices.len()).all(|i| !self.devices[..i].contains(&self.devices[i])),
+            "part placed twice on one device: {:?}",
+            self.devices
+        );
     }
 }
 
@@ -330,6 +353,8 @@ fn dec_headers(d: &mut Dec) -> Result<ObjectHeaders> {
 }
 
 fn enc_layout(e: &mut Enc, p: &PartLayout) {
+    // Checked where written (here) and where read back (`dec_layout`).
+    p.assert_consistent();
     e.u64(p.size);
     e.u32(p.chunk_bytes);
     e.u8(p.k);

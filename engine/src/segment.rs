@@ -265,7 +265,8 @@ impl Segments {
         let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
-                s.pending = s.pending.saturating_sub(1);
+                assert!(s.pending > 0, "segment {seg} on device {dev}: an extent released twice");
+                s.pending -= 1;
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
                 Self::maybe_delete(&dir, tablet, seg, &mut d.segs);

@@ -49,11 +49,14 @@ fn frame_crc(salt: Salt, len: &[u8], payload: &[u8]) -> u32 {
 
 /// Append one frame of generation `gen` holding `payload`.
 pub fn frame_into(out: &mut Vec<u8>, gen: u64, payload: &[u8]) {
-    let len = (payload.len() as u32).to_le_bytes();
+    // The length field is a u32: a longer payload would be framed with a wrong length.
+    let len = u32::try_from(payload.len()).expect("a log record is shorter than 4 GiB").to_le_bytes();
+    let start = out.len();
     let crc = frame_crc(Salt::Gen(gen), &len, payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
+    debug_assert_eq!(out.len() - start, FRAME_HEADER_BYTES + payload.len());
 }
 
 /// Parse generation `gen`'s frames from the start of `bytes`: every valid record with its
@@ -86,6 +89,9 @@ pub fn read_frames_salted(bytes: &[u8], gen: u64, salt: Salt) -> (Vec<(u64, Reco
         }
         pos += FRAME_HEADER_BYTES + len;
     }
+    // What was read from disk was checked above (a bad frame ends the log); these are ours.
+    debug_assert!(pos <= bytes.len(), "the valid prefix lies inside what was read");
+    debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "frames are in log order");
     (out, pos as u64)
 }
 

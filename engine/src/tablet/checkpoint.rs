@@ -358,7 +358,7 @@ pub(super) fn open_mirrors(files: &[PathBuf]) -> Vec<std::fs::File> {
 pub(super) fn read_inline_sync(files: &[std::fs::File], salt: Salt, meta: &ObjectMeta) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let DataLoc::Inline { offset, len, .. } = meta.data else {
-        return Err(StorageError::Corrupt("not an inline object".into()).into());
+        unreachable!("`checkpoint_records` asks for the bytes of inline objects only");
     };
     let mut last = Error::Storage(StorageError::Unreadable("no log mirror holds the inline object".into()));
     for f in files {
@@ -414,6 +414,7 @@ impl GenerationBytes {
         let off = self.bytes.len() as u64;
         let payload = rec.encode();
         frame_into(&mut self.bytes, self.gen, &payload);
+        assert_eq!(self.bytes.len() as u64, off + (FRAME_HEADER_BYTES + payload.len()) as u64);
         matches!(rec, Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. })
             .then_some((off, (FRAME_HEADER_BYTES + payload.len()) as u32))
     }

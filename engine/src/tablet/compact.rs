@@ -215,9 +215,7 @@ impl Tablet {
         let (read, (), written) = futures::join!(read, pump, self.write_body(body, false, rotate));
         read?;
         let w = written?;
-        let Written::Part(layout) = w.data else {
-            return Err(StorageError::Corrupt("compaction wrote a run inline".into()).into());
-        };
+        let Written::Part(layout) = w.data else { unreachable!("a run is written with allow_inline = false") };
         if layout.md5 != old.md5 || layout.size != old.size {
             return Err(
                 StorageError::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")).into()

@@ -67,6 +67,7 @@ impl WalState {
         };
         let len = bytes.len() as u64;
         let tail = bytes[align_down(len) as usize..].to_vec();
+        assert!((tail.len() as u64) < LOG_BLOCK_BYTES, "the tail is less than one log block");
         Ok(WalState { gen, len, files, direct, tail, prev: None })
     }
 }
@@ -165,6 +166,7 @@ impl Tablet {
                         }
                     }
                     let mut off = base;
+                    let count = batch.len();
                     for p in batch {
                         let frame_len = (FRAME_HEADER_BYTES + p.payload.len()) as u32;
                         let mut rec = p.rec;
@@ -177,6 +179,8 @@ impl Tablet {
                         self.unpend(&p.key);
                         let _ = p.reply.send(Ok(()));
                     }
+                    // The records were placed where `write_batch` framed them, one after another.
+                    assert_eq!(off, base + total, "tablet {}: {count} records placed off their frames", self.id);
                     if let Err(e) = self.maybe_checkpoint().await {
                         tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
                     }
@@ -205,14 +209,15 @@ impl Tablet {
         self.wal.borrow().files.iter().any(|(d, _)| !healthy.get(d.index()).copied().unwrap_or(false))
     }
 
+    /// A queued record of `key` was applied or failed: one fewer pending (taken in `commit`).
     fn unpend(&self, key: &Option<(String, String)>) {
         if let Some(k) = key {
             let mut pk = self.pending_keys.borrow_mut();
-            if let Some(n) = pk.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    pk.remove(k);
-                }
+            let n = pk.get_mut(k).expect("a key is pending from its commit until its record is applied");
+            assert!(*n > 0, "tablet {}: pending count of a key underflows", self.id);
+            *n -= 1;
+            if *n == 0 {
+                pk.remove(k);
             }
         }
     }
@@ -229,6 +234,11 @@ impl Tablet {
             frame_into(&mut buf, gen, &p.payload);
         }
         let total = buf.len() as u64;
+        assert_eq!(
+            total,
+            batch.iter().map(|p| (FRAME_HEADER_BYTES + p.payload.len()) as u64).sum::<u64>(),
+            "a batch is its frames, nothing between them"
+        );
         self.append_frames(buf).await?;
         Ok(total)
     }
@@ -285,6 +295,8 @@ impl Tablet {
         block.extend_from(frames);
         let new_len = base + frames.len() as u64;
         let cap = block.capacity();
+        assert!(start <= base && new_len - start <= cap as u64, "the append fits its aligned block");
+        assert!((cap as u64).is_multiple_of(LOG_BLOCK_BYTES), "an O_DIRECT append writes whole log blocks");
         block.resize_zeroed(cap);
         let keep = block.as_slice()[(align_down(new_len) - start) as usize..(new_len - start) as usize].to_vec();
         // One buffer for every mirror's write (a reference each, not a copy).
@@ -315,11 +327,14 @@ impl Tablet {
         self.check_mirrors(&files, syncs.into_iter().map(|r| (r, true)))?;
         // The tail is kept here too, so the two ways of appending stay interchangeable.
         let mut w = self.wal.borrow_mut();
+        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per tablet)");
         if align_down(new_len) > align_down(base) {
             w.tail = keep;
         } else {
             w.tail.extend_from_slice(&keep);
         }
+        // The tail is the log's last partial block, whichever way it was appended.
+        assert_eq!(w.tail.len() as u64, new_len - align_down(new_len), "tablet {}: log tail", self.id);
         Ok(())
     }
 }

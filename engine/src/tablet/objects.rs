@@ -4,7 +4,7 @@
 use super::write::{rotate_for, Written};
 use super::Tablet;
 use crate::api::*;
-use crate::error::{RequestError, Result, StorageError};
+use crate::error::{RequestError, Result};
 use crate::record::*;
 use crate::util::unix_ms;
 use md5::{Digest, Md5};
@@ -206,9 +206,7 @@ impl Tablet {
             return Err(RequestError::BadDigest.into());
         }
         self.upload_of(&bucket, &key, &upload_id)?;
-        let Written::Part(layout) = w.data else {
-            return Err(StorageError::Corrupt("a part was written inline".into()).into());
-        };
+        let Written::Part(layout) = w.data else { unreachable!("a part is written with allow_inline = false") };
         let part = PartRecord { number, mtime_ms: unix_ms(), layout, checksum: w.checksum };
         let info = PartInfo {
             number,

@@ -154,7 +154,7 @@ impl Tablet {
         }
         l.size = size;
         l.md5 = md5;
-        l.check()?;
+        l.assert_consistent();
         Ok(WriteResult { size, md5, data: Written::Part(l), checksum, _pending: pending })
     }
 
@@ -182,6 +182,10 @@ impl Tablet {
         let ctx = &self.ctx;
         let (k, m) = (l.k as usize, l.m as usize);
         let sl = shard_len_for(data_len, k, l.chunk_bytes as usize);
+        assert_eq!(data.len(), k, "a stripe is filled from k data buffers");
+        assert_eq!(l.devices.len(), k + m, "a stripe is placed before it is written");
+        assert!(l.shards.len().is_multiple_of(k + m), "stripes are recorded whole");
+        assert!(sl > 0 && sl <= l.chunk_bytes as usize && data_len <= sl * k, "shard length {sl} for {data_len} bytes");
         for b in &mut data {
             b.resize_zeroed(sl);
         }
@@ -189,6 +193,8 @@ impl Tablet {
         ctx.codec.borrow_mut().encode(&data, &mut parity)?;
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
+        debug_assert!(all.iter().all(|b| b.len() == sl), "every shard of a stripe is {sl} bytes");
+        debug_assert!(all.iter().all(|b| b.len() == sl), "every shard of a stripe is {sl} bytes");
         let mut writes = Vec::with_capacity(k + m);
         let devs = l.devices.clone();
         let failed = {
