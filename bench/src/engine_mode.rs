@@ -399,7 +399,7 @@ pub fn run(args: EngineArgs) -> Result<(), String> {
         eng.direct_io()
     );
     match futures::executor::block_on(eng.create_bucket(BUCKET)) {
-        Ok(()) | Err(engine::Error::BucketAlreadyExists(_)) => {}
+        Ok(()) | Err(engine::Error::Request(engine::error::RequestError::BucketAlreadyExists(_))) => {}
         Err(e) => return Err(format!("creating bucket {BUCKET}: {e}")),
     }
 

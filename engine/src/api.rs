@@ -105,7 +105,7 @@ pub enum RangeSpec {
 
 impl RangeSpec {
     pub fn resolve(self, size: u64) -> crate::Result<ByteRange> {
-        let bad = Err(crate::Error::InvalidRange { size });
+        let bad = Err(crate::Error::Request(crate::error::RequestError::InvalidRange { size }));
         match self {
             RangeSpec::FromTo(a, b) => {
                 if a >= size {

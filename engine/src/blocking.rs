@@ -11,7 +11,7 @@
 //! client's to refuse), and `spawn` from code that cannot await gives the job up instead
 //! (the only such jobs are unlinks of dead segments, which the next start's sweep removes).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
@@ -50,7 +50,7 @@ impl Blocking {
                         job();
                     }
                 })
-                .map_err(|e| Error::Io(format!("cannot start a helper thread: {e}")))?;
+                .map_err(|e| StorageError::Io(format!("cannot start a helper thread: {e}")))?;
             threads.push(t);
         }
         Ok(Blocking { tx, threads: Mutex::new(threads) })
@@ -105,8 +105,8 @@ mod tests {
         let caller = std::thread::current().id();
         let ran_on = futures::executor::block_on(pool.run(move || Ok(std::thread::current().id()))).unwrap();
         assert_ne!(ran_on, caller);
-        let e = futures::executor::block_on(pool.run(|| -> Result<()> { Err(Error::Io("no".into())) }));
-        assert_eq!(e, Err(Error::Io("no".into())));
+        let e = futures::executor::block_on(pool.run(|| -> Result<()> { Err(StorageError::Io("no".into()).into()) }));
+        assert_eq!(e, Err(StorageError::Io("no".into()).into()));
         pool.shutdown();
         assert_eq!(futures::executor::block_on(pool.run(|| Ok(1))), Err(Error::ShuttingDown));
     }

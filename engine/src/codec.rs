@@ -1,7 +1,7 @@
 //! A small, explicit binary codec for on-disk records (superblocks, log records). Every read
-//! is bounds-checked and returns `Error::Corrupt` instead of panicking: the bytes come from disk.
+//! is bounds-checked and returns `StorageError::Corrupt` instead of panicking: the bytes come from disk.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 #[derive(Default)]
 pub struct Enc {
@@ -62,11 +62,12 @@ impl<'a> Dec<'a> {
     }
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.remaining() < n {
-            return Err(Error::Corrupt(format!(
+            return Err(StorageError::Corrupt(format!(
                 "record truncated: wanted {n} bytes at offset {}, {} left",
                 self.pos,
                 self.remaining()
-            )));
+            ))
+            .into());
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -101,13 +102,13 @@ impl<'a> Dec<'a> {
     }
     pub fn str(&mut self) -> Result<String> {
         let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| Error::Corrupt("string is not UTF-8".into()))
+        String::from_utf8(b.to_vec()).map_err(|_| Error::Storage(StorageError::Corrupt("string is not UTF-8".into())))
     }
     pub fn opt_str(&mut self) -> Result<Option<String>> {
         match self.u8()? {
             0 => Ok(None),
             1 => Ok(Some(self.str()?)),
-            t => Err(Error::Corrupt(format!("bad option tag {t}"))),
+            t => Err(StorageError::Corrupt(format!("bad option tag {t}")).into()),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::api::CoreStats;
 use crate::buf::BufPool;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::heal::HealConfig;
 use crate::md5batch::Md5Batcher;
 use crate::sched::{IoClass, IoSched, SCHED_RETRY_MS};
@@ -163,7 +163,16 @@ impl Shared {
     }
 }
 
-pub struct Core {
+/// What a tablet is given by the core that runs it, and all it may reach of that core: the
+/// buffer pool, the codec, the MD5 batcher, the I/O scheduler, the device health view, the
+/// bucket replica, the statistics and the shared configuration. The core owns its tablets and
+/// this context; a tablet holds only the context, so ownership goes one way (core → tablet →
+/// context) and nothing has to be broken by hand when the core stops.
+///
+/// A device health change a tablet causes (`note_io_error`) is applied to this view at once
+/// (placement and mirror choice avoid the device from then on) and queued for the core, which
+/// tells its tablets (`Core::set_device_health`): a tablet never calls into its siblings.
+pub struct CoreCtx {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub pool: BufPool,
@@ -183,23 +192,43 @@ pub struct Core {
     /// Bumped by every change of device health or attachment on this core: a repair that ran
     /// across a change judged the object by a stale state and is tried again.
     pub health_epoch: Cell<u64>,
+    /// Health changes applied here that the core has not yet told its tablets, in order.
+    device_events: RefCell<Vec<(u16, bool)>>,
     /// This core's replica of the bucket table (tablet 0's log is authoritative).
     pub buckets: RefCell<BTreeMap<String, u64>>,
     /// Buckets being deleted: new writes to them are refused.
     pub deleting: RefCell<HashSet<String>>,
     inflight: RefCell<HashMap<String, u32>>,
-    pub tablets: RefCell<HashMap<u32, Rc<Tablet>>>,
     pub stats: RefCell<CoreStats>,
     /// Consecutive I/O errors per device (reset by a success).
     pub io_errors: RefCell<Vec<u32>>,
     /// Total I/O errors per device since start.
     pub io_errors_total: RefCell<Vec<u64>>,
     pub sched: RefCell<IoSched>,
+    /// Set when the core leaves its loop: background tasks end at their next wake.
+    stopping: Cell<bool>,
     started: std::time::Instant,
 }
 
+/// A core: its context and the tablets it runs. Only the core reaches its tablets (hops,
+/// health changes, device replacement, bucket deletes); it reads through to its context.
+pub struct Core {
+    pub ctx: Rc<CoreCtx>,
+    pub tablets: RefCell<HashMap<u32, Rc<Tablet>>>,
+}
+
+// The core is its context plus its tablets; reading the context's fields through the core
+// (`core.buckets`, `core.stats`) keeps the engine's hops as they read before the split. Method
+// names of `Core` and `CoreCtx` never coincide, so a call always means the one it says.
+impl std::ops::Deref for Core {
+    type Target = CoreCtx;
+    fn deref(&self) -> &CoreCtx {
+        &self.ctx
+    }
+}
+
 pub struct ForegroundGuard {
-    core: Rc<Core>,
+    core: Rc<CoreCtx>,
 }
 
 impl Drop for ForegroundGuard {
@@ -210,23 +239,23 @@ impl Drop for ForegroundGuard {
 }
 
 pub struct InflightGuard {
-    core: Rc<Core>,
+    core: Rc<CoreCtx>,
     bucket: String,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         let mut m = self.core.inflight.borrow_mut();
-        if let Some(n) = m.get_mut(&self.bucket) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.bucket);
-            }
+        let n = m.get_mut(&self.bucket).expect("a bucket counts its writes until their guards drop");
+        assert!(*n > 0, "in-flight count of bucket {:?} underflows", self.bucket);
+        *n -= 1;
+        if *n == 0 {
+            m.remove(&self.bucket);
         }
     }
 }
 
-impl Core {
+impl CoreCtx {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -294,15 +323,16 @@ impl Core {
         }
     }
 
-    /// Change a device's health here at once, then on every other core (`Shared::on_all`).
-    /// A device coming back is first probed for O_DIRECT on each core (on a helper thread),
-    /// so here too the change lands a moment later, from a task.
+    /// Change a device's health in this view (a failure at once), then on every core
+    /// (`Shared::on_all`, this one included): each core tells its tablets
+    /// (`Core::set_device_health`). A device coming back is first probed for O_DIRECT on each
+    /// core (on a helper thread), so its return lands a moment later, from a task.
     pub fn mark_device(self: &Rc<Self>, dev: u16, up: bool, why: &str) {
         if up {
             tracing::warn!("device {dev} is back: {why}");
         } else {
             tracing::error!("device {dev} marked failed: {why}; its shards will be rebuilt elsewhere");
-            self.set_device_health(dev, up);
+            self.apply_device_health(dev, up);
         }
         let shared = self.shared.clone();
         monoio::spawn(async move {
@@ -332,9 +362,9 @@ impl Core {
         }
     }
 
-    /// Apply a device health change on this core (idempotent): placement and the log mirrors
-    /// avoid a failed device, and the objects with shards on it are queued for rebuild.
-    pub fn set_device_health(self: &Rc<Self>, dev: u16, up: bool) {
+    /// Apply a device health change to this view (idempotent): placement and the log mirrors
+    /// avoid a failed device from now on. A change is queued for the core to tell its tablets.
+    fn apply_device_health(&self, dev: u16, up: bool) {
         let i = dev as usize;
         {
             let mut h = self.healthy.borrow_mut();
@@ -347,18 +377,64 @@ impl Core {
         if let Some(n) = self.io_errors.borrow_mut().get_mut(i) {
             *n = 0;
         }
-        let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
-        let path = self.paths.borrow().get(i).cloned().flatten();
-        let direct = self.direct.borrow().get(i).copied().unwrap_or(false);
-        for tablet in tablets {
-            if up {
-                if let Some(p) = &path {
-                    tablet.attach_device(dev, p, direct);
+        self.device_events.borrow_mut().push((dev, up));
+    }
+
+    /// A replacement that failed after `detach_device`: let the probe look at the device again.
+    pub fn end_replacing(&self, dev: u16) {
+        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
+            *r = false;
+        }
+    }
+
+    /// Whether the core has left its loop (background tasks end).
+    pub fn stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub fn bucket_exists(&self, name: &str) -> Result<()> {
+        if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
+            Ok(())
+        } else {
+            Err(RequestError::NoSuchBucket(name.to_string()).into())
+        }
+    }
+
+    /// Count a write in flight into `bucket` (a bucket with writes in flight is not empty).
+    pub fn inflight(self: &Rc<Self>, bucket: &str) -> Result<InflightGuard> {
+        self.bucket_exists(bucket)?;
+        *self.inflight.borrow_mut().entry(bucket.to_string()).or_insert(0) += 1;
+        Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
+    }
+}
+
+impl Core {
+    /// Apply a device health change on this core (idempotent), then tell the tablets every
+    /// change not yet told, in order: a failed device's objects are queued for rebuild and the
+    /// logs mirrored on it move; a device back in service is used again.
+    pub fn set_device_health(&self, dev: u16, up: bool) {
+        self.ctx.apply_device_health(dev, up);
+        loop {
+            // Taken before the tablets run: one that notes an I/O error queues a new event.
+            let events = std::mem::take(&mut *self.ctx.device_events.borrow_mut());
+            if events.is_empty() {
+                return;
+            }
+            let tablets: Vec<Rc<Tablet>> = self.tablets.borrow().values().cloned().collect();
+            for (dev, up) in events {
+                let path = self.ctx.paths.borrow().get(dev as usize).cloned().flatten();
+                let direct = self.ctx.direct.borrow().get(dev as usize).copied().unwrap_or(false);
+                for tablet in &tablets {
+                    if up {
+                        if let Some(p) = &path {
+                            tablet.attach_device(dev, p, direct);
+                        }
+                        // Room to restore redundancy may exist now.
+                        tablet.retry_waiting();
+                    } else {
+                        tablet.device_failed(dev);
+                    }
                 }
-                // Room to restore redundancy may exist now.
-                tablet.retry_waiting();
-            } else {
-                tablet.device_failed(dev);
             }
         }
     }
@@ -400,45 +476,23 @@ impl Core {
         }
     }
 
-    /// A replacement that failed after `detach_device`: let the probe look at the device again.
-    pub fn end_replacing(&self, dev: u16) {
-        if let Some(r) = self.replacing.borrow_mut().get_mut(dev as usize) {
-            *r = false;
-        }
-    }
-
     pub fn tablet(&self, id: u32) -> Result<Rc<Tablet>> {
         self.tablets
             .borrow()
             .get(&id)
             .cloned()
-            .ok_or_else(|| Error::Io(format!("tablet {id} is not on core {}", self.id)))
-    }
-
-    pub fn bucket_exists(&self, name: &str) -> Result<()> {
-        if self.buckets.borrow().contains_key(name) && !self.deleting.borrow().contains(name) {
-            Ok(())
-        } else {
-            Err(Error::NoSuchBucket(name.to_string()))
-        }
-    }
-
-    /// Count a write in flight into `bucket` (a bucket with writes in flight is not empty).
-    pub fn inflight(self: &Rc<Self>, bucket: &str) -> Result<InflightGuard> {
-        self.bucket_exists(bucket)?;
-        *self.inflight.borrow_mut().entry(bucket.to_string()).or_insert(0) += 1;
-        Ok(InflightGuard { core: self.clone(), bucket: bucket.to_string() })
+            .ok_or_else(|| Error::Storage(StorageError::Io(format!("tablet {id} is not on core {}", self.id))))
     }
 
     /// Phase one of a bucket delete on this core: refuse if any tablet here holds objects or
     /// uploads of it or writes are in flight; otherwise stop accepting writes to it.
     pub fn prepare_bucket_delete(&self, name: &str) -> Result<()> {
-        if self.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
-            return Err(Error::BucketNotEmpty(name.into()));
+        if self.ctx.inflight.borrow().get(name).is_some_and(|n| *n > 0) {
+            return Err(RequestError::BucketNotEmpty(name.into()).into());
         }
         for tablet in self.tablets.borrow().values() {
             if tablet.bucket_in_use(name) {
-                return Err(Error::BucketNotEmpty(name.into()));
+                return Err(RequestError::BucketNotEmpty(name.into()).into());
             }
         }
         self.deleting.borrow_mut().insert(name.to_string());
@@ -480,7 +534,8 @@ pub fn run_core(
     let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(256).enable_timer().build() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(Error::Io(format!("core {id}: cannot build the event loop: {e}"))));
+            let _ = ready
+                .send(Err(Error::Storage(StorageError::Io(format!("core {id}: cannot build the event loop: {e}")))));
             return;
         }
     };
@@ -490,7 +545,7 @@ pub fn run_core(
     }
     .to_string();
     rt.block_on(async move {
-        let core = Rc::new(Core {
+        let ctx = Rc::new(CoreCtx {
             id,
             pool: BufPool::new(shared.chunk_bytes, shared.pool_buffers),
             shared: shared.clone(),
@@ -501,24 +556,29 @@ pub fn run_core(
             direct: RefCell::new(shared.direct.clone()),
             replacing: RefCell::new(vec![false; shared.set.device_count()]),
             health_epoch: Cell::new(0),
+            device_events: RefCell::new(Vec::new()),
             buckets: RefCell::new(init.buckets),
             deleting: RefCell::new(HashSet::new()),
             inflight: RefCell::new(HashMap::new()),
-            tablets: RefCell::new(HashMap::new()),
             stats: RefCell::new(CoreStats { core: id, io_driver: driver.clone(), ..Default::default() }),
             io_errors: RefCell::new(vec![0; shared.set.device_count()]),
             io_errors_total: RefCell::new(vec![0; shared.set.device_count()]),
             sched: RefCell::new(IoSched::new(shared.heal.io_shares)),
+            stopping: Cell::new(false),
             started: std::time::Instant::now(),
         });
+        let core = Rc::new(Core { ctx, tablets: RefCell::new(HashMap::new()) });
         THIS_CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
         for (tid, log) in init.logs {
-            match start_tablet(&core, tid, log) {
+            match start_tablet(&core.ctx, tid, log) {
                 Ok(s) => {
                     core.tablets.borrow_mut().insert(tid, s);
                 }
                 Err(e) => {
-                    let _ = ready.send(Err(Error::Io(format!("core {id}: tablet {tid} failed to start: {e}"))));
+                    let _ = ready.send(Err(Error::Storage(StorageError::Io(format!(
+                        "core {id}: tablet {tid} failed to start: {e}"
+                    )))));
+                    stop(&core);
                     return;
                 }
             }
@@ -536,8 +596,14 @@ pub fn run_core(
                 CoreMsg::Stop => break,
             }
         }
-        // Break the Core <-> Tablet cycle so buffers and files are released.
-        core.tablets.borrow_mut().clear();
-        THIS_CORE.with(|c| c.borrow_mut().take());
+        stop(&core);
     });
+}
+
+/// Leave the loop: background tasks end at their next wake, and the tablets (their files and
+/// buffers) are released while the event loop still runs, not when the runtime drops its tasks.
+fn stop(core: &Core) {
+    core.ctx.stopping.set(true);
+    core.tablets.borrow_mut().clear();
+    THIS_CORE.with(|c| c.borrow_mut().take());
 }

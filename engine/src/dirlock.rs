@@ -9,7 +9,7 @@
 //! itself: nothing is created inside it (an empty device stays empty), and the holder is found
 //! through `/proc/locks` to name it in the refusal.
 
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Result, StorageError};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
@@ -41,11 +41,12 @@ impl DirLock {
             Some(pid) => format!("process {pid}{}", command_of(pid).map(|c| format!(" ({c})")).unwrap_or_default()),
             None => "another process".to_string(),
         };
-        Err(Error::InUse(format!(
+        Err(StorageError::InUse(format!(
             "{what} {} is in use by {holder}: one tessera process per device set; stop it first \
              (or give this one other directories)",
             path.display()
-        )))
+        ))
+        .into())
     }
 
     pub fn path(&self) -> &Path {
@@ -76,6 +77,7 @@ fn command_of(pid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn a_second_lock_on_a_directory_is_refused_and_names_the_holder_until_the_first_is_dropped() {
@@ -83,7 +85,7 @@ mod tests {
         let first = DirLock::acquire(dir.path(), "device z1").expect("first lock");
         // A second open file description in the same process conflicts like another process.
         let e = DirLock::acquire(dir.path(), "device z1").expect_err("second lock");
-        let Error::InUse(msg) = e else { panic!("expected InUse, got {e:?}") };
+        let Error::Storage(StorageError::InUse(msg)) = e else { panic!("expected InUse, got {e:?}") };
         assert!(msg.contains("device z1"), "{msg}");
         assert!(msg.contains(&format!("process {}", std::process::id())), "{msg}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0, "the lock creates no file");

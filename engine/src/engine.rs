@@ -4,7 +4,7 @@
 use crate::api::*;
 use crate::core::{run_core, CoreInit, CoreMsg, Shared};
 use crate::dirlock::DirLock;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::heal::{DeviceHealth, HealConfig, HealthStatus};
 use crate::layout::DeviceSpec;
 use crate::record::{ObjectHeaders, Record};
@@ -111,7 +111,7 @@ impl EngineConfig {
     /// Refuse sizes the engine cannot run with, before anything is opened: each is checked
     /// here so that no core thread later meets one as a failed assertion or a stuck write.
     pub fn validate(&self) -> Result<()> {
-        let refuse = |m: String| Err(Error::Layout(m));
+        let refuse = |m: String| Err(StorageError::Layout(m).into());
         if self.chunk_bytes == 0 || !self.chunk_bytes.is_multiple_of(ALIGN_BYTES) {
             return refuse(format!("chunk size {} must be a positive multiple of 4 KiB", self.chunk_bytes));
         }
@@ -200,11 +200,12 @@ impl Engine {
         let set = superblock::open(&cfg.devices)?;
         let up = set.healthy.iter().filter(|h| **h).count();
         if up < set.k {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "only {up} of {} devices are available; at least k={} are needed",
                 set.device_count(),
                 set.k
-            )));
+            ))
+            .into());
         }
         if up < set.device_count() {
             tracing::warn!(
@@ -271,7 +272,7 @@ impl Engine {
             let t = std::thread::Builder::new()
                 .name(format!("tessera-core-{id}"))
                 .spawn(move || run_core(id, core_shared, rx, init, healthy, pin, rtx))
-                .map_err(|e| Error::Io(format!("cannot start core thread: {e}")))?;
+                .map_err(|e| StorageError::Io(format!("cannot start core thread: {e}")))?;
             threads.push(t);
         }
         drop(rtx);
@@ -285,7 +286,7 @@ impl Engine {
                     }
                 }
                 Ok(Err(e)) => failure = Some(e),
-                Err(_) => failure = Some(Error::Io("a core thread died while starting".into())),
+                Err(_) => failure = Some(Error::Storage(StorageError::Io("a core thread died while starting".into()))),
             }
         }
         let inner = Arc::new(Inner { shared, threads: Mutex::new(threads), drivers, locks: Mutex::new(locks) });
@@ -371,7 +372,7 @@ impl Engine {
 
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
         if !valid_bucket_name(name) {
-            return Err(Error::InvalidBucketName(name.into()));
+            return Err(RequestError::InvalidBucketName(name.into()).into());
         }
         let shared = self.shared().clone();
         let _g = shared.bucket_lock.lock().await;
@@ -380,7 +381,7 @@ impl Engine {
         let created = shared
             .on(c0, move |core| async move {
                 if core.buckets.borrow().contains_key(&n) {
-                    return Err(Error::BucketAlreadyExists(n));
+                    return Err(RequestError::BucketAlreadyExists(n).into());
                 }
                 let created_ms = crate::util::unix_ms();
                 core.tablet(0)?.commit_public(Record::BucketCreate { name: n, created_ms }).await?;
@@ -569,7 +570,9 @@ impl Engine {
             out.extend_from_slice(&chunk?);
         }
         if out.len() as u64 != r.end - r.start {
-            return Err(Error::Unreadable(format!("read {} bytes, expected {}", out.len(), r.end - r.start)));
+            return Err(
+                StorageError::Unreadable(format!("read {} bytes, expected {}", out.len(), r.end - r.start)).into()
+            );
         }
         Ok((info, out))
     }
@@ -601,7 +604,7 @@ impl Engine {
             ReadOutcome::Stream(info, _, rx) => (info, rx),
             ReadOutcome::Declined(info) => {
                 check(&info)?;
-                return Err(Error::PreconditionFailed);
+                return Err(RequestError::PreconditionFailed.into());
             }
         };
         opts.headers = headers.unwrap_or_else(|| info.headers.clone());
@@ -882,12 +885,12 @@ impl Engine {
     /// and the logs mirrored on it move to healthy devices.
     pub async fn set_device_health(&self, dev: u16, healthy: bool) -> Result<()> {
         if dev as usize >= self.shared().set.device_count() {
-            return Err(Error::Layout(format!("no device {dev} in this set")));
+            return Err(StorageError::Layout(format!("no device {dev} in this set")).into());
         }
         self.shared()
             .on(0, move |core| async move {
                 let why = if healthy { "marked in service by the operator" } else { "marked failed by the operator" };
-                core.mark_device(dev, healthy, why);
+                core.ctx.mark_device(dev, healthy, why);
                 Ok(())
             })
             .await?;
@@ -939,10 +942,11 @@ impl Engine {
         let shared = self.shared().clone();
         let set = &shared.set;
         if dev as usize >= set.device_count() {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "no device {dev} in this set: devices are numbered 0 to {}",
                 set.device_count().saturating_sub(1)
-            )));
+            ))
+            .into());
         }
         let _one_at_a_time = shared.replace_lock.lock().await;
         let paths = shared.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
@@ -978,9 +982,11 @@ impl Engine {
                     })();
                     let _ = tx.send(formatted);
                 })
-                .map_err(|e| Error::Io(format!("cannot start the format thread: {e}")))?;
+                .map_err(|e| StorageError::Io(format!("cannot start the format thread: {e}")))?;
             rx.await
-                .map_err(|_| Error::Io("formatting the replacement stopped without an answer".into()))
+                .map_err(|_| {
+                    Error::Storage(StorageError::Io("formatting the replacement stopped without an answer".into()))
+                })
                 .and_then(|r| r)
         };
         let (lock, direct) = match formatted {
@@ -1042,7 +1048,7 @@ fn lock_devices(devices: &[crate::layout::DeviceSpec]) -> Result<Vec<DirLock>> {
     for d in devices {
         match DirLock::acquire(&d.path, &format!("device {}", d.zone)) {
             Ok(l) => locks.push(l),
-            Err(e @ Error::InUse(_)) => return Err(e),
+            Err(e @ Error::Storage(StorageError::InUse(_))) => return Err(e),
             Err(e) => tracing::debug!("device {}={} not locked: {e}", d.zone, d.path.display()),
         }
     }
@@ -1052,14 +1058,15 @@ fn lock_devices(devices: &[crate::layout::DeviceSpec]) -> Result<Vec<DirLock>> {
 /// A replacement may not take the path of another device of the set.
 fn check_replacement_path(paths: &[Option<std::path::PathBuf>], dev: u16, path: &std::path::Path) -> Result<()> {
     if path.as_os_str().is_empty() {
-        return Err(Error::Layout("the replacement device's path is empty".into()));
+        return Err(StorageError::Layout("the replacement device's path is empty".into()).into());
     }
     for (j, p) in paths.iter().enumerate() {
         if j != dev as usize && p.as_deref() == Some(path) {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "{} is the path of device {j} of this set: a replacement needs its own empty device",
                 path.display()
-            )));
+            ))
+            .into());
         }
     }
     Ok(())
@@ -1089,7 +1096,7 @@ mod tests {
             let mut c = EngineConfig::new(Vec::new());
             f(&mut c);
             match Engine::open(c) {
-                Err(Error::Layout(m)) => assert!(m.contains(words), "{m}"),
+                Err(Error::Storage(StorageError::Layout(m))) => assert!(m.contains(words), "{m}"),
                 Err(e) => panic!("{words}: {e}"),
                 Ok(_) => panic!("{words}: opened"),
             }

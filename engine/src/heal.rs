@@ -54,7 +54,7 @@ impl Default for HealConfig {
 
 /// EIO (the device failed the I/O), ENOENT (a segment file or the device's superblock
 /// vanished), ENXIO and ENODEV (the device is gone) fail a device at once. Matched on the
-/// errno the kernel gave (`Error::Os`), never on text.
+/// errno the kernel gave (`StorageError::Os`), never on text.
 pub fn is_fatal_io(e: &Error) -> bool {
     matches!(e.errno(), Some(libc::EIO | libc::ENOENT | libc::ENXIO | libc::ENODEV))
 }
@@ -150,8 +150,8 @@ pub fn start_probe(core: &Rc<Core>) {
         loop {
             monoio::time::sleep(period).await;
             let Some(core) = weak.upgrade() else { return };
-            if core.tablets.borrow().is_empty() {
-                return; // stopping
+            if core.stopping() {
+                return;
             }
             for dev in 0..core.shared.set.device_count() as u16 {
                 if core.replacing.borrow()[dev as usize] {
@@ -174,8 +174,8 @@ pub fn start_probe(core: &Rc<Core>) {
                     continue; // a replacement started while the probe waited on the device
                 }
                 match r {
-                    Ok(()) if !up => core.mark_device(dev, true, "the health probe read its superblock"),
-                    Err(why) if up => core.mark_device(dev, false, &format!("health probe: {why}")),
+                    Ok(()) if !up => core.ctx.mark_device(dev, true, "the health probe read its superblock"),
+                    Err(why) if up => core.ctx.mark_device(dev, false, &format!("health probe: {why}")),
                     _ => {}
                 }
             }

@@ -9,7 +9,7 @@ use crate::util::ALIGN_BYTES;
 pub struct DeviceId(pub u16);
 
 impl DeviceId {
-    /// Its slot in the per-device vectors (`Core::healthy`, `Core::paths`, ...).
+    /// Its slot in the per-device vectors (`CoreCtx::healthy`, `CoreCtx::paths`, ...).
     pub fn index(self) -> usize {
         self.0 as usize
     }
@@ -33,7 +33,7 @@ impl BlockIndex {
     /// The block that starts at byte `offset` of a segment file (a multiple of `ALIGN_BYTES`).
     pub fn at_offset(offset: u64) -> BlockIndex {
         debug_assert!(offset.is_multiple_of(ALIGN_BYTES as u64), "extents start on a block boundary");
-        BlockIndex((offset / ALIGN_BYTES as u64) as u32)
+        BlockIndex(u32::try_from(offset / ALIGN_BYTES as u64).expect("a segment is shorter than 2^32 blocks"))
     }
 }
 

@@ -4,7 +4,7 @@
 //! gives fault injection one place to hook in.
 
 use crate::buf::AlignedBuf;
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Result, StorageError};
 use monoio::buf::IoBufMut;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -206,7 +206,7 @@ impl DevFile {
     /// Read exactly `len` bytes at `pos` into `buf` (whose length becomes `len`).
     pub async fn read_at(&self, mut buf: AlignedBuf, pos: u64, len: usize) -> (Result<()>, AlignedBuf) {
         if len > buf.capacity() {
-            return (Err(Error::Io(format!("read of {len} bytes exceeds buffer"))), buf);
+            return (Err(StorageError::Io(format!("read of {len} bytes exceeds buffer")).into()), buf);
         }
         buf.clear();
         if failpoints::hit(&self.path, FailOp::Read).await.is_some() {

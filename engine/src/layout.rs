@@ -1,6 +1,6 @@
 //! The device set and erasure-coding layout, and the zone-safety rule that format enforces.
 
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -25,7 +25,9 @@ impl DeviceSpec {
     pub fn parse(s: &str) -> Result<Self> {
         match s.split_once('=') {
             Some((z, p)) if !z.is_empty() && !p.is_empty() => Ok(DeviceSpec::new(z, p)),
-            _ => Err(Error::Layout(format!("device {s:?} must be written ZONE=PATH, e.g. z1=/mnt/nvme0"))),
+            _ => {
+                Err(StorageError::Layout(format!("device {s:?} must be written ZONE=PATH, e.g. z1=/mnt/nvme0")).into())
+            }
         }
     }
 }
@@ -54,33 +56,40 @@ impl Layout {
     pub fn check(&self) -> Result<()> {
         let (k, m) = (self.k, self.m);
         if k == 0 || m == 0 {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "EC {k}+{m} is not allowed: k and m must both be at least 1 (m=0 cannot survive any device loss)"
-            )));
+            ))
+            .into());
         }
         if k + m > MAX_SHARDS_PER_STRIPE {
-            return Err(Error::Layout(format!("EC {k}+{m} has more than {MAX_SHARDS_PER_STRIPE} shards per stripe")));
+            return Err(StorageError::Layout(format!(
+                "EC {k}+{m} has more than {MAX_SHARDS_PER_STRIPE} shards per stripe"
+            ))
+            .into());
         }
         if self.partitions == 0 || self.tablets == 0 || self.tablets > self.partitions {
-            return Err(Error::Layout("partitions and tablets must be positive, tablets <= partitions".into()));
+            return Err(
+                StorageError::Layout("partitions and tablets must be positive, tablets <= partitions".into()).into()
+            );
         }
         let mut paths = std::collections::HashSet::new();
         for d in &self.devices {
             if !paths.insert(d.path.clone()) {
-                return Err(Error::Layout(format!("device {} is listed twice", d.path.display())));
+                return Err(StorageError::Layout(format!("device {} is listed twice", d.path.display())).into());
             }
         }
         let zones = zone_counts(self.devices.iter().map(|d| d.zone.as_str()));
         let usable: usize = zones.values().map(|&c| c.min(m)).sum();
         if usable < k + m {
             let have: Vec<String> = zones.iter().map(|(z, c)| format!("{z}:{c}")).collect();
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "EC {k}+{m} is not zone-safe on these devices (devices per zone: {}): a stripe needs {} devices \
                  with at most {m} in any one zone, but only {usable} can be used that way. Add devices in other \
                  zones, spread the devices over more zones, or choose a smaller k or a larger m.",
                 have.join(", "),
                 k + m
-            )));
+            ))
+            .into());
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ pub use engine::{
     format, Engine, EngineConfig, ReplaceReport, DEFAULT_CHUNK_BYTES, DEFAULT_POOL_BUFFERS, DEFAULT_SEGMENT_BYTES,
     DEFAULT_STRIPES_IN_FLIGHT,
 };
-pub use error::{Error, Result};
+pub use error::{Error, RequestError, Result, StorageError};
 pub use heal::{DeviceHealth, HealConfig, HealthStatus, SCRUB_PERIOD_SECS_DEFAULT};
 pub use layout::{DeviceSpec, Layout};
 pub use record::{ObjectHeaders, StoredChecksum};

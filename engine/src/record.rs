@@ -2,7 +2,7 @@
 //! Encoded with `codec`; a record's checksum lives in the log frame around it.
 
 use crate::codec::{Dec, Enc};
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 
 /// Where one shard of one stripe lives: segment, offset in 4 KiB blocks, and the CRC32C of its
 /// bytes. The length follows from the part's size and geometry.
@@ -49,20 +49,21 @@ impl PartLayout {
         crate::stripe::shard_len_for(self.stripe_len(s) as usize, self.k as usize, self.chunk_bytes as usize)
     }
     pub fn loc(&self, stripe: usize, shard: usize) -> ShardLoc {
+        debug_assert!(shard < self.width(), "shard {shard} of a {}+{} stripe", self.k, self.m);
+        debug_assert!(stripe < self.stripe_count(), "stripe {stripe} of {}", self.stripe_count());
         self.shards[stripe * self.width() + shard]
     }
-    /// Structural invariants, checked when a record is written and when it is read back.
-    pub fn check(&self) -> Result<()> {
+
+    /// What is structurally wrong with this layout, if anything.
+    fn inconsistency(&self) -> Option<String> {
         let ok = self.chunk_bytes > 0
             && self.chunk_bytes.is_multiple_of(4096)
             && self.k > 0
             && self.m > 0
             && self.devices.len() == self.width()
             && self.shards.len() == self.stripe_count() * self.width();
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Corrupt(format!(
+        (!ok).then(|| {
+            format!(
                 "part layout inconsistent: size {} chunk {} k {} m {} devices {} shard locs {}",
                 self.size,
                 self.chunk_bytes,
@@ -70,8 +71,31 @@ impl PartLayout {
                 self.m,
                 self.devices.len(),
                 self.shards.len()
-            )))
+            )
+        })
+    }
+
+    /// Structural invariants of a layout read back from the log: a violation is bad bytes
+    /// on disk, refused as `StorageError::Corrupt`.
+    pub fn check(&self) -> Result<()> {
+        match self.inconsistency() {
+            None => Ok(()),
+            Some(why) => Err(StorageError::Corrupt(why).into()),
         }
+    }
+
+    /// The same invariants for a layout this process built (the write path, a repair, a
+    /// record being encoded): a violation is a programmer's error, so it stops the process.
+    pub fn assert_consistent(&self) {
+        if let Some(why) = self.inconsistency() {
+            panic!("{why}");
+        }
+        // Placement gives every shard of a stripe its own device.
+        debug_assert!(
+            (1..self.devices.len()).all(|i| !self.devices[..i].contains(&self.devices[i])),
+            "part placed twice on one device: {:?}",
+            self.devices
+        );
     }
 }
 
@@ -338,6 +362,8 @@ fn dec_headers(d: &mut Dec) -> Result<ObjectHeaders> {
 }
 
 fn enc_layout(e: &mut Enc, p: &PartLayout) {
+    // Checked where written (here) and where read back (`dec_layout`).
+    p.assert_consistent();
     e.u64(p.size);
     e.u32(p.chunk_bytes);
     e.u8(p.k);
@@ -365,7 +391,7 @@ fn dec_layout(d: &mut Dec) -> Result<PartLayout> {
     }
     let n = d.u32()? as usize;
     if n > d.remaining() / 12 {
-        return Err(Error::Corrupt("shard location count exceeds record".into()));
+        return Err(StorageError::Corrupt("shard location count exceeds record".into()).into());
     }
     let mut shards = Vec::with_capacity(n);
     for _ in 0..n {
@@ -509,7 +535,9 @@ impl Record {
                     0 => {
                         let bytes = d.bytes()?.to_vec();
                         if bytes.len() as u64 != size {
-                            return Err(Error::Corrupt("inline object length differs from its size".into()));
+                            return Err(
+                                StorageError::Corrupt("inline object length differs from its size".into()).into()
+                            );
                         }
                         (DataLoc::Inline { gen, offset, len: bytes.len() as u32 }, bytes)
                     }
@@ -520,11 +548,13 @@ impl Record {
                             parts.push(dec_layout(&mut d)?);
                         }
                         if parts.iter().map(|p| p.size).sum::<u64>() != size {
-                            return Err(Error::Corrupt("part sizes do not add up to the object size".into()));
+                            return Err(
+                                StorageError::Corrupt("part sizes do not add up to the object size".into()).into()
+                            );
                         }
                         (DataLoc::Parts(parts.into_boxed_slice()), Vec::new())
                     }
-                    t => return Err(Error::Corrupt(format!("bad data location tag {t}"))),
+                    t => return Err(StorageError::Corrupt(format!("bad data location tag {t}")).into()),
                 };
                 Record::ObjectPut {
                     bucket,
@@ -562,14 +592,14 @@ impl Record {
                         index: d.u32()?,
                     },
                     1 => RelocTarget::Part { upload_id: d.str()?, number: d.u32()?, mtime_ms: d.u64()? },
-                    t => return Err(Error::Corrupt(format!("bad relocation target tag {t}"))),
+                    t => return Err(StorageError::Corrupt(format!("bad relocation target tag {t}")).into()),
                 };
                 Record::Relocate { target, layout: dec_layout(&mut d)? }
             }
-            t => return Err(Error::Corrupt(format!("unknown record type {t}"))),
+            t => return Err(StorageError::Corrupt(format!("unknown record type {t}")).into()),
         };
         if d.remaining() != 0 {
-            return Err(Error::Corrupt(format!("{} trailing bytes after record", d.remaining())));
+            return Err(StorageError::Corrupt(format!("{} trailing bytes after record", d.remaining())).into());
         }
         Ok(r)
     }

@@ -107,7 +107,8 @@ impl IoSched {
     }
 
     pub fn foreground_end(&mut self, now_ms: u64) {
-        self.fg_active = self.fg_active.saturating_sub(1);
+        assert!(self.fg_active > 0, "foreground_end without foreground_begin (see ForegroundGuard)");
+        self.fg_active -= 1;
         self.fg_last_ms = Some(now_ms);
     }
 

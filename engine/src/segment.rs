@@ -2,7 +2,7 @@
 //! device. Live bytes per segment are tracked from the index; a sealed segment with no live
 //! and no pending bytes is deleted, and compaction empties mostly-dead ones.
 
-use crate::error::{io_at, Error, OsError, Result};
+use crate::error::{io_at, OsError, Result, StorageError};
 use crate::ids::{BlockIndex, SegmentId};
 use crate::io::{fallocate, DevFile};
 use crate::superblock::sync_dir;
@@ -31,11 +31,12 @@ pub fn ensure_tablet_dir(dev: &Path, tablet: u32) -> Result<PathBuf> {
     }
     let sb = dev.join(crate::superblock::SUPERBLOCK_FILE);
     if !sb.is_file() {
-        return Err(Error::Os(OsError::with_errno(
+        return Err(StorageError::Os(OsError::with_errno(
             &sb,
             libc::ENOENT,
             "device has no superblock (missing or unmounted; not re-created)",
-        )));
+        ))
+        .into());
     }
     match std::fs::create_dir(&sd) {
         Ok(()) => {
@@ -241,9 +242,9 @@ impl Segments {
     pub fn alloc(&mut self, dev: u16, len: usize) -> Result<Option<Extent>> {
         debug_assert!(len.is_multiple_of(ALIGN_BYTES) && len > 0);
         let seg_bytes = self.seg_bytes;
-        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
         if d.dir.is_none() {
-            return Err(Error::InsufficientDevices(format!("device {dev} is unavailable")));
+            return Err(StorageError::InsufficientDevices(format!("device {dev} is unavailable")).into());
         }
         // A fresh segment takes its first extent whatever its size (a shard of an object
         // written with a larger chunk than this segment size).
@@ -260,8 +261,9 @@ impl Segments {
     /// Take the next segment id on `dev` for a new segment, to be created off the core's thread.
     pub fn reserve_segment(&mut self, dev: u16) -> Result<NewSegment> {
         let tablet = self.tablet;
-        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
-        let dir = d.dir.clone().ok_or_else(|| Error::InsufficientDevices(format!("device {dev} is unavailable")))?;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
+        let dir =
+            d.dir.clone().ok_or_else(|| StorageError::InsufficientDevices(format!("device {dev} is unavailable")))?;
         let id = d.next_id;
         d.next_id += 1;
         Ok(NewSegment {
@@ -280,12 +282,14 @@ impl Segments {
     /// the id was reserved (the file is then left unused; the next start removes it).
     pub fn install_segment(&mut self, new: &NewSegment, file: Rc<DevFile>) -> Result<()> {
         let tablet = self.tablet;
-        let d = self.devs.get_mut(new.dev as usize).ok_or_else(|| Error::Io(format!("no device {}", new.dev)))?;
+        let d =
+            self.devs.get_mut(new.dev as usize).ok_or_else(|| StorageError::Io(format!("no device {}", new.dev)))?;
         let Some(dir) = d.dir.clone().filter(|_| d.epoch == new.epoch) else {
-            return Err(Error::InsufficientDevices(format!(
+            return Err(StorageError::InsufficientDevices(format!(
                 "device {} changed while segment {} was being created",
                 new.dev, new.id
-            )));
+            ))
+            .into());
         };
         if let Some(a) = d.active.take() {
             if let Some(s) = d.segs.get_mut(&a) {
@@ -307,12 +311,13 @@ impl Segments {
     /// An open handle on a segment for reading (opened lazily for sealed segments).
     pub fn file(&mut self, dev: u16, seg: u32) -> Result<Rc<DevFile>> {
         let tablet = self.tablet;
-        let d = self.devs.get_mut(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
-        let dir = d.dir.clone().ok_or_else(|| Error::Io(format!("device {dev} is unavailable")))?;
+        let d = self.devs.get_mut(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
+        let dir = d.dir.clone().ok_or_else(|| StorageError::Io(format!("device {dev} is unavailable")))?;
         if seg < d.lost_below {
-            return Err(Error::Unreadable(format!(
+            return Err(StorageError::Unreadable(format!(
                 "segment {seg} on device {dev} was lost with the device it replaced"
-            )));
+            ))
+            .into());
         }
         let s = d.segs.entry(seg).or_insert_with(|| SegInfo { sealed: true, ..Default::default() });
         if let Some(f) = &s.file {
@@ -341,7 +346,8 @@ impl Segments {
         let replaying = self.replaying;
         if let Some(d) = self.devs.get_mut(dev as usize) {
             if let Some(s) = d.segs.get_mut(&seg) {
-                s.pending = s.pending.saturating_sub(1);
+                assert!(s.pending > 0, "segment {seg} on device {dev}: an extent released twice");
+                s.pending -= 1;
             }
             if let Some(dir) = d.dir.clone().filter(|_| !replaying) {
                 Self::maybe_delete(&dir, tablet, seg, &mut d.segs, &self.unlinker);

@@ -3,7 +3,7 @@
 //! micro-benchmarks measure exactly what the write and read paths run.
 
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::util::{align_up, ALIGN_BYTES};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
@@ -40,7 +40,7 @@ impl Codec {
         let (k, m) = (data.len(), parity.len());
         let len = data[0].len();
         debug_assert!(data.iter().all(|d| d.len() == len), "data shards must have equal length");
-        let rs = |e: reed_solomon_simd::Error| Error::Io(format!("erasure encode: {e}"));
+        let rs = |e: reed_solomon_simd::Error| Error::Storage(StorageError::Io(format!("erasure encode: {e}")));
         let enc = match self.enc.as_mut() {
             Some(e) => {
                 e.reset(k, m, len).map_err(rs)?;
@@ -74,12 +74,14 @@ impl Codec {
         debug_assert_eq!(shards.len(), k + m);
         let present = shards.iter().filter(|s| s.is_some()).count();
         if present < k {
-            return Err(Error::Unreadable(format!("only {present} of {} shards readable, {k} needed", k + m)));
+            return Err(
+                StorageError::Unreadable(format!("only {present} of {} shards readable, {k} needed", k + m)).into()
+            );
         }
         if shards[..k].iter().all(|s| s.is_some()) {
             return Ok(());
         }
-        let rs = |e: reed_solomon_simd::Error| Error::Io(format!("erasure decode: {e}"));
+        let rs = |e: reed_solomon_simd::Error| Error::Storage(StorageError::Io(format!("erasure decode: {e}")));
         let dec = match self.dec.as_mut() {
             Some(d) => {
                 d.reset(k, m, shard_len).map_err(rs)?;
@@ -104,7 +106,7 @@ impl Codec {
             shards[i] = Some(b);
         }
         if shards[..k].iter().any(|s| s.is_none()) {
-            return Err(Error::Unreadable("decoder did not restore every data shard".into()));
+            return Err(StorageError::Unreadable("decoder did not restore every data shard".into()).into());
         }
         Ok(())
     }
@@ -140,7 +142,10 @@ mod tests {
             }
         }
         let mut shards: Vec<Option<AlignedBuf>> = vec![None, None, None, Some(buf(&[0; 8192])), None, None];
-        assert!(matches!(c.reconstruct(k, m, len, &mut shards, || AlignedBuf::alloc(len)), Err(Error::Unreadable(_))));
+        assert!(matches!(
+            c.reconstruct(k, m, len, &mut shards, || AlignedBuf::alloc(len)),
+            Err(Error::Storage(StorageError::Unreadable(_)))
+        ));
     }
 
     #[test]

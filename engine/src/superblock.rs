@@ -2,7 +2,7 @@
 //! it again, checking every device belongs to the same set.
 
 use crate::codec::{Dec, Enc};
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Error, Result, StorageError};
 use crate::layout::{DeviceSpec, Layout};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,19 +63,20 @@ impl Superblock {
 
     pub fn decode(b: &[u8]) -> Result<Superblock> {
         if b.len() < 12 || &b[..8] != SB_MAGIC {
-            return Err(Error::Corrupt("not a tessera superblock (bad magic)".into()));
+            return Err(StorageError::Corrupt("not a tessera superblock (bad magic)".into()).into());
         }
         let (body, crc) = b.split_at(b.len() - 4);
         let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32c::crc32c(body) != want {
-            return Err(Error::Corrupt("superblock checksum mismatch".into()));
+            return Err(StorageError::Corrupt("superblock checksum mismatch".into()).into());
         }
         let mut d = Dec::new(&body[8..]);
         let format_version = d.u32()?;
         if format_version != FORMAT_VERSION && format_version != FORMAT_VERSION_V1 {
-            return Err(Error::Corrupt(format!(
+            return Err(StorageError::Corrupt(format!(
                 "superblock format version {format_version}, this build reads {FORMAT_VERSION}"
-            )));
+            ))
+            .into());
         }
         let set_id = d.u128()?;
         let node_id = d.u128()?;
@@ -110,7 +111,7 @@ impl Superblock {
             || sb.tablets == 0
             || sb.partitions < sb.tablets
         {
-            return Err(Error::Corrupt("superblock fields out of range".into()));
+            return Err(StorageError::Corrupt("superblock fields out of range".into()).into());
         }
         Ok(sb)
     }
@@ -145,11 +146,11 @@ pub fn encode_table(table: &[u16]) -> Vec<u8> {
 
 pub fn decode_table(b: &[u8], tablets: u32) -> Result<Vec<u16>> {
     if b.len() < 16 || &b[..8] != TABLE_MAGIC {
-        return Err(Error::Corrupt("not a partition table".into()));
+        return Err(StorageError::Corrupt("not a partition table".into()).into());
     }
     let (body, crc) = b.split_at(b.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return Err(Error::Corrupt("partition table checksum mismatch".into()));
+        return Err(StorageError::Corrupt("partition table checksum mismatch".into()).into());
     }
     let mut d = Dec::new(&body[8..]);
     let n = d.u32()? as usize;
@@ -157,7 +158,7 @@ pub fn decode_table(b: &[u8], tablets: u32) -> Result<Vec<u16>> {
     for _ in 0..n {
         let s = d.u16()?;
         if s as u32 >= tablets {
-            return Err(Error::Corrupt(format!("partition table names tablet {s} of {tablets}")));
+            return Err(StorageError::Corrupt(format!("partition table names tablet {s} of {tablets}")).into());
         }
         t.push(s);
     }
@@ -174,11 +175,12 @@ pub fn format(layout: &Layout) -> Result<u128> {
     for d in &layout.devices {
         let sb = d.path.join(SUPERBLOCK_FILE);
         if sb.exists() {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "device {}={} is already formatted; remove it from the device list or delete its contents to reuse it",
                 d.zone,
                 d.path.display()
-            )));
+            ))
+            .into());
         }
     }
     let set_id: u128 = rand::random();
@@ -190,7 +192,7 @@ pub fn format(layout: &Layout) -> Result<u128> {
     for (i, d) in layout.devices.iter().enumerate() {
         std::fs::create_dir_all(&d.path).map_err(|e| io_at(&d.path, e))?;
         if !d.path.is_dir() {
-            return Err(Error::Layout(format!("device {} must be a directory", d.path.display())));
+            return Err(StorageError::Layout(format!("device {} must be a directory", d.path.display())).into());
         }
         let sb = Superblock {
             format_version: FORMAT_VERSION,
@@ -255,36 +257,41 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
         }
     }
     let Some((first, _)) = found.first().cloned() else {
-        return Err(Error::Layout(
+        return Err(StorageError::Layout(
             "no formatted device found: format the devices first (tessera server formats the embedded default on first start)".into(),
-        ));
+        ).into());
     };
     let mut paths: Vec<Option<PathBuf>> = vec![None; first.zones.len()];
     let mut seg_base: Vec<u32> = vec![0; first.zones.len()];
     for (sb, d) in &found {
         if sb.set_id != first.set_id {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "device {}={} belongs to another set ({:032x}, expected {:032x}): remove it from the device list or reformat it",
                 d.zone,
                 d.path.display(),
                 sb.set_id,
                 first.set_id
-            )));
+            )).into());
         }
         if sb.zones != first.zones || sb.k != first.k || sb.m != first.m || sb.tablets != first.tablets {
-            return Err(Error::Layout(format!("device {} disagrees with the set's layout", d.path.display())));
+            return Err(
+                StorageError::Layout(format!("device {} disagrees with the set's layout", d.path.display())).into()
+            );
         }
         let i = sb.device_index as usize;
         if paths[i].is_some() {
-            return Err(Error::Layout(format!("two devices claim index {i} of the set ({})", d.path.display())));
+            return Err(
+                StorageError::Layout(format!("two devices claim index {i} of the set ({})", d.path.display())).into()
+            );
         }
         if sb.zones[i] != d.zone {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "device {} was formatted in zone {:?} but is listed in zone {:?}",
                 d.path.display(),
                 sb.zones[i],
                 d.zone
-            )));
+            ))
+            .into());
         }
         paths[i] = Some(d.path.clone());
         seg_base[i] = sb.seg_base;
@@ -314,7 +321,7 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
             }
         }
     }
-    let table = table.ok_or_else(|| Error::Layout("no readable partition table on any device".into()))?;
+    let table = table.ok_or_else(|| StorageError::Layout("no readable partition table on any device".into()))?;
     Ok(DeviceSet {
         set_id: first.set_id,
         node_id: first.node_id,
@@ -349,14 +356,17 @@ pub fn format_replacement(
 ) -> Result<()> {
     let i = index as usize;
     if i >= set.device_count() {
-        return Err(Error::Layout(format!("no device {index} in this set (it has {})", set.device_count())));
+        return Err(
+            StorageError::Layout(format!("no device {index} in this set (it has {})", set.device_count())).into()
+        );
     }
     for (j, p) in current_paths.iter().enumerate() {
         if j != i && p.as_deref().is_some_and(|p| same_path(p, path)) {
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "{} is the path of device {j} of this set: a replacement needs its own empty device",
                 path.display()
-            )));
+            ))
+            .into());
         }
     }
     let sbp = path.join(SUPERBLOCK_FILE);
@@ -371,11 +381,12 @@ pub fn format_replacement(
                 Err(e) => format!("an unreadable tessera superblock ({e})"),
             };
             if !force {
-                return Err(Error::Layout(format!(
+                return Err(StorageError::Layout(format!(
                     "{} holds {what}: refusing to format over it; use an empty device, or pass --force to \
                      erase tessera's data there",
                     path.display()
-                )));
+                ))
+                .into());
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -383,7 +394,7 @@ pub fn format_replacement(
     }
     if path.exists() {
         if !path.is_dir() {
-            return Err(Error::Layout(format!("{} is not a directory", path.display())));
+            return Err(StorageError::Layout(format!("{} is not a directory", path.display())).into());
         }
         let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(path)
             .map_err(|e| io_at(path, e))?
@@ -392,12 +403,13 @@ pub fn format_replacement(
         if !entries.is_empty() && !force {
             let names: Vec<String> =
                 entries.iter().take(5).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-            return Err(Error::Layout(format!(
+            return Err(StorageError::Layout(format!(
                 "{} is not empty (holds {}): a replacement device must be empty; pass --force to erase \
                  tessera's files there",
                 path.display(),
                 names.join(", ")
-            )));
+            ))
+            .into());
         }
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();

@@ -14,7 +14,7 @@
 //! log (a torn tail).
 
 use crate::blocking::Blocking;
-use crate::error::{io_at, Error, Result};
+use crate::error::{io_at, Error, Result, StorageError};
 use crate::io::DevFile;
 use crate::record::Record;
 use crate::segment::tablet_dir;
@@ -60,13 +60,15 @@ fn frame_crc(salt: Salt, len: &[u8], payload: &[u8]) -> u32 {
 /// Append one frame of generation `gen` holding `payload`.
 pub fn frame_into(out: &mut Vec<u8>, gen: u64, payload: &[u8]) {
     // Callers refuse a record that does not fit before it gets here (`Tablet::commit`); a
-    // checkpoint re-frames only records that were committed.
+    // checkpoint re-frames only records that were committed. (So the length fits its u32.)
     assert!(record_fits(payload.len()), "a {}-byte record reached the log", payload.len());
-    let len = (payload.len() as u32).to_le_bytes();
+    let len = u32::try_from(payload.len()).expect("a log record is shorter than 4 GiB").to_le_bytes();
+    let start = out.len();
     let crc = frame_crc(Salt::Gen(gen), &len, payload);
     out.extend_from_slice(&len);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
+    debug_assert_eq!(out.len() - start, FRAME_HEADER_BYTES + payload.len());
 }
 
 /// Parse generation `gen`'s frames from the start of `bytes`: every valid record with its
@@ -99,6 +101,9 @@ pub fn read_frames_salted(bytes: &[u8], gen: u64, salt: Salt) -> (Vec<(u64, Reco
         }
         pos += FRAME_HEADER_BYTES + len;
     }
+    // What was read from disk was checked above (a bad frame ends the log); these are ours.
+    debug_assert!(pos <= bytes.len(), "the valid prefix lies inside what was read");
+    debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "frames are in log order");
     (out, pos as u64)
 }
 
@@ -117,9 +122,10 @@ pub fn inline_bytes(frame: &[u8], salt: Salt, size: u64) -> Result<Vec<u8>> {
     let (mut recs, _) = read_frames_salted(frame, 0, salt);
     match recs.pop() {
         Some((_, Record::ObjectPut { inline, .. })) if inline.len() as u64 == size && recs.is_empty() => Ok(inline),
-        _ => Err(Error::Corrupt(
+        _ => Err(StorageError::Corrupt(
             "inline object's log record fails its checksum or does not match its index entry".into(),
-        )),
+        )
+        .into()),
     }
 }
 

@@ -164,7 +164,10 @@ fn a_full_commit_queue_refuses_new_writes_and_lets_written_ones_wait_losing_noth
         }
         for k in &refused {
             let r = block_on(e.head_object("commits", k));
-            assert!(matches!(r, Err(Error::NoSuchKey { .. })), "{k}: a refused write was stored ({when}): {r:?}");
+            assert!(
+                matches!(r, Err(Error::Request(engine::error::RequestError::NoSuchKey { .. }))),
+                "{k}: a refused write was stored ({when}): {r:?}"
+            );
         }
     };
     check(&e, "before the restart");

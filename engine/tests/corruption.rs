@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use engine::{Engine, Error, RangeSpec};
+use engine::{Engine, Error, RangeSpec, RequestError, StorageError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -77,10 +77,10 @@ fn flipped_shard_bytes_are_rebuilt_from_parity_and_never_returned() {
     flip(&seg_of_device(root, 5), 2 * CHUNK + 4000);
     let e = open_no_heal(root);
     let err = get_checked(&e, "obj", None, &truth).unwrap_err();
-    assert!(matches!(err, Error::Unreadable(_)), "expected Unreadable, got {err}");
+    assert!(matches!(err, Error::Storage(StorageError::Unreadable(_))), "expected Unreadable, got {err}");
     let in_stripe_2 = RangeSpec::FromTo((2 << 20) + 100, Some((2 << 20) + 200));
     let err = get_checked(&e, "obj", Some(in_stripe_2), &truth).unwrap_err();
-    assert!(matches!(err, Error::Unreadable(_)), "expected Unreadable, got {err}");
+    assert!(matches!(err, Error::Storage(StorageError::Unreadable(_))), "expected Unreadable, got {err}");
     // The other stripes still read (rebuilt where needed).
     let outside = RangeSpec::FromTo(0, Some((2 << 20) - 1));
     assert_eq!(get_checked(&e, "obj", Some(outside), &truth).unwrap(), &truth[..2 << 20]);
@@ -147,7 +147,7 @@ fn damaged_log_mirrors_are_outvoted_by_the_longest_valid_one() {
         for (k, d) in &objects {
             assert_eq!(get(&e, "rot", k), d.as_ref(), "round {round}: {k}");
         }
-        assert!(matches!(block_on(e.head_object("rot", "w/03")), Err(Error::NoSuchKey { .. })));
+        assert!(matches!(block_on(e.head_object("rot", "w/03")), Err(Error::Request(RequestError::NoSuchKey { .. }))));
         // The engine keeps working after recovering from one mirror.
         put(&e, "rot", "after", data(999, 5000));
         assert_eq!(get(&e, "rot", "after"), data(999, 5000).as_ref());

@@ -8,7 +8,7 @@
 mod common;
 use common::crash_model::*;
 use common::*;
-use engine::Error;
+use engine::{Error, RequestError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::{BufRead, Write};
@@ -65,7 +65,7 @@ fn crash_child_writer() {
         cfg.checkpoint_install_delay_ms = 25;
     });
     match block_on(e.create_bucket(BUCKET)) {
-        Ok(()) | Err(Error::BucketAlreadyExists(_)) => {}
+        Ok(()) | Err(Error::Request(RequestError::BucketAlreadyExists(_))) => {}
         Err(err) => panic!("create bucket: {err}"),
     }
     say("READY");

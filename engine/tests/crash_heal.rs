@@ -8,7 +8,7 @@
 mod common;
 use common::crash_model::*;
 use common::*;
-use engine::{DeviceSpec, Engine, Error, HealConfig, Layout};
+use engine::{DeviceSpec, Engine, Error, HealConfig, Layout, RequestError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::{BufRead, Write};
@@ -129,7 +129,7 @@ fn monitor(e: Engine, deadline: Instant) {
 
 fn child_bucket(e: &Engine) {
     match block_on(e.create_bucket(BUCKET)) {
-        Ok(()) | Err(Error::BucketAlreadyExists(_)) => {}
+        Ok(()) | Err(Error::Request(RequestError::BucketAlreadyExists(_))) => {}
         Err(err) => panic!("create bucket: {err}"),
     }
 }

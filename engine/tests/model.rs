@@ -5,7 +5,7 @@
 mod common;
 use bytes::Bytes;
 use common::*;
-use engine::{Engine, Error, ListItem, ListQuery};
+use engine::{Engine, Error, ListItem, ListQuery, RequestError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -128,7 +128,7 @@ fn random_workload_matches_an_in_memory_model() {
                         assert_eq!(info.etag, o.etag, "{ctx}: {k}");
                         assert!(got == o.bytes(), "{ctx}: bytes of {k}");
                     }
-                    (Err(Error::NoSuchKey { .. }), None) => {}
+                    (Err(Error::Request(RequestError::NoSuchKey { .. })), None) => {}
                     (r, m) => panic!("{ctx}: get {k}: engine {:?}, model {m:?}", r.map(|(i, _)| i)),
                 }
             }

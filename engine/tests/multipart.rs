@@ -3,7 +3,7 @@
 mod common;
 use bytes::Bytes;
 use common::*;
-use engine::{Error, ObjectHeaders, PutOptions, RangeSpec, UploadListQuery};
+use engine::{Error, ObjectHeaders, PutOptions, RangeSpec, RequestError, UploadListQuery};
 use md5::Digest;
 
 const MIB: usize = 1 << 20;
@@ -61,28 +61,37 @@ fn complete_refuses_small_parts_wrong_etags_and_bad_order() {
     let complete =
         |parts: Vec<(u32, String)>| block_on(e.complete_multipart("mpu", "k", &id, parts, Default::default()));
     let err = complete(vec![(1, p1.etag.clone()), (2, p2.etag.clone())]).unwrap_err();
-    assert_eq!(err, Error::EntityTooSmall { part_number: 1, size: MIB as u64 });
+    assert_eq!(err, Error::Request(RequestError::EntityTooSmall { part_number: 1, size: MIB as u64 }));
     let err = complete(vec![(1, "\"00000000000000000000000000000000\"".into())]).unwrap_err();
-    assert!(matches!(err, Error::InvalidPart(_)), "{err}");
+    assert!(matches!(err, Error::Request(RequestError::InvalidPart(_))), "{err}");
     let err = complete(vec![(2, p2.etag.clone()), (1, p1.etag.clone())]).unwrap_err();
-    assert_eq!(err, Error::InvalidPartOrder);
+    assert_eq!(err, Error::Request(RequestError::InvalidPartOrder));
     let err = complete(vec![(1, p1.etag.clone()), (1, p1.etag.clone())]).unwrap_err();
-    assert_eq!(err, Error::InvalidPartOrder);
+    assert_eq!(err, Error::Request(RequestError::InvalidPartOrder));
     let err = complete(vec![(3, p1.etag.clone())]).unwrap_err();
-    assert!(matches!(err, Error::InvalidPart(_)), "{err}");
+    assert!(matches!(err, Error::Request(RequestError::InvalidPart(_))), "{err}");
     let err = complete(vec![]).unwrap_err();
-    assert!(matches!(err, Error::InvalidPart(_)), "{err}");
-    assert!(matches!(block_on(e.head_object("mpu", "k")), Err(Error::NoSuchKey { .. })));
+    assert!(matches!(err, Error::Request(RequestError::InvalidPart(_))), "{err}");
+    assert!(matches!(block_on(e.head_object("mpu", "k")), Err(Error::Request(RequestError::NoSuchKey { .. }))));
     // Failed completions leave the upload intact: a single (last) part may be small.
     let info = complete(vec![(2, p2.etag.clone())]).unwrap();
     assert_eq!(info.etag, md5_of_md5s(&[data(11, 2 * MIB)]));
     assert_eq!(get(&e, "mpu", "k"), data(11, 2 * MIB).as_ref());
-    assert!(matches!(complete(vec![(2, p2.etag)]), Err(Error::NoSuchUpload(_))));
+    assert!(matches!(complete(vec![(2, p2.etag)]), Err(Error::Request(RequestError::NoSuchUpload(_)))));
     // Parts of an unknown upload, or with numbers out of range, are refused.
-    assert!(matches!(upload_part(&e, "mpu", "k", "nope", 1, data(1, 10)), Err(Error::NoSuchUpload(_))));
+    assert!(matches!(
+        upload_part(&e, "mpu", "k", "nope", 1, data(1, 10)),
+        Err(Error::Request(RequestError::NoSuchUpload(_)))
+    ));
     let id2 = block_on(e.create_multipart("mpu", "k", Default::default())).unwrap();
-    assert!(matches!(upload_part(&e, "mpu", "k", &id2, 0, data(1, 10)), Err(Error::InvalidPart(_))));
-    assert!(matches!(upload_part(&e, "mpu", "k", &id2, 10_001, data(1, 10)), Err(Error::InvalidPart(_))));
+    assert!(matches!(
+        upload_part(&e, "mpu", "k", &id2, 0, data(1, 10)),
+        Err(Error::Request(RequestError::InvalidPart(_)))
+    ));
+    assert!(matches!(
+        upload_part(&e, "mpu", "k", &id2, 10_001, data(1, 10)),
+        Err(Error::Request(RequestError::InvalidPart(_)))
+    ));
     e.shutdown();
 }
 
@@ -113,8 +122,8 @@ fn aborted_upload_releases_its_parts_space() {
     let with_parts = segment_files(dir.path());
     assert_eq!(with_parts.len(), 6, "the parts should sit in one segment per device: {with_parts:?}");
     block_on(e.abort_multipart("mpu", "k", &id)).unwrap();
-    assert!(matches!(block_on(e.list_parts("mpu", "k", &id)), Err(Error::NoSuchUpload(_))));
-    assert!(matches!(block_on(e.abort_multipart("mpu", "k", &id)), Err(Error::NoSuchUpload(_))));
+    assert!(matches!(block_on(e.list_parts("mpu", "k", &id)), Err(Error::Request(RequestError::NoSuchUpload(_)))));
+    assert!(matches!(block_on(e.abort_multipart("mpu", "k", &id)), Err(Error::Request(RequestError::NoSuchUpload(_)))));
     // Fill the active segments so they seal, then delete the filler: a sealed segment with
     // nothing live is deleted.
     put(&e, "mpu", "k", data(3, 33 * MIB));
@@ -170,7 +179,7 @@ fn uploads_and_parts_are_listed_in_order_with_markers() {
         (1..=3).map(|n| (n, 1000 * n as u64, format!("\"{}\"", md5_hex(&data(n as u64, 1000 * n as usize))))).collect();
     assert_eq!(got, want);
     // An upload id is bound to its key.
-    assert!(matches!(block_on(e.list_parts("mpu", "b/1", id)), Err(Error::NoSuchUpload(_))));
+    assert!(matches!(block_on(e.list_parts("mpu", "b/1", id)), Err(Error::Request(RequestError::NoSuchUpload(_)))));
     e.shutdown();
 }
 
@@ -252,12 +261,12 @@ fn copy_between_cores_copies_bytes_ranges_and_headers() {
 
     // A refused copy-source condition stores nothing; a missing source is NoSuchKey.
     let refused = block_on(e.copy_object(("cpy", &src), ("cpy2", "no"), None, None, Default::default(), |_| {
-        Err(Error::PreconditionFailed)
+        Err(Error::Request(RequestError::PreconditionFailed))
     }));
-    assert_eq!(refused.unwrap_err(), Error::PreconditionFailed);
-    assert!(matches!(block_on(e.head_object("cpy2", "no")), Err(Error::NoSuchKey { .. })));
+    assert_eq!(refused.unwrap_err(), Error::Request(RequestError::PreconditionFailed));
+    assert!(matches!(block_on(e.head_object("cpy2", "no")), Err(Error::Request(RequestError::NoSuchKey { .. }))));
     let missing = block_on(e.copy_object(("cpy", "nope"), ("cpy2", "x"), None, None, Default::default(), |_| Ok(())));
-    assert!(matches!(missing, Err(Error::NoSuchKey { .. })));
+    assert!(matches!(missing, Err(Error::Request(RequestError::NoSuchKey { .. }))));
 
     // A multipart source becomes a plain object with a plain MD5 ETag.
     let parts = [data(8, 5 * MIB), data(9, 100)];

@@ -166,7 +166,10 @@ fn bucket_attributes_survive_restarts_and_checkpoints_and_die_with_their_bucket(
     block_on(e.set_bucket_attr("pol", "policy", Some("second".into()))).unwrap();
     block_on(e.set_bucket_attr("pol", "lifecycle", Some("rules".into()))).unwrap();
     let missing = block_on(e.set_bucket_attr("nope", "policy", Some("x".into())));
-    assert!(matches!(missing, Err(engine::Error::NoSuchBucket(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(engine::Error::Request(engine::error::RequestError::NoSuchBucket(_)))),
+        "{missing:?}"
+    );
     assert_eq!(
         attrs(&e),
         vec![

@@ -1,6 +1,6 @@
 mod common;
 use common::*;
-use engine::{Error, ListItem, ListQuery, PutOptions, RangeSpec};
+use engine::{Error, ListItem, ListQuery, PutOptions, RangeSpec, RequestError};
 
 const SIZES: &[usize] = &[0, 1, 4095, 4096, 4097, 16 << 10, (16 << 10) + 1, (1 << 20) + 1, 3 << 20];
 
@@ -40,7 +40,7 @@ fn objects_of_every_size_round_trip_and_ranges_match_the_source() {
         let (_, tail) = block_on(e.get_bytes("bkt", &format!("obj-{n}"), Some(RangeSpec::Suffix(10)))).unwrap();
         assert_eq!(tail, &d[n.saturating_sub(10)..]);
         let e2 = block_on(e.get_object("bkt", &format!("obj-{n}"), Some(RangeSpec::FromTo(n as u64, None)))).err();
-        assert!(matches!(e2, Some(Error::InvalidRange { .. })));
+        assert!(matches!(e2, Some(Error::Request(RequestError::InvalidRange { .. }))));
     }
     e.shutdown();
 }
@@ -73,7 +73,10 @@ fn restart_reads_back_everything_and_lists_identically() {
         for (i, &n) in SIZES.iter().enumerate().skip(1) {
             assert_eq!(get(&e, "a-bucket", &format!("dir/{i}")), data(i as u64 + 100, n).as_ref());
         }
-        assert!(matches!(block_on(e.head_object("a-bucket", "dir/0")), Err(Error::NoSuchKey { .. })));
+        assert!(matches!(
+            block_on(e.head_object("a-bucket", "dir/0")),
+            Err(Error::Request(RequestError::NoSuchKey { .. }))
+        ));
         e.shutdown();
     }
 }
@@ -143,20 +146,20 @@ fn listing_merges_cores_in_order_with_prefix_delimiter_and_pages() {
 fn buckets_create_delete_only_when_empty() {
     let dir = tempfile::tempdir().unwrap();
     let e = open(dir.path());
-    assert!(matches!(block_on(e.create_bucket("Bad_Name")), Err(Error::InvalidBucketName(_))));
+    assert!(matches!(block_on(e.create_bucket("Bad_Name")), Err(Error::Request(RequestError::InvalidBucketName(_)))));
     block_on(e.create_bucket("one")).unwrap();
-    assert!(matches!(block_on(e.create_bucket("one")), Err(Error::BucketAlreadyExists(_))));
+    assert!(matches!(block_on(e.create_bucket("one")), Err(Error::Request(RequestError::BucketAlreadyExists(_)))));
     put(&e, "one", "k", data(1, 100));
-    assert!(matches!(block_on(e.delete_bucket("one")), Err(Error::BucketNotEmpty(_))));
+    assert!(matches!(block_on(e.delete_bucket("one")), Err(Error::Request(RequestError::BucketNotEmpty(_)))));
     // A failed delete leaves the bucket fully usable.
     put(&e, "one", "k2", data(1, 100));
     block_on(e.delete_object("one", "k", None)).unwrap();
     block_on(e.delete_object("one", "k2", None)).unwrap();
     block_on(e.delete_bucket("one")).unwrap();
-    assert!(matches!(block_on(e.head_bucket("one")), Err(Error::NoSuchBucket(_))));
+    assert!(matches!(block_on(e.head_bucket("one")), Err(Error::Request(RequestError::NoSuchBucket(_)))));
     assert!(matches!(
         block_on(e.put_bytes("one", "k", PutOptions::default(), data(1, 1))),
-        Err(Error::NoSuchBucket(_))
+        Err(Error::Request(RequestError::NoSuchBucket(_)))
     ));
     assert!(block_on(e.list_buckets()).unwrap().is_empty());
     e.shutdown();
@@ -169,17 +172,29 @@ fn conditional_writes_and_deletes() {
     block_on(e.create_bucket("cond")).unwrap();
     let only_new = PutOptions { if_none_match_any: true, ..Default::default() };
     let v1 = block_on(e.put_bytes("cond", "k", only_new.clone(), data(1, 10))).unwrap();
-    assert!(matches!(block_on(e.put_bytes("cond", "k", only_new, data(2, 10))), Err(Error::PreconditionFailed)));
+    assert!(matches!(
+        block_on(e.put_bytes("cond", "k", only_new, data(2, 10))),
+        Err(Error::Request(RequestError::PreconditionFailed))
+    ));
     let wrong = PutOptions { if_match: Some("\"0000\"".into()), ..Default::default() };
-    assert!(matches!(block_on(e.put_bytes("cond", "k", wrong, data(2, 10))), Err(Error::PreconditionFailed)));
+    assert!(matches!(
+        block_on(e.put_bytes("cond", "k", wrong, data(2, 10))),
+        Err(Error::Request(RequestError::PreconditionFailed))
+    ));
     let right = PutOptions { if_match: Some(v1.etag.clone()), ..Default::default() };
     let v2 = block_on(e.put_bytes("cond", "k", right, data(2, 10))).unwrap();
     assert_eq!(get(&e, "cond", "k"), data(2, 10).as_ref());
-    assert!(matches!(block_on(e.delete_object("cond", "k", Some(v1.etag))), Err(Error::PreconditionFailed)));
+    assert!(matches!(
+        block_on(e.delete_object("cond", "k", Some(v1.etag))),
+        Err(Error::Request(RequestError::PreconditionFailed))
+    ));
     block_on(e.delete_object("cond", "k", Some(v2.etag))).unwrap();
     let bad_md5 = PutOptions { content_md5: Some([0; 16]), ..Default::default() };
-    assert!(matches!(block_on(e.put_bytes("cond", "k", bad_md5, data(2, 10))), Err(Error::BadDigest)));
-    assert!(matches!(block_on(e.head_object("cond", "k")), Err(Error::NoSuchKey { .. })));
+    assert!(matches!(
+        block_on(e.put_bytes("cond", "k", bad_md5, data(2, 10))),
+        Err(Error::Request(RequestError::BadDigest))
+    ));
+    assert!(matches!(block_on(e.head_object("cond", "k")), Err(Error::Request(RequestError::NoSuchKey { .. }))));
     e.shutdown();
 }
 

@@ -233,8 +233,10 @@ async fn replace_device(srv: &Server, raw_query: Option<&str>) -> Result<Resp, S
     };
     let report = srv.ctx.engine.replace_device(device, &path, force).await.map_err(|e| match e {
         // A refusal (bad slot, non-empty or foreign device): the operator's to fix.
-        engine::Error::Layout(m) | engine::Error::InUse(m) | engine::Error::Io(m) => S3Error::invalid_argument(m),
-        engine::Error::Os(e) => S3Error::invalid_argument(e.to_string()),
+        engine::Error::Storage(engine::error::StorageError::Layout(m))
+        | engine::Error::Storage(engine::error::StorageError::InUse(m))
+        | engine::Error::Storage(engine::error::StorageError::Io(m)) => S3Error::invalid_argument(m),
+        engine::Error::Storage(engine::error::StorageError::Os(e)) => S3Error::invalid_argument(e.to_string()),
         e => crate::engine_error::to_s3(e),
     })?;
     let mut r = Response::new(full(crate::admin::to_json(&crate::admin::ReplaceReport::from(&report))));

@@ -6,7 +6,7 @@
 
 use super::log::{Mirrors, WalState};
 use super::Tablet;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::index::TabletState;
 use crate::io::DevFile;
 use crate::placement;
@@ -68,7 +68,7 @@ impl Tablet {
     pub(super) async fn maybe_checkpoint(self: &Rc<Self>) -> Result<()> {
         let len = self.wal.borrow().len;
         let live = self.state.borrow().live_log_bytes;
-        if len > self.core.shared.checkpoint_min_bytes && len > 4 * live && self.ckpt.borrow().is_none() {
+        if len > self.ctx.shared.checkpoint_min_bytes && len > 4 * live && self.ckpt.borrow().is_none() {
             self.start_checkpoint()?;
         }
         Ok(())
@@ -88,7 +88,7 @@ impl Tablet {
                 // Abandoned (a log rewrite replaced it): its files never got a CheckpointEnd;
                 // remove them.
                 if let Ok(w) = r {
-                    remove_generation_off_core(&tablet.core.shared.blocking, w.files).await;
+                    remove_generation_off_core(&tablet.ctx.shared.blocking, w.files).await;
                 }
                 return;
             }
@@ -130,7 +130,7 @@ impl Tablet {
     /// and the records go to m+1 healthy mirrors, without the `CheckpointEnd`. A mirror
     /// device that fails is avoided and the generation written again elsewhere.
     async fn write_checkpoint_files(&self, gen: u64, mut recs: Snapshot) -> Result<CkptWritten> {
-        let set = &self.core.shared.set;
+        let set = &self.ctx.shared.set;
         let mut reads = futures::stream::iter(recs.iter().enumerate().filter_map(|(i, (r, _))| match r {
             Record::ObjectPut { meta, .. } if matches!(meta.data, DataLoc::Inline { .. }) => Some(async move {
                 let r = match self.inline_files(meta) {
@@ -167,24 +167,17 @@ impl Tablet {
         let bytes = Bytes::from(g.bytes);
         let mut failed: Vec<(u16, Error)> = Vec::new();
         let files = loop {
-            let mut healthy = self.core.healthy.borrow().clone();
+            let mut healthy = self.ctx.healthy.borrow().clone();
             for (d, _) in &failed {
                 healthy[*d as usize] = false;
             }
-            let mirrors = choose_mirrors(set, &self.core.paths.borrow(), &healthy, self.id)?;
+            let mirrors = choose_mirrors(set, &self.ctx.paths.borrow(), &healthy, self.id)?;
             let spares = self.take_spares(&mirrors);
-            match wal::write_generation_async(
-                &self.core.shared.blocking,
-                &mirrors,
-                self.id,
-                gen,
-                bytes.clone(),
-                &spares,
-            )
-            .await
+            match wal::write_generation_async(&self.ctx.shared.blocking, &mirrors, self.id, gen, bytes.clone(), &spares)
+                .await
             {
                 Ok((w, recycled)) => {
-                    self.core.stats.borrow_mut().log_files_recycled += recycled as u64;
+                    self.ctx.stats.borrow_mut().log_files_recycled += recycled as u64;
                     break w;
                 }
                 Err((dev, e)) => {
@@ -194,7 +187,7 @@ impl Tablet {
                     // once too few are left.
                     if failed.len() >= set.device_count() {
                         for (dev, e) in &failed {
-                            self.core.note_io_error(*dev, e, true);
+                            self.ctx.note_io_error(*dev, e, true);
                         }
                         return Err(e);
                     }
@@ -230,7 +223,7 @@ impl Tablet {
     async fn retire(&self, files: Mirrors) {
         // (device, file, where its spare would go): decided here, done by the helper.
         let plan: Vec<(u16, Rc<DevFile>, Option<PathBuf>)> = {
-            let paths = self.core.paths.borrow();
+            let paths = self.ctx.paths.borrow();
             let spares = self.spares.borrow();
             let mut taken: Vec<u16> = spares.iter().map(|s| s.dev).collect();
             files
@@ -250,7 +243,7 @@ impl Tablet {
         let jobs: Vec<(PathBuf, Option<PathBuf>)> =
             plan.iter().map(|(_, f, sp)| (f.path().to_path_buf(), sp.clone())).collect();
         let kept = self
-            .core
+            .ctx
             .shared
             .blocking
             .run(move || {
@@ -290,9 +283,9 @@ impl Tablet {
             None => return,
         };
         for (dev, e) in &w.failed {
-            self.core.note_io_error(*dev, e, true);
+            self.ctx.note_io_error(*dev, e, true);
         }
-        let delay = self.core.shared.checkpoint_install_delay_ms;
+        let delay = self.ctx.shared.checkpoint_install_delay_ms;
         if delay > 0 {
             monoio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
@@ -302,7 +295,7 @@ impl Tablet {
             (cur.gen, cur.len)
         };
         if cur_gen != run.old_gen {
-            remove_generation_off_core(&self.core.shared.blocking, w.files).await;
+            remove_generation_off_core(&self.ctx.shared.blocking, w.files).await;
             return;
         }
         // Every frame appended since the cut is in `after`: the two logs end at the same record.
@@ -311,14 +304,14 @@ impl Tablet {
         frame_into(&mut tail, run.gen, &Record::CheckpointEnd.encode());
         let tail_len = tail.len() as u64;
         let opened = {
-            let (files, direct) = (w.files.clone(), self.core.shared.log_direct);
-            self.core.shared.blocking.run(move || WalState::open_files(&files, direct)).await
+            let (files, direct) = (w.files.clone(), self.ctx.shared.log_direct);
+            self.ctx.shared.blocking.run(move || WalState::open_files(&files, direct)).await
         };
         let new = match opened.and_then(|o| WalState::from_files(run.gen, &w.bytes, &w.files, o)) {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
-                remove_generation_off_core(&self.core.shared.blocking, w.files).await;
+                remove_generation_off_core(&self.ctx.shared.blocking, w.files).await;
                 return;
             }
         };
@@ -334,7 +327,7 @@ impl Tablet {
             // Its CheckpointEnd may have reached some mirror: the new generation must go
             // before anything more is acknowledged in the old one (this is the commit leader:
             // no batch runs until it returns).
-            remove_generation_off_core(&self.core.shared.blocking, w.files).await;
+            remove_generation_off_core(&self.ctx.shared.blocking, w.files).await;
             return;
         }
         self.wal.borrow_mut().len += tail_len;
@@ -360,9 +353,9 @@ impl Tablet {
         }
         self.wal.borrow_mut().prev = None;
         self.retire(old.files).await;
-        let (paths, id, keep) = (self.core.paths.borrow().clone(), self.id, run.gen);
+        let (paths, id, keep) = (self.ctx.paths.borrow().clone(), self.id, run.gen);
         if self
-            .core
+            .ctx
             .shared
             .blocking
             .run(move || {
@@ -374,7 +367,7 @@ impl Tablet {
         {
             tracing::debug!("tablet {}: older log generations stay until the next start", self.id);
         }
-        self.core.stats.borrow_mut().checkpoints += 1;
+        self.ctx.stats.borrow_mut().checkpoints += 1;
         tracing::debug!(
             "tablet {}: checkpoint to generation {} ({} KiB) done {} ms after its cut; {} KiB committed meanwhile",
             self.id,
@@ -399,8 +392,9 @@ impl Tablet {
         if self.wal.borrow().gen == gen {
             Ok(())
         } else {
-            remove_generation_off_core(&self.core.shared.blocking, files).await;
-            Err(Error::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id)))
+            remove_generation_off_core(&self.ctx.shared.blocking, files).await;
+            Err(StorageError::Io(format!("tablet {}: the log could not be rewritten (see the errors above)", self.id))
+                .into())
         }
     }
 }
@@ -415,9 +409,9 @@ pub(super) fn open_mirrors(files: &[PathBuf]) -> Vec<std::fs::File> {
 pub(super) fn read_inline_sync(files: &[std::fs::File], salt: Salt, meta: &ObjectMeta) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let DataLoc::Inline { offset, len, .. } = meta.data else {
-        return Err(Error::Corrupt("not an inline object".into()));
+        unreachable!("`checkpoint_records` asks for the bytes of inline objects only");
     };
-    let mut last = Error::Unreadable("no log mirror holds the inline object".into());
+    let mut last = Error::Storage(StorageError::Unreadable("no log mirror holds the inline object".into()));
     for f in files {
         let mut v = vec![0u8; len as usize];
         let r =
@@ -471,6 +465,7 @@ impl GenerationBytes {
         let off = self.bytes.len() as u64;
         let payload = rec.encode();
         frame_into(&mut self.bytes, self.gen, &payload);
+        assert_eq!(self.bytes.len() as u64, off + (FRAME_HEADER_BYTES + payload.len()) as u64);
         matches!(rec, Record::ObjectPut { meta: ObjectMeta { data: DataLoc::Inline { .. }, .. }, .. })
             .then_some((off, (FRAME_HEADER_BYTES + payload.len()) as u32))
     }
@@ -485,10 +480,10 @@ pub(super) fn choose_mirrors(
     tablet: u32,
 ) -> Result<Vec<(u16, PathBuf)>> {
     let devs = placement::choose(&set.zones, healthy, set.m + 1, set.m, tablet as usize).ok_or_else(|| {
-        Error::InsufficientDevices(format!(
+        Error::Storage(StorageError::InsufficientDevices(format!(
             "cannot mirror the log of tablet {tablet} on {} healthy devices in 2+ zones",
             set.m + 1
-        ))
+        )))
     })?;
     devs.into_iter()
         .map(|d| {
@@ -496,7 +491,7 @@ pub(super) fn choose_mirrors(
                 .get(d as usize)
                 .and_then(|p| p.clone())
                 .map(|p| (d, p))
-                .ok_or_else(|| Error::InsufficientDevices(format!("device {d} has no path")))
+                .ok_or_else(|| Error::Storage(StorageError::InsufficientDevices(format!("device {d} has no path"))))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use super::read::ReadFiles;
 use super::write::{rotate_for, Written};
 use super::Tablet;
 use crate::api::{body_channel, BodyItem, ByteRange, MAX_OBJECT_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{Result, StorageError};
 use crate::ids::{DeviceId, SegmentId};
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget};
 use crate::sched::IoClass;
@@ -154,13 +154,13 @@ impl Tablet {
                 skip.extend(victims.iter().copied());
                 return Err(e);
             }
-            self.core.stats.borrow_mut().compacted_bytes += old.size;
+            self.ctx.stats.borrow_mut().compacted_bytes += old.size;
         }
         Ok(())
     }
 
     /// Copy one run of data to new extents and commit the move (if its target is unchanged).
-    /// Each chunk waits for the I/O scheduler's leave for `class` (`Core::copy_bytes` of the chunk).
+    /// Each chunk waits for the I/O scheduler's leave for `class` (`CoreCtx::copy_bytes` of the chunk).
     pub(super) async fn relocate(
         self: &Rc<Self>,
         target: RelocTarget,
@@ -194,13 +194,13 @@ impl Tablet {
             drop(tx);
             res
         };
-        let core = self.core.clone();
+        let ctx = self.ctx.clone();
         let pump = async move {
             while let Ok(chunk) = rx.recv_async().await {
                 let item = match chunk {
                     Ok(b) => {
                         // Paced chunk by chunk, so a copy's disk work is spread out, not a burst.
-                        core.throttle(class, core.copy_bytes(b.len() as u64)).await;
+                        ctx.throttle(class, ctx.copy_bytes(b.len() as u64)).await;
                         BodyItem::Data(b)
                     }
                     Err(e) => BodyItem::Abort(format!("compaction read failed: {e}")),
@@ -215,11 +215,11 @@ impl Tablet {
         let (read, (), written) = futures::join!(read, pump, self.write_body(body, false, rotate, MAX_OBJECT_BYTES));
         read?;
         let w = written?;
-        let Written::Part(layout) = w.data else {
-            return Err(Error::Corrupt("compaction wrote a run inline".into()));
-        };
+        let Written::Part(layout) = w.data else { unreachable!("a run is written with allow_inline = false") };
         if layout.md5 != old.md5 || layout.size != old.size {
-            return Err(Error::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")));
+            return Err(
+                StorageError::Corrupt(format!("compaction copy of {bucket}/{key} differs from the original")).into()
+            );
         }
         self.commit(Record::Relocate { target, layout }, None).await
         // `w` (its pending extents) is released here, after the commit applied.

@@ -4,7 +4,7 @@
 
 use super::Tablet;
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result};
 use crate::ids::DeviceId;
 use crate::io::DevFile;
 use crate::record::Record;
@@ -104,6 +104,7 @@ impl WalState {
         };
         let len = bytes.len() as u64;
         let tail = bytes[align_down(len) as usize..].to_vec();
+        assert!((tail.len() as u64) < LOG_BLOCK_BYTES, "the tail is less than one log block");
         Ok(WalState { gen, len, files, direct, tail, prev: None })
     }
 }
@@ -138,9 +139,9 @@ impl Tablet {
     /// One admitted here may still find the queue full when its data is on disk; `commit`
     /// then waits for room rather than throw that work away.
     pub(super) fn admit_write(&self) -> Result<()> {
-        let (len, max) = (self.queue.borrow().len(), self.core.shared.commit_queue_depth_max);
+        let (len, max) = (self.queue.borrow().len(), self.ctx.shared.commit_queue_depth_max);
         if len >= max {
-            self.core.stats.borrow_mut().commit_queue_refused += 1;
+            self.ctx.stats.borrow_mut().commit_queue_refused += 1;
             return Err(Error::SlowDown(format!("tablet {} has {len} records waiting for the log", self.id)));
         }
         Ok(())
@@ -153,7 +154,7 @@ impl Tablet {
     pub(super) async fn commit(self: &Rc<Self>, rec: Record, key: Option<(String, String)>) -> Result<()> {
         let payload = rec.encode();
         if !wal::record_fits(payload.len()) {
-            return Err(Error::RecordTooLarge { record_bytes: payload.len() });
+            return Err(RequestError::RecordTooLarge { record_bytes: payload.len() }.into());
         }
         let (tx, rx) = futures::channel::oneshot::channel();
         // Marked before any wait, in the same turn as the caller's precondition check: a
@@ -161,13 +162,13 @@ impl Tablet {
         if let Some(k) = &key {
             *self.pending_keys.borrow_mut().entry(k.clone()).or_insert(0) += 1;
         }
-        let max = self.core.shared.commit_queue_depth_max;
+        let max = self.ctx.shared.commit_queue_depth_max;
         while self.queue.borrow().len() >= max {
             // A full queue has a leader (whoever queued made sure of it); it wakes every
             // waiter when it takes the next batch, and each checks again.
             let (room_tx, room_rx) = futures::channel::oneshot::channel();
             self.queue_room.borrow_mut().push(room_tx);
-            self.core.stats.borrow_mut().commit_queue_waits += 1;
+            self.ctx.stats.borrow_mut().commit_queue_waits += 1;
             let _ = room_rx.await;
         }
         let len = {
@@ -178,7 +179,7 @@ impl Tablet {
         // Checked where the queue grows (the bound's only writer) and reported as the peak.
         assert!(len <= max, "tablet {}: commit queue at {len} records, bound {max}", self.id);
         {
-            let mut st = self.core.stats.borrow_mut();
+            let mut st = self.ctx.stats.borrow_mut();
             st.commit_queue_peak = st.commit_queue_peak.max(len as u64);
         }
         self.lead_commits();
@@ -208,7 +209,10 @@ impl Tablet {
 
     async fn flush_batches(self: &Rc<Self>) {
         loop {
-            if self.wal_rewrite.get() {
+            // A mirror's device may have failed since the last batch: this tablet's own I/O
+            // error fails it in the health view at once, and the core tells its tablets
+            // (`device_failed`) only a moment later.
+            if self.wal_rewrite.get() || self.mirror_failed_since_last_look() {
                 self.rewrite_wal().await;
             }
             if self.ckpt.borrow().as_ref().is_some_and(|r| r.ready.is_some()) {
@@ -229,7 +233,7 @@ impl Tablet {
             let t = std::time::Instant::now();
             let result = self.write_batch(&batch, dirty).await;
             {
-                let mut st = self.core.stats.borrow_mut();
+                let mut st = self.ctx.stats.borrow_mut();
                 st.log_commits += 1;
                 st.log_records += batch.len() as u64;
                 st.log_commit_us += t.elapsed().as_micros() as u64;
@@ -248,6 +252,7 @@ impl Tablet {
                         }
                     }
                     let mut off = base;
+                    let count = batch.len();
                     for p in batch {
                         let frame_len = (FRAME_HEADER_BYTES + p.payload.len()) as u32;
                         let mut rec = p.rec;
@@ -260,6 +265,8 @@ impl Tablet {
                         self.unpend(&p.key);
                         let _ = p.reply.send(Ok(()));
                     }
+                    // The records were placed where `write_batch` framed them, one after another.
+                    assert_eq!(off, base + total, "tablet {}: {count} records placed off their frames", self.id);
                     if let Err(e) = self.maybe_checkpoint().await {
                         tracing::error!("tablet {}: checkpoint failed: {e}", self.id);
                     }
@@ -276,14 +283,27 @@ impl Tablet {
         }
     }
 
+    /// Whether device health changed since the leader last looked and a mirror of the current
+    /// generation is now on a failed device (asked once per change, as `device_failed` is, so
+    /// a rewrite that cannot find healthy mirrors is not retried before every batch).
+    fn mirror_failed_since_last_look(&self) -> bool {
+        let epoch = self.ctx.health_epoch.get();
+        if self.log_health_epoch.replace(epoch) == epoch {
+            return false;
+        }
+        let healthy = self.ctx.healthy.borrow();
+        self.wal.borrow().files.iter().any(|(d, _)| !healthy.get(d.index()).copied().unwrap_or(false))
+    }
+
+    /// A queued record of `key` was applied or failed: one fewer pending (taken in `commit`).
     fn unpend(&self, key: &Option<(String, String)>) {
         if let Some(k) = key {
             let mut pk = self.pending_keys.borrow_mut();
-            if let Some(n) = pk.get_mut(k) {
-                *n -= 1;
-                if *n == 0 {
-                    pk.remove(k);
-                }
+            let n = pk.get_mut(k).expect("a key is pending from its commit until its record is applied");
+            assert!(*n > 0, "tablet {}: pending count of a key underflows", self.id);
+            *n -= 1;
+            if *n == 0 {
+                pk.remove(k);
             }
         }
     }
@@ -300,6 +320,11 @@ impl Tablet {
             frame_into(&mut buf, gen, &p.payload);
         }
         let total = buf.len() as u64;
+        assert_eq!(
+            total,
+            batch.iter().map(|p| (FRAME_HEADER_BYTES + p.payload.len()) as u64).sum::<u64>(),
+            "a batch is its frames, nothing between them"
+        );
         self.append_frames(buf).await?;
         Ok(total)
     }
@@ -314,7 +339,7 @@ impl Tablet {
         let mut first_err = None;
         for ((dev, _), (r, flush)) in files.iter().zip(results) {
             if let Err(e) = r {
-                self.core.note_io_error(dev.0, &e, flush);
+                self.ctx.note_io_error(dev.0, &e, flush);
                 first_err.get_or_insert(e);
             }
         }
@@ -356,6 +381,8 @@ impl Tablet {
         block.extend_from(frames);
         let new_len = base + frames.len() as u64;
         let cap = block.capacity();
+        assert!(start <= base && new_len - start <= cap as u64, "the append fits its aligned block");
+        assert!((cap as u64).is_multiple_of(LOG_BLOCK_BYTES), "an O_DIRECT append writes whole log blocks");
         block.resize_zeroed(cap);
         let keep = block.as_slice()[(align_down(new_len) - start) as usize..(new_len - start) as usize].to_vec();
         // One buffer for every mirror's write (a reference each, not a copy).
@@ -386,11 +413,14 @@ impl Tablet {
         self.check_mirrors(&files, syncs.into_iter().map(|r| (r, true)))?;
         // The tail is kept here too, so the two ways of appending stay interchangeable.
         let mut w = self.wal.borrow_mut();
+        debug_assert_eq!(w.len, base, "the log grew during an append (one commit leader per tablet)");
         if align_down(new_len) > align_down(base) {
             w.tail = keep;
         } else {
             w.tail.extend_from_slice(&keep);
         }
+        // The tail is the log's last partial block, whichever way it was appended.
+        assert_eq!(w.tail.len() as u64, new_len - align_down(new_len), "tablet {}: log tail", self.id);
         Ok(())
     }
 }

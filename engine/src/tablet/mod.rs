@@ -17,8 +17,8 @@
 //! - `recovery`: building a tablet from its recovered log at start-up.
 
 use crate::api::{MAX_KEY_BYTES, MAX_USER_METADATA_BYTES};
-use crate::core::Core;
-use crate::error::{Error, Result};
+use crate::core::CoreCtx;
+use crate::error::{Result, StorageError};
 use crate::ids::{DeviceId, SegmentId};
 use crate::index::TabletState;
 use crate::io::DevFile;
@@ -60,7 +60,8 @@ const _: () = assert!(INLINE_MAX_BYTES >= ALIGN_BYTES as u64, "a one-block objec
 
 pub struct Tablet {
     id: u32,
-    core: Rc<Core>,
+    /// What the tablet may reach of the core that runs it (never the core itself).
+    ctx: Rc<CoreCtx>,
     state: RefCell<TabletState>,
     segs: RefCell<Segments>,
     wal: RefCell<WalState>,
@@ -71,6 +72,8 @@ pub struct Tablet {
     /// A log mirror is on a failed device: rewrite the generation onto healthy mirrors
     /// before the next batch.
     wal_rewrite: Cell<bool>,
+    /// The core's health epoch when the commit leader last checked the mirrors' devices.
+    log_health_epoch: Cell<u64>,
     /// A checkpoint being written in the background (`start_checkpoint`).
     ckpt: RefCell<Option<CkptRun>>,
     /// The highest log generation number handed out (a new generation takes the next one,
@@ -127,13 +130,14 @@ impl Drop for PendingExtents {
 }
 
 impl Tablet {
-    fn new(id: u32, core: Rc<Core>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
+    fn new(id: u32, ctx: Rc<CoreCtx>, state: TabletState, segs: Segments, wal: WalState) -> Rc<Tablet> {
         let wal_gen = wal.gen;
+        let health_epoch = ctx.health_epoch.get();
         let mut segs = segs;
         // From here on the tablet runs on a serving core: dead segments are unlinked by a
         // helper thread. One the helper's full queue turns away stays on disk until the next
         // start's sweep (`Segments::sweep_dead`) removes it; nothing points into it.
-        let shared = core.shared.clone();
+        let shared = ctx.shared.clone();
         segs.set_unlinker(move |path| {
             if !shared.blocking.spawn(move || {
                 let _ = std::fs::remove_file(path);
@@ -141,8 +145,10 @@ impl Tablet {
                 tracing::debug!("helper queue full: a dead segment stays until the next start");
             }
         });
+        let seg_create = (0..ctx.shared.set.device_count()).map(|_| futures::lock::Mutex::new(())).collect();
         Rc::new(Tablet {
             id,
+            ctx,
             state: RefCell::new(state),
             segs: RefCell::new(segs),
             wal: RefCell::new(wal),
@@ -156,14 +162,14 @@ impl Tablet {
             compacting: Cell::new(false),
             compact_skip: RefCell::new(HashSet::new()),
             wal_rewrite: Cell::new(false),
+            log_health_epoch: Cell::new(health_epoch),
             ckpt: RefCell::new(None),
             last_gen: Cell::new(wal_gen),
             spares: RefCell::new(Vec::new()),
             heal: RefCell::new(Default::default()),
-            seg_create: (0..core.shared.set.device_count()).map(|_| futures::lock::Mutex::new(())).collect(),
+            seg_create,
             queue_room: RefCell::new(Vec::new()),
             repair_rescan: Cell::new(false),
-            core,
         })
     }
 
@@ -185,7 +191,7 @@ impl Tablet {
             if let Some(ext) = self.segs.borrow_mut().alloc(dev, len)? {
                 return Ok(ext);
             }
-            let lock = self.seg_create.get(dev as usize).ok_or_else(|| Error::Io(format!("no device {dev}")))?;
+            let lock = self.seg_create.get(dev as usize).ok_or_else(|| StorageError::Io(format!("no device {dev}")))?;
             let _one_at_a_time = lock.lock().await;
             // Another writer may have made one while this one waited.
             if let Some(ext) = self.segs.borrow_mut().alloc(dev, len)? {
@@ -193,7 +199,7 @@ impl Tablet {
             }
             let new = self.segs.borrow_mut().reserve_segment(dev)?;
             let (path, dir, direct, bytes) = new.create_args();
-            let f = self.core.shared.blocking.run(move || NewSegment::create(&path, &dir, direct, bytes)).await?;
+            let f = self.ctx.shared.blocking.run(move || NewSegment::create(&path, &dir, direct, bytes)).await?;
             let file = Rc::new(DevFile::from_std(f, &new.path, new.direct)?);
             self.segs.borrow_mut().install_segment(&new, file)?;
         }

@@ -4,7 +4,7 @@
 use super::write::{rotate_for, Written};
 use super::Tablet;
 use crate::api::*;
-use crate::error::{Error, Result};
+use crate::error::{RequestError, Result};
 use crate::record::*;
 use crate::util::unix_ms;
 use md5::{Digest, Md5};
@@ -22,17 +22,17 @@ impl Tablet {
             return Ok(());
         }
         if self.pending_keys.borrow().contains_key(&(bucket.to_string(), key.to_string())) {
-            return Err(Error::PreconditionFailed);
+            return Err(RequestError::PreconditionFailed.into());
         }
         let st = self.state.borrow();
         let cur = st.get(bucket, key);
         if if_none_match_any && cur.is_some() {
-            return Err(Error::PreconditionFailed);
+            return Err(RequestError::PreconditionFailed.into());
         }
         if let Some(want) = if_match {
             match cur {
-                None => return Err(Error::NoSuchKey { bucket: bucket.into(), key: key.into() }),
-                Some(m) if !etag_matches(&m.etag(), want) => return Err(Error::PreconditionFailed),
+                None => return Err(RequestError::NoSuchKey { bucket: bucket.into(), key: key.into() }.into()),
+                Some(m) if !etag_matches(&m.etag(), want) => return Err(RequestError::PreconditionFailed.into()),
                 _ => {}
             }
         }
@@ -58,18 +58,18 @@ impl Tablet {
     ) -> Result<ObjectInfo> {
         check_key(&key)?;
         check_headers(&opts.headers)?;
-        let _inflight = self.core.inflight(&bucket)?;
-        let _busy = self.core.foreground_guard();
+        let _inflight = self.ctx.inflight(&bucket)?;
+        let _busy = self.ctx.foreground_guard();
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         self.admit_write()?;
         let w = self.write_body(body, true, rotate_for(&bucket, &key), MAX_PUT_BYTES).await?;
-        self.core.foreground_io(self.core.ec_write_bytes(w.size));
+        self.ctx.foreground_io(self.ctx.ec_write_bytes(w.size));
         if let Some(want) = opts.content_md5 {
             if want != w.md5 {
-                return Err(Error::BadDigest);
+                return Err(RequestError::BadDigest.into());
             }
         }
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         let mut headers = opts.headers;
         if w.checksum.is_some() {
@@ -94,15 +94,16 @@ impl Tablet {
     }
 
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        self.core.bucket_exists(bucket)?;
+        self.ctx.bucket_exists(bucket)?;
         let st = self.state.borrow();
-        let m = st.get(bucket, key).ok_or_else(|| Error::NoSuchKey { bucket: bucket.into(), key: key.into() })?;
+        let m =
+            st.get(bucket, key).ok_or_else(|| RequestError::NoSuchKey { bucket: bucket.into(), key: key.into() })?;
         Ok(ObjectInfo::from_meta(bucket, key, m))
     }
 
     pub async fn delete_object(self: Rc<Self>, bucket: String, key: String, if_match: Option<String>) -> Result<()> {
         check_key(&key)?;
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.check_preconditions(&bucket, &key, false, if_match.as_deref())?;
         if self.state.borrow().get(&bucket, &key).is_none() {
             return Ok(());
@@ -170,7 +171,7 @@ impl Tablet {
     pub async fn create_upload(self: Rc<Self>, bucket: String, key: String, headers: ObjectHeaders) -> Result<String> {
         check_key(&key)?;
         check_headers(&headers)?;
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.admit_write()?;
         let upload_id = format!("{:032x}", rand::random::<u128>());
         let rec = Record::UploadCreate { bucket, key, upload_id: upload_id.clone(), headers, initiated_ms: unix_ms() };
@@ -182,7 +183,7 @@ impl Tablet {
         let st = self.state.borrow();
         match st.uploads.get(upload_id) {
             Some(u) if u.bucket == bucket && u.key == key => Ok(()),
-            _ => Err(Error::NoSuchUpload(upload_id.to_string())),
+            _ => Err(RequestError::NoSuchUpload(upload_id.to_string()).into()),
         }
     }
 
@@ -196,24 +197,22 @@ impl Tablet {
         body: PutBody,
     ) -> Result<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
-            return Err(Error::InvalidPart(format!("part number {number} is outside 1..=10000")));
+            return Err(RequestError::InvalidPart(format!("part number {number} is outside 1..=10000")).into());
         }
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
-        let _inflight = self.core.inflight(&bucket)?;
-        let _busy = self.core.foreground_guard();
+        let _inflight = self.ctx.inflight(&bucket)?;
+        let _busy = self.ctx.foreground_guard();
         self.admit_write()?;
         let w = self
             .write_body(body, false, rotate_for(&bucket, &key).wrapping_add(number as usize), MAX_PUT_BYTES)
             .await?;
-        self.core.foreground_io(self.core.ec_write_bytes(w.size));
+        self.ctx.foreground_io(self.ctx.ec_write_bytes(w.size));
         if content_md5.is_some_and(|m| m != w.md5) {
-            return Err(Error::BadDigest);
+            return Err(RequestError::BadDigest.into());
         }
         self.upload_of(&bucket, &key, &upload_id)?;
-        let Written::Part(layout) = w.data else {
-            return Err(Error::Corrupt("a part was written inline".into()));
-        };
+        let Written::Part(layout) = w.data else { unreachable!("a part is written with allow_inline = false") };
         let part = PartRecord { number, mtime_ms: unix_ms(), layout, checksum: w.checksum };
         let info = PartInfo {
             number,
@@ -234,30 +233,31 @@ impl Tablet {
         parts: Vec<(u32, String)>,
         opts: PutOptions,
     ) -> Result<ObjectInfo> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
         self.check_preconditions(&bucket, &key, opts.if_none_match_any, opts.if_match.as_deref())?;
         if parts.is_empty() {
-            return Err(Error::InvalidPart("a multipart upload needs at least one part".into()));
+            return Err(RequestError::InvalidPart("a multipart upload needs at least one part".into()).into());
         }
         // The order of the whole list is checked before any part, as S3 does: a list out of
         // order is InvalidPartOrder even if a part in it is also too small or unknown.
         if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
-            return Err(Error::InvalidPartOrder);
+            return Err(RequestError::InvalidPartOrder.into());
         }
         let (layouts, md5, headers) = {
             let st = self.state.borrow();
-            let u = st.uploads.get(&upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.clone()))?;
+            let u = st.uploads.get(&upload_id).ok_or_else(|| RequestError::NoSuchUpload(upload_id.clone()))?;
             let mut layouts = Vec::with_capacity(parts.len());
             let mut md5s = Md5::new();
             for (i, (n, etag)) in parts.iter().enumerate() {
-                let p = u.parts.get(n).ok_or_else(|| Error::InvalidPart(format!("part {n} was not uploaded")))?;
+                let p =
+                    u.parts.get(n).ok_or_else(|| RequestError::InvalidPart(format!("part {n} was not uploaded")))?;
                 let have = format!("\"{}\"", hex::encode(p.layout.md5));
                 if !etag_matches(&have, etag) {
-                    return Err(Error::InvalidPart(format!("part {n} has ETag {have}, not {etag}")));
+                    return Err(RequestError::InvalidPart(format!("part {n} has ETag {have}, not {etag}")).into());
                 }
                 if i + 1 < parts.len() && p.layout.size < MIN_PART_BYTES {
-                    return Err(Error::EntityTooSmall { part_number: *n, size: p.layout.size });
+                    return Err(RequestError::EntityTooSmall { part_number: *n, size: p.layout.size }.into());
                 }
                 md5s.update(p.layout.md5);
                 layouts.push(p.layout.clone());
@@ -288,17 +288,17 @@ impl Tablet {
     }
 
     pub async fn abort_upload(self: Rc<Self>, bucket: String, key: String, upload_id: String) -> Result<()> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         self.upload_of(&bucket, &key, &upload_id)?;
         self.admit_write()?;
         self.commit(Record::UploadEnd { upload_id, aborted: true }, None).await
     }
 
     pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<(ObjectHeaders, Vec<PartInfo>)> {
-        self.core.bucket_exists(bucket)?;
+        self.ctx.bucket_exists(bucket)?;
         self.upload_of(bucket, key, upload_id)?;
         let st = self.state.borrow();
-        let u = st.uploads.get(upload_id).ok_or_else(|| Error::NoSuchUpload(upload_id.into()))?;
+        let u = st.uploads.get(upload_id).ok_or_else(|| RequestError::NoSuchUpload(upload_id.into()))?;
         let parts = u
             .parts
             .values()
@@ -349,11 +349,11 @@ pub fn etag_matches(have: &str, want: &str) -> bool {
 
 pub fn check_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
-        return Err(Error::KeyTooLong(key.len()));
+        return Err(RequestError::KeyTooLong(key.len()).into());
     }
-    names::check_key_characters(key).map_err(|e| Error::InvalidKey(e.to_string()))?;
+    names::check_key_characters(key).map_err(|e| RequestError::InvalidKey(e.to_string()))?;
     if key.is_empty() {
-        return Err(Error::NoSuchKey { bucket: String::new(), key: String::new() });
+        return Err(RequestError::NoSuchKey { bucket: String::new(), key: String::new() }.into());
     }
     Ok(())
 }
@@ -361,7 +361,7 @@ pub fn check_key(key: &str) -> Result<()> {
 fn check_headers(h: &ObjectHeaders) -> Result<()> {
     let n: usize = h.user.iter().map(|(k, v)| k.len() + v.len()).sum();
     if n > MAX_USER_METADATA_BYTES {
-        return Err(Error::MetadataTooLarge(n));
+        return Err(RequestError::MetadataTooLarge(n).into());
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use super::Tablet;
 use crate::api::*;
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::ids::{BlockIndex, DeviceId, SegmentId};
 use crate::io::DevFile;
 use crate::record::*;
@@ -48,12 +48,12 @@ impl Tablet {
         range: Option<RangeSpec>,
         proceed: impl FnOnce(&ObjectInfo) -> bool,
     ) -> Result<ReadOutcome> {
-        self.core.bucket_exists(&bucket)?;
+        self.ctx.bucket_exists(&bucket)?;
         let meta = {
             let st = self.state.borrow();
             st.get(&bucket, &key)
                 .cloned()
-                .ok_or_else(|| Error::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
+                .ok_or_else(|| RequestError::NoSuchKey { bucket: bucket.clone(), key: key.clone() })?
         };
         let info = ObjectInfo::from_meta(&bucket, &key, &meta);
         if !proceed(&info) {
@@ -63,8 +63,8 @@ impl Tablet {
             Some(r) => r.resolve(meta.size)?,
             None => ByteRange { start: 0, end: meta.size },
         };
-        self.core.foreground_io(r.end - r.start);
-        let busy = self.core.foreground_guard();
+        self.ctx.foreground_io(r.end - r.start);
+        let busy = self.ctx.foreground_guard();
         let (tx, rx) = flume::bounded(2);
         // Open every file the read needs now, so a concurrent overwrite that deletes a
         // segment, or a checkpoint that retires the log generation, cannot pull it away.
@@ -129,9 +129,9 @@ impl Tablet {
         }
         for (dev, e) in failed.into_iter().filter(|_| report) {
             // A segment the index points to cannot be opened (ENOENT fails the device).
-            if self.core.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
+            if self.ctx.healthy.borrow().get(dev as usize).copied().unwrap_or(false) {
                 tracing::warn!("tablet {}: cannot open a segment on device {dev}: {e}", self.id);
-                self.core.note_io_error(dev, &e, false);
+                self.ctx.note_io_error(dev, &e, false);
             }
         }
         plan
@@ -168,24 +168,26 @@ impl Tablet {
                 }
                 Ok(())
             }
-            _ => Err(Error::Corrupt("an object read with the files of another kind of object".into())),
+            // `get_object` and `relocate` open the files from the same metadata they pass.
+            _ => unreachable!("an object read with the files of another kind of object"),
         }
     }
 
     /// The log mirrors holding an inline object, and where in them it is.
     pub(super) fn inline_files(&self, meta: &ObjectMeta) -> Result<InlineFiles> {
         let DataLoc::Inline { gen, offset, len } = meta.data else {
-            return Err(Error::Corrupt("not an inline object".into()));
+            unreachable!("inline_files is asked only about inline objects");
         };
         let w = self.wal.borrow();
         let files = match &w.prev {
             _ if w.gen == gen => &w.files,
             Some((g, files)) if *g == gen => files,
             _ => {
-                return Err(Error::Corrupt(format!(
+                return Err(StorageError::Corrupt(format!(
                     "inline object points to log generation {gen}, current is {}",
                     w.gen
-                )))
+                ))
+                .into())
             }
         };
         Ok(InlineFiles { files: files.iter().map(|(_, f)| f.clone()).collect(), gen, offset, len })
@@ -202,7 +204,7 @@ impl Tablet {
 
     /// An inline object's bytes from the mirrors `at` names (opened at lookup), checked.
     pub(super) async fn read_inline(&self, at: &InlineFiles, size: u64) -> Result<Vec<u8>> {
-        let mut last = Error::Unreadable("no log mirror is readable".into());
+        let mut last = Error::Storage(StorageError::Unreadable("no log mirror is readable".into()));
         for f in &at.files {
             match f
                 .read_vec_at(at.len as usize, at.offset)
@@ -234,7 +236,7 @@ impl Tablet {
     ) -> Result<Bytes> {
         let (k, m) = (p.k as usize, p.m as usize);
         let sl = p.shard_len(s);
-        debug_assert!(a < b && b <= sl * k);
+        assert!(a < b && b <= sl * k, "bytes {a}..{b} of a stripe of {k} shards of {sl}");
         let (first, last) = (a / sl, (b - 1) / sl);
         let mut shards: Vec<Option<AlignedBuf>> = (0..k + m).map(|_| None).collect();
         let ok = self.read_shards(p, s, sl, first..=last, plan, &mut shards).await;
@@ -246,24 +248,25 @@ impl Tablet {
                     break;
                 }
             }
-            self.core.stats.borrow_mut().degraded_reads += 1;
+            self.ctx.stats.borrow_mut().degraded_reads += 1;
             {
                 let mut q = self.repair_queue.borrow_mut();
                 self.queue_repair(&mut q, (bucket.to_string(), key.to_string()));
             }
-            let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
+            let pool = self.ctx.pool.clone();
+            self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(
                 |e| match e {
-                    Error::Unreadable(why) => Error::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")),
+                    Error::Storage(StorageError::Unreadable(why)) => {
+                        Error::Storage(StorageError::Unreadable(format!("{bucket}/{key} stripe {s}: {why}")))
+                    }
                     e => e,
                 },
             )?;
         }
         let mut out = BytesMut::with_capacity(b - a);
         for (i, shard) in shards.iter().enumerate().take(last + 1).skip(first) {
-            let shard = shard
-                .as_ref()
-                .ok_or_else(|| Error::Unreadable(format!("{bucket}/{key}: shard {i} missing after rebuild")))?;
+            // Read whole, or `reconstruct` returned Ok: every data shard is there.
+            let shard = shard.as_ref().unwrap_or_else(|| panic!("{bucket}/{key}: shard {i} missing after a rebuild"));
             let lo = a.max(i * sl) - i * sl;
             let hi = b.min((i + 1) * sl) - i * sl;
             out.extend_from_slice(&shard.as_slice()[lo..hi]);
@@ -281,7 +284,7 @@ impl Tablet {
         plan: &SegmentFiles,
         out: &mut [Option<AlignedBuf>],
     ) -> bool {
-        let healthy = self.core.healthy.borrow().clone();
+        let healthy = self.ctx.healthy.borrow().clone();
         let reads = idx.clone().map(|i| {
             let loc = p.loc(s, i);
             let dev = p.devices[i];
@@ -290,14 +293,14 @@ impl Tablet {
                 .get(&(DeviceId(dev), SegmentId(loc.seg)))
                 .cloned()
                 .filter(|_| healthy.get(dev as usize).copied().unwrap_or(false));
-            let buf = self.core.pool.get_for(sl);
+            let buf = self.ctx.pool.get_for(sl);
             async move {
                 let f = f?;
                 let (r, b) = f.read_at(buf, BlockIndex(loc.block).offset_bytes(), sl).await;
                 if let Err(e) = &r {
-                    self.core.note_io_error(dev, e, false);
+                    self.ctx.note_io_error(dev, e, false);
                 } else {
-                    self.core.note_io_ok(dev);
+                    self.ctx.note_io_ok(dev);
                 }
                 match r {
                     Ok(()) if crc(b.as_slice()) == loc.crc => Some(b),

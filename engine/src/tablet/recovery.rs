@@ -6,8 +6,8 @@
 use super::checkpoint::{build_checkpoint, choose_mirrors, open_mirrors, read_inline_sync};
 use super::log::WalState;
 use super::Tablet;
-use crate::core::Core;
-use crate::error::{Error, Result};
+use crate::core::CoreCtx;
+use crate::error::{Error, Result, StorageError};
 use crate::index::TabletState;
 use crate::record::Record;
 use crate::segment::Segments;
@@ -53,9 +53,9 @@ pub(crate) fn recover_logs(
 /// zero-fill and fsyncs): this runs before the core answers its first message and before
 /// `Engine::open` returns, so there is nothing else for the thread to serve yet. Everything
 /// after start goes through the ring or the helper threads (`blocking`).
-pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Tablet>> {
-    let shared = &core.shared;
-    let healthy = core.healthy.borrow().clone();
+pub(crate) fn start_tablet(ctx: &Rc<CoreCtx>, id: u32, log: Option<RecoveredLog>) -> Result<Rc<Tablet>> {
+    let shared = &ctx.shared;
+    let healthy = ctx.healthy.borrow().clone();
     let devs: Vec<(Option<PathBuf>, bool)> = shared
         .set
         .paths
@@ -86,7 +86,9 @@ pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) 
     let (bytes, moved) = build_checkpoint(&state, id, new_gen, shared.set.set_id, |m| read_inline_sync(&old, salt, m))?;
     let mirrors = choose_mirrors(&shared.set, &shared.set.paths, &healthy, id)?;
     let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
-        Error::Io(format!("tablet {id}: cannot write its log on device {dev}: {e} (start without that device)"))
+        Error::Storage(StorageError::Io(format!(
+            "tablet {id}: cannot write its log on device {dev}: {e} (start without that device)"
+        )))
     })?;
     for (b, k, off, len) in moved {
         if let Some(m) = state.objects.get_mut(&b).and_then(|m| m.get_mut(&k)) {
@@ -96,5 +98,5 @@ pub(crate) fn start_tablet(core: &Rc<Core>, id: u32, log: Option<RecoveredLog>) 
     wal::remove_older(&healthy_paths, id, new_gen);
     wal::remove_spares(&healthy_paths, id);
     let wal = WalState::open(new_gen, &bytes, &written, shared.log_direct)?;
-    Ok(Tablet::new(id, core.clone(), state, segs, wal))
+    Ok(Tablet::new(id, ctx.clone(), state, segs, wal))
 }

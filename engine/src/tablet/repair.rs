@@ -18,7 +18,7 @@
 use super::read::SegmentFiles;
 use super::{PendingExtents, Tablet};
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::ids::DeviceId;
 use crate::record::{DataLoc, ObjectMeta, PartLayout, Record, RelocTarget, ShardLoc};
 use crate::sched::IoClass;
@@ -55,7 +55,7 @@ enum PartCheck {
 impl Tablet {
     /// Start this tablet's background tasks (called once the core is up).
     pub fn start_background(self: &Rc<Self>) {
-        let cfg = &self.core.shared.heal;
+        let cfg = &self.ctx.shared.heal;
         if cfg.repair {
             // What is below redundancy already at start (a device missing at open, shards lost
             // with a replaced device whose rebuild a restart interrupted) is queued now, not
@@ -109,12 +109,12 @@ impl Tablet {
     /// a bad shard on a healthy device, which the scrubber's next pass (or the next read that
     /// meets it) finds again. Returns whether the object is queued.
     pub(super) fn queue_repair(&self, q: &mut HashSet<(String, String)>, obj: (String, String)) -> bool {
-        if q.len() < self.core.shared.repair_queue_depth_max || q.contains(&obj) {
+        if q.len() < self.ctx.shared.repair_queue_depth_max || q.contains(&obj) {
             q.insert(obj);
             return true;
         }
         self.repair_rescan.set(true);
-        self.core.stats.borrow_mut().repair_queue_overflows += 1;
+        self.ctx.stats.borrow_mut().repair_queue_overflows += 1;
         false
     }
 
@@ -141,7 +141,7 @@ impl Tablet {
     /// replaced device, as many as the queue holds, but not those known to wait for room
     /// (`repair_waiting`: a device coming back or replaced queues them).
     pub fn queue_below_redundancy(&self) {
-        let healthy = self.core.healthy.borrow();
+        let healthy = self.ctx.healthy.borrow();
         let segs = self.segs.borrow();
         let st = self.state.borrow();
         let waiting = self.repair_waiting.borrow();
@@ -184,7 +184,7 @@ impl Tablet {
     /// when no batch is in flight.
     pub(super) async fn rewrite_wal(&self) {
         self.wal_rewrite.set(false);
-        let healthy = self.core.healthy.borrow().clone();
+        let healthy = self.ctx.healthy.borrow().clone();
         if self.wal.borrow().files.iter().all(|(d, _)| healthy[d.index()]) {
             return;
         }
@@ -197,7 +197,7 @@ impl Tablet {
     /// Erasure-coded objects of this tablet with a shard on a failed device, or in a segment
     /// lost with a replaced device (not yet rebuilt).
     pub fn objects_below_redundancy(&self) -> u64 {
-        let healthy = self.core.healthy.borrow();
+        let healthy = self.ctx.healthy.borrow();
         let segs = self.segs.borrow();
         let st = self.state.borrow();
         let mut n = 0;
@@ -264,9 +264,9 @@ impl Tablet {
         let mut bad = Vec::new();
         for s in 0..p.stripe_count() {
             let bytes = (p.shard_len(s) * p.width()) as u64;
-            self.core.throttle(class, bytes).await;
+            self.ctx.throttle(class, bytes).await;
             let (_, b) = self.check_stripe(p, s, &plan).await;
-            let mut st = self.core.stats.borrow_mut();
+            let mut st = self.ctx.stats.borrow_mut();
             if class == IoClass::Scrub {
                 st.scrubbed_bytes += bytes;
             }
@@ -298,13 +298,13 @@ impl Tablet {
                 mtime_ms: meta.mtime_ms,
                 index: index as u32,
             };
-            let healthy = self.core.healthy.borrow().clone();
+            let healthy = self.ctx.healthy.borrow().clone();
             if p.devices.iter().any(|d| !healthy[*d as usize]) {
                 // Re-place the whole part on healthy devices through the write path, paced
                 // chunk by chunk by the scheduler.
                 let rotate = super::write::rotate_for(bucket, key).wrapping_add(index);
                 self.relocate(target, p, rotate, IoClass::Repair).await?;
-                let mut st = self.core.stats.borrow_mut();
+                let mut st = self.ctx.stats.borrow_mut();
                 st.repaired_stripes += p.stripe_count() as u64;
                 st.repaired_bytes += p.size;
                 fixed += 1;
@@ -314,7 +314,7 @@ impl Tablet {
             let n = stripes.len() as u64;
             let bytes: u64 = stripes.iter().map(|(s, _)| (p.shard_len(*s) * p.k as usize) as u64).sum();
             self.mend_in_place(target, p, stripes).await?;
-            let mut st = self.core.stats.borrow_mut();
+            let mut st = self.ctx.stats.borrow_mut();
             st.repaired_stripes += n;
             st.repaired_bytes += bytes.min(p.size);
             fixed += 1;
@@ -341,40 +341,43 @@ impl Tablet {
                 continue;
             }
             let sl = p.shard_len(s);
-            let pool = self.core.pool.clone();
-            self.core.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
-                Error::Unreadable(format!("tablet {}: stripe {s} of a part cannot be rebuilt: {e}", self.id))
+            let pool = self.ctx.pool.clone();
+            self.ctx.codec.borrow_mut().reconstruct(k, m, sl, &mut shards, || pool.get_for(sl)).map_err(|e| {
+                Error::Storage(StorageError::Unreadable(format!(
+                    "tablet {}: stripe {s} of a part cannot be rebuilt: {e}",
+                    self.id
+                )))
             })?;
-            let data: Vec<AlignedBuf> = shards[..k]
-                .iter_mut()
-                .map(|b| b.take().ok_or_else(|| Error::Unreadable("data shard missing after rebuild".into())))
-                .collect::<Result<_>>()?;
-            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.core.pool.get_for(sl)).collect();
-            self.core.codec.borrow_mut().encode(&data, &mut parity)?;
+            // `reconstruct` returned Ok: every data shard is there (its contract).
+            let data: Vec<AlignedBuf> =
+                shards[..k].iter_mut().map(|b| b.take().expect("data shard present after a rebuild")).collect();
+            let mut parity: Vec<AlignedBuf> = (0..m).map(|_| self.ctx.pool.get_for(sl)).collect();
+            self.ctx.codec.borrow_mut().encode(&data, &mut parity)?;
             let mut writes = Vec::new();
             for &i in &bad {
                 let b = if i < k { &data[i] } else { &parity[i - k] };
                 let old = p.loc(s, i);
                 let c = crc(b.as_slice());
                 if c != old.crc {
-                    return Err(Error::Corrupt(format!(
+                    return Err(StorageError::Corrupt(format!(
                         "tablet {}: rebuilt shard {i} of stripe {s} has crc {c:08x}, the record says {:08x}",
                         self.id, old.crc
-                    )));
+                    ))
+                    .into());
                 }
                 let dev = p.devices[i];
                 let ext = match self.alloc_extent(dev, sl).await {
                     Ok(ext) => ext,
                     Err(e) => {
                         if e.is_io() {
-                            self.core.note_io_error(dev, &e, false);
+                            self.ctx.note_io_error(dev, &e, false);
                         }
                         return Err(e);
                     }
                 };
                 pending.extents.push((DeviceId(dev), ext.seg));
                 new.shards[s * w + i] = ShardLoc { seg: ext.seg.0, block: ext.block.0, crc: c };
-                let mut copy = self.core.pool.get_for(sl);
+                let mut copy = self.ctx.pool.get_for(sl);
                 copy.clear();
                 copy.extend_from(b.as_slice());
                 writes.push((dev, ext.file, copy, ext.block.offset_bytes()));
@@ -386,13 +389,15 @@ impl Tablet {
             .await;
             for (dev, f, r) in results {
                 if let Err(e) = r {
-                    self.core.note_io_error(dev, &e, false);
+                    self.ctx.note_io_error(dev, &e, false);
                     return Err(e);
                 }
                 self.dirty.borrow_mut().push((DeviceId(dev), f));
             }
         }
-        new.check()?;
+        // Only shard locations changed: the layout keeps its geometry.
+        assert_eq!((new.size, new.shards.len(), &new.devices), (p.size, p.shards.len(), &p.devices));
+        new.assert_consistent();
         self.commit(Record::Relocate { target, layout: new }, None).await?;
         drop(pending);
         Ok(())
@@ -409,14 +414,14 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
     loop {
         monoio::time::sleep(poll).await;
         let Some(tablet) = weak.upgrade() else { return };
-        if tablet.core.tablets.borrow().is_empty() {
+        if tablet.ctx.stopping() {
             return; // the core is stopping
         }
         if tablet.repair_rescan.get() && tablet.repair_queue.borrow().is_empty() {
             // The queue overflowed and has drained since: look for what it left out (a rescan
             // that overflows again sets the flag again, so the walk repeats until all fit).
             tablet.repair_rescan.set(false);
-            tablet.core.stats.borrow_mut().repair_rescans += 1;
+            tablet.ctx.stats.borrow_mut().repair_rescans += 1;
             tablet.queue_below_redundancy();
         }
         for _ in 0..REPAIR_OBJECTS_PER_ROUND {
@@ -430,12 +435,12 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                 continue;
             }
             let (bucket, key) = &obj;
-            let epoch = tablet.core.health_epoch.get();
+            let epoch = tablet.ctx.health_epoch.get();
             let r = tablet.repair_object(bucket, key).await;
             if let Ok(n) = &r {
-                tablet.core.stats.borrow_mut().repaired_parts += *n as u64;
+                tablet.ctx.stats.borrow_mut().repaired_parts += *n as u64;
             }
-            if tablet.core.health_epoch.get() != epoch {
+            if tablet.ctx.health_epoch.get() != epoch {
                 // A device failed, came back or was replaced meanwhile: whatever the repair
                 // concluded came from the state before. The object stays queued (a failure
                 // queued it again, and that must not be lost) and is judged afresh.
@@ -452,7 +457,7 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                         tracing::info!("tablet {}: repaired {n} part(s) of {bucket}/{key}", tablet.id);
                     }
                 }
-                Err(Error::InsufficientDevices(why)) => {
+                Err(Error::Storage(StorageError::InsufficientDevices(why))) => {
                     // No zone-safe room: the object stays below redundancy (the status counts
                     // it) and waits. Said once per change from "none waiting" to "some
                     // waiting", not once per object or per retry.
@@ -473,7 +478,7 @@ async fn repair_loop(weak: Weak<Tablet>, poll: Duration) {
                     }
                 }
                 Err(e) => {
-                    tablet.core.stats.borrow_mut().repair_failures += 1;
+                    tablet.ctx.stats.borrow_mut().repair_failures += 1;
                     tracing::error!("tablet {}: repair of {bucket}/{key} failed: {e}", tablet.id);
                 }
             }
@@ -508,11 +513,11 @@ fn next_object(tablet: &Tablet, cursor: &Option<(String, String)>) -> Option<(St
 
 /// Bytes/s this tablet's scrubber may read.
 fn scrub_rate(tablet: &Tablet) -> u64 {
-    let cfg = &tablet.core.shared.heal;
+    let cfg = &tablet.ctx.shared.heal;
     if cfg.scrub_bytes_per_sec > 0 {
         return cfg.scrub_bytes_per_sec;
     }
-    let (k, m) = (tablet.core.shared.set.k as u64, tablet.core.shared.set.m as u64);
+    let (k, m) = (tablet.ctx.shared.set.k as u64, tablet.ctx.shared.set.m as u64);
     let data: u64 = tablet.state.borrow().objects.values().flat_map(|o| o.values()).map(|m| m.size).sum();
     let stored = data / k.max(1) * (k + m);
     (stored / cfg.scrub_period_secs.max(1)).max(crate::heal::SCRUB_MIN_BYTES_PER_SEC)
@@ -524,7 +529,7 @@ async fn scrub_loop(weak: Weak<Tablet>) {
     let mut read_in_window = 0u64;
     loop {
         let Some(tablet) = weak.upgrade() else { return };
-        if tablet.core.tablets.borrow().is_empty() {
+        if tablet.ctx.stopping() {
             return;
         }
         let cursor = tablet.heal.borrow().scrub_cursor.clone();
@@ -578,7 +583,7 @@ async fn scrub_loop(weak: Weak<Tablet>) {
             bad = false;
         }
         if bad {
-            tablet.core.stats.borrow_mut().scrub_errors += bad_shards;
+            tablet.ctx.stats.borrow_mut().scrub_errors += bad_shards;
             tracing::warn!("tablet {}: scrub found bad shards in {bucket}/{key}; queued for repair", tablet.id);
             let mut q = tablet.repair_queue.borrow_mut();
             // Left out of a full queue, it is found again by the next pass.

@@ -5,7 +5,7 @@
 use super::{PendingExtents, Tablet, INLINE_MAX_BYTES};
 use crate::api::*;
 use crate::buf::AlignedBuf;
-use crate::error::{Error, Result};
+use crate::error::{Error, RequestError, Result, StorageError};
 use crate::ids::DeviceId;
 use crate::placement;
 use crate::record::*;
@@ -39,10 +39,10 @@ impl Tablet {
         rotate: usize,
         max_bytes: u64,
     ) -> Result<WriteResult> {
-        let core = &self.core;
-        let set = &core.shared.set;
+        let ctx = &self.ctx;
+        let set = &ctx.shared.set;
         let k = set.k;
-        let chunk = core.shared.chunk_bytes;
+        let chunk = ctx.shared.chunk_bytes;
         // Stripe buffers are taken from the pool only once the body outgrows the inline limit:
         // a small object (most of a small-PUT load) never holds k pool buffers, and many of
         // them in flight never drain the pool into fresh allocations.
@@ -50,7 +50,7 @@ impl Tablet {
         let mut small: Vec<u8> = Vec::new();
         let mut cur = 0usize;
         // The ETag's MD5, hashed together with the other PUTs of this core (`md5batch`).
-        let mut md5 = core.md5.stream();
+        let mut md5 = ctx.md5.stream();
         let mut size = 0u64;
         let mut layout: Option<PartLayout> = None;
         let mut pending = PendingExtents { tablet: self.clone(), extents: Vec::new() };
@@ -59,8 +59,10 @@ impl Tablet {
         let checksum;
         loop {
             match body.recv_async().await {
-                Err(_) => return Err(Error::BodyAborted("the request body ended before it was complete".into())),
-                Ok(BodyItem::Abort(why)) => return Err(Error::BodyAborted(why)),
+                Err(_) => {
+                    return Err(RequestError::BodyAborted("the request body ended before it was complete".into()).into())
+                }
+                Ok(BodyItem::Abort(why)) => return Err(RequestError::BodyAborted(why).into()),
                 Ok(BodyItem::End { checksum: c }) => {
                     checksum = c;
                     break;
@@ -69,7 +71,7 @@ impl Tablet {
                     md5.update(bytes.clone()).await;
                     size += bytes.len() as u64;
                     if size > max_bytes {
-                        return Err(Error::EntityTooLarge(size));
+                        return Err(RequestError::EntityTooLarge(size).into());
                     }
                     if allow_inline && layout.is_none() && bufs.is_empty() && size <= INLINE_MAX_BYTES {
                         small.extend_from_slice(&bytes);
@@ -82,7 +84,7 @@ impl Tablet {
                             // The next stripe's buffers are taken only when its first byte
                             // arrives, after the oldest stripe in flight has let go of its own.
                             if bufs.is_empty() {
-                                bufs = (0..k).map(|_| core.pool.get()).collect();
+                                bufs = (0..k).map(|_| ctx.pool.get()).collect();
                             }
                             let n = bufs[cur].extend_from(src);
                             src = &src[n..];
@@ -96,7 +98,7 @@ impl Tablet {
                                     let full = std::mem::take(&mut bufs);
                                     // Keep a few stripes of this object in flight: the body keeps
                                     // streaming in while earlier stripes are on their way to disk.
-                                    if inflight.len() >= core.shared.stripes_in_flight {
+                                    if inflight.len() >= ctx.shared.stripes_in_flight {
                                         if let Some(h) = inflight.pop_front() {
                                             h.await?;
                                         }
@@ -124,7 +126,7 @@ impl Tablet {
         if tail > 0 {
             // Re-split the last, partial stripe evenly over the k data shards.
             let sl = shard_len_for(tail, k, chunk);
-            let mut even: Vec<AlignedBuf> = (0..k).map(|_| core.pool.get()).collect();
+            let mut even: Vec<AlignedBuf> = (0..k).map(|_| ctx.pool.get()).collect();
             let mut flat = bufs.iter().flat_map(|b| b.as_slice().chunks(sl.max(1))).peekable();
             let mut i = 0;
             // Walk the filled bytes in order and pour them into the even buffers.
@@ -153,18 +155,18 @@ impl Tablet {
         }
         l.size = size;
         l.md5 = md5;
-        l.check()?;
+        l.assert_consistent();
         Ok(WriteResult { size, md5, data: Written::Part(l), checksum, _pending: pending })
     }
 
     fn place(&self, rotate: usize) -> Result<Vec<u16>> {
-        let set = &self.core.shared.set;
-        let healthy = self.core.healthy.borrow();
+        let set = &self.ctx.shared.set;
+        let healthy = self.ctx.healthy.borrow();
         placement::choose(&set.zones, &healthy, set.k + set.m, set.m, rotate).ok_or_else(|| {
-            Error::InsufficientDevices(format!(
+            Error::Storage(StorageError::InsufficientDevices(format!(
                 "cannot place {}+{} shards with at most {} per zone on the healthy devices",
                 set.k, set.m, set.m
-            ))
+            )))
         })
     }
 
@@ -178,16 +180,21 @@ impl Tablet {
         data_len: usize,
         pending: &mut PendingExtents,
     ) -> Result<monoio::task::JoinHandle<Result<()>>> {
-        let core = &self.core;
+        let ctx = &self.ctx;
         let (k, m) = (l.k as usize, l.m as usize);
         let sl = shard_len_for(data_len, k, l.chunk_bytes as usize);
+        assert_eq!(data.len(), k, "a stripe is filled from k data buffers");
+        assert_eq!(l.devices.len(), k + m, "a stripe is placed before it is written");
+        assert!(l.shards.len().is_multiple_of(k + m), "stripes are recorded whole");
+        assert!(sl > 0 && sl <= l.chunk_bytes as usize && data_len <= sl * k, "shard length {sl} for {data_len} bytes");
         for b in &mut data {
             b.resize_zeroed(sl);
         }
-        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| core.pool.get_for(sl)).collect();
-        core.codec.borrow_mut().encode(&data, &mut parity)?;
+        let mut parity: Vec<AlignedBuf> = (0..m).map(|_| ctx.pool.get_for(sl)).collect();
+        ctx.codec.borrow_mut().encode(&data, &mut parity)?;
         let mut all: Vec<AlignedBuf> = data;
         all.extend(parity);
+        debug_assert!(all.iter().all(|b| b.len() == sl), "every shard of a stripe is {sl} bytes");
         let devs = l.devices.clone();
         // All k+m extents at once: a device whose active segment is full gets a new one made on
         // a helper thread while the others allocate.
@@ -211,7 +218,7 @@ impl Tablet {
             // A new segment file that cannot be created (its device directory is gone: ENOENT)
             // counts against the device like any I/O error, so the next write avoids it.
             if e.is_io() {
-                self.core.note_io_error(dev, &e, false);
+                self.ctx.note_io_error(dev, &e, false);
             }
             return Err(e);
         }
@@ -230,9 +237,9 @@ impl Tablet {
             let mut err = None;
             for (i, (r, f)) in results.into_iter().enumerate() {
                 match r {
-                    Ok(()) => me.core.note_io_ok(devs[i]),
+                    Ok(()) => me.ctx.note_io_ok(devs[i]),
                     Err(e) => {
-                        me.core.note_io_error(devs[i], &e, false);
+                        me.ctx.note_io_error(devs[i], &e, false);
                         err.get_or_insert(e);
                     }
                 }

@@ -3,7 +3,7 @@
 //! key must hold its last acknowledged content or the one in flight, bit-exact.
 
 use super::{block_on, data, md5_hex};
-use engine::{Engine, Error, ListItem, ListQuery};
+use engine::{Engine, Error, ListItem, ListQuery, RequestError};
 use std::collections::{BTreeMap, HashSet};
 
 /// What a key may hold: (content seed, size) or absent.
@@ -69,7 +69,7 @@ pub fn verify(e: &Engine, bucket: &str, model: &mut Model, ctx: &str) {
                 assert_eq!(info.size, c.1 as u64, "{ctx}: {key} size");
                 Some(c)
             }
-            Err(Error::NoSuchKey { .. }) => None,
+            Err(Error::Request(RequestError::NoSuchKey { .. })) => None,
             Err(err) => panic!("{ctx}: reading {key} failed: {err}"),
         };
         let allowed = found == m.acked || m.in_flight.is_some_and(|f| f == found);

@@ -18,7 +18,7 @@ const COPY_CONDITIONS: [&str; 4] = [
 
 fn check_source(c: &Conditions, info: &ObjectInfo) -> engine::Result<()> {
     // Every failed copy-source condition is a 412 (there is no 304 for a copy).
-    c.check(info).map_err(|_| engine::Error::PreconditionFailed)
+    c.check(info).map_err(|_| engine::Error::Request(engine::error::RequestError::PreconditionFailed))
 }
 
 fn check_version(src: &CopySource) -> Result<(), S3Error> {
@@ -53,7 +53,7 @@ pub async fn copy_object(ctx: &Ctx, req: Req, bucket: &str, key: &str, src: Copy
             // S3 copies at most 5 GiB in one CopyObject (a larger object is copied part by
             // part with UploadPartCopy ranges): refused before the source is read.
             if i.size > engine::MAX_PUT_BYTES {
-                return Err(engine::Error::EntityTooLarge(i.size));
+                return Err(engine::error::RequestError::EntityTooLarge(i.size).into());
             }
             check_source(&conditions, i)
         })
@@ -114,7 +114,7 @@ pub async fn upload_part_copy(
     let (info, r, rx) = match read {
         Ok(ReadOutcome::Stream(info, r, rx)) => (info, r, rx),
         Ok(ReadOutcome::Declined(_)) => return Err(S3Error::new(S3ErrorCode::PreconditionFailed)),
-        Err(engine::Error::InvalidRange { size }) => {
+        Err(engine::Error::Request(engine::error::RequestError::InvalidRange { size })) => {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRange,
                 format!("Range specified is not valid for source object of size: {size}"),

@@ -42,7 +42,7 @@ pub async fn put_object(ctx: &Ctx, req: Req, bucket: &str, key: &str) -> Result<
 pub fn settle<T>(fed: Result<(), S3Error>, done: engine::Result<T>) -> Result<T, S3Error> {
     match (fed, done) {
         (_, Ok(v)) => Ok(v),
-        (Err(e), Err(engine::Error::BodyAborted(_))) => Err(e),
+        (Err(e), Err(engine::Error::Request(engine::error::RequestError::BodyAborted(_)))) => Err(e),
         (_, Err(e)) => Err(engine_err(e)),
     }
 }
@@ -182,7 +182,7 @@ pub async fn get_object(
             let e = conditions.check(&info).err().unwrap_or_else(|| S3Error::new(S3ErrorCode::PreconditionFailed));
             return Err(not_modified(e, &info));
         }
-        Err(engine::Error::InvalidRange { size }) => {
+        Err(engine::Error::Request(engine::error::RequestError::InvalidRange { size })) => {
             return Err(S3Error::new(S3ErrorCode::InvalidRange)
                 .detail("RangeRequested", req.header("range").unwrap_or("").to_string())
                 .detail("ActualObjectSize", size.to_string()))
