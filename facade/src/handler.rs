@@ -1,10 +1,12 @@
 //! One request, start to finish: authenticate, route to an `Endpoint`, run its handler,
 //! render errors as S3 XML with a request id.
 
+use crate::access::Facts;
 use crate::body::{full, RespBody};
-use crate::ops::{bucket, copy, delete, list, multipart, object, post, Ctx, Req, Resp};
+use crate::ops::{bucket, copy, delete, list, multipart, object, policy, post, ConnInfo, Ctx, Req, Resp};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use s3::auth::policy::Principal;
 use s3::auth::sigv4::{self, SignedRequest};
 use s3::error::S3Error;
 use s3::router::{self, Endpoint, Query};
@@ -111,6 +113,7 @@ pub fn slow_down() -> Response<RespBody> {
 
 async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error> {
     let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<ConnInfo>().copied().unwrap_or_default();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().map(str::to_string);
     let signed =
@@ -121,7 +124,7 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     if post::is_form_post(&parts.method, &parts.headers) {
         return match router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())? {
             Endpoint::PostObject { bucket } => {
-                post::post_object(&srv.ctx, &parts.headers, body, &bucket, secret_for).await
+                post::post_object(&srv.ctx, &parts.headers, body, &bucket, conn, secret_for).await
             }
             _ => Err(S3Error::with_message(
                 s3::error::S3ErrorCode::MethodNotAllowed,
@@ -144,8 +147,15 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     } else {
         sigv4::authenticate(&signed, SystemTime::now(), secret_for)?
     };
+    let principal = if auth.is_anonymous() { Principal::Anonymous } else { Principal::Root };
     // The admin endpoint, before the S3 router (bucket names cannot contain `_`, so it
-    // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
+    // shadows no bucket; on a virtual-hosted-style host the path stays an object key). Only
+    // the root user's: no bucket policy reaches it.
+    let admin = crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref())
+        || crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref());
+    if admin && principal != Principal::Root {
+        return Err(S3Error::access_denied("The admin API needs the root user's signature."));
+    }
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
         let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
         let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
@@ -159,7 +169,11 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
-    let req = Req { parts, body, auth, query };
+    let facts = Facts { query: &query, headers: &parts.headers, source_ip: conn.peer, secure_transport: conn.tls };
+    for access in ep.accesses().iter().flatten() {
+        srv.ctx.policies.authorize(principal, access, &facts)?;
+    }
+    let req = Req { parts, body, auth, query, conn };
     let ctx = &srv.ctx;
     match ep {
         Endpoint::ListBuckets => bucket::list_buckets(ctx).await,
@@ -172,6 +186,9 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         Endpoint::ListObjectsV2 { bucket, args } => list::list_v2(ctx, &bucket, args).await,
         Endpoint::ListObjectVersions { bucket, args } => list::list_versions(ctx, &bucket, args).await,
         Endpoint::ListMultipartUploads { bucket, args } => multipart::list_uploads(ctx, &bucket, args).await,
+        Endpoint::PutBucketPolicy { bucket } => policy::put(ctx, req, &bucket).await,
+        Endpoint::GetBucketPolicy { bucket } => policy::get(ctx, &bucket).await,
+        Endpoint::DeleteBucketPolicy { bucket } => policy::delete(ctx, &bucket).await,
         // Reached only by a POST that is not multipart/form-data (a form goes first, above).
         Endpoint::PostObject { .. } => Err(S3Error::with_message(
             s3::error::S3ErrorCode::MalformedPOSTRequest,

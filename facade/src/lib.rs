@@ -11,6 +11,7 @@
 //! a library, not only a binary, so the end-to-end tests can build the same `main.rs` and call
 //! the admin client.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod cli;

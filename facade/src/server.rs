@@ -85,11 +85,18 @@ async fn refuse_connection(mut stream: monoio::net::TcpStream) {
 
 /// Serve one connection (plain or TLS) until it ends; on a stop request, let hyper finish
 /// the request in flight and close.
-async fn serve_connection<I>(srv: Arc<Server>, conns: Rc<Conns>, io: I, stop: futures::channel::oneshot::Receiver<()>)
-where
+async fn serve_connection<I>(
+    srv: Arc<Server>,
+    conns: Rc<Conns>,
+    io: I,
+    conn_info: crate::ops::ConnInfo,
+    stop: futures::channel::oneshot::Receiver<()>,
+) where
     I: monoio::io::poll_io::AsyncRead + monoio::io::poll_io::AsyncWrite + Unpin + 'static,
 {
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        // Where the request came from and whether over TLS, for the policy conditions that ask.
+        req.extensions_mut().insert(conn_info);
         let srv = srv.clone();
         let in_flight = InFlight::enter(&conns);
         async move {
@@ -144,7 +151,7 @@ async fn serve_core(
         let accept = std::pin::pin!(listener.accept());
         let stopping = std::pin::pin!(stop.recv_async());
         match select(accept, stopping).await {
-            Either::Left((Ok((stream, _peer)), _)) => {
+            Either::Left((Ok((stream, peer)), _)) => {
                 let _ = stream.set_nodelay(true);
                 if conns.stop.borrow().len() >= conns.connections_max {
                     // (Plain text even on a TLS listener: past the bound no handshake is spent.)
@@ -161,10 +168,16 @@ async fn serve_core(
                     let (tx, rx) = futures::channel::oneshot::channel();
                     conns.stop.borrow_mut().insert(id, tx);
                     match tls {
-                        None => serve_connection(srv, conns.clone(), io, rx).await,
+                        None => {
+                            let info = crate::ops::ConnInfo { peer: Some(peer.ip()), tls: false };
+                            serve_connection(srv, conns.clone(), io, info, rx).await
+                        }
                         Some(acceptor) => match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
                         {
-                            Ok(Ok(tls_io)) => serve_connection(srv, conns.clone(), tls_io, rx).await,
+                            Ok(Ok(tls_io)) => {
+                                let info = crate::ops::ConnInfo { peer: Some(peer.ip()), tls: true };
+                                serve_connection(srv, conns.clone(), tls_io, info, rx).await
+                            }
                             Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),
                         },
@@ -232,9 +245,10 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     for _ in 1..engine.cores() {
         listeners.push(bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     }
+    let policies = futures::executor::block_on(crate::access::Policies::load(&engine))?;
     let owner = Owner { id: owner_id(&creds.access_key), display_name: "tessera".into() };
     let srv = Arc::new(Server {
-        ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner },
+        ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner, policies: Arc::new(policies) },
         creds: creds.clone(),
         domain: cfg.domain.clone(),
     });

@@ -31,6 +31,7 @@ pub enum S3ErrorCode {
     InvalidRange,
     InvalidRequest,
     KeyTooLongError,
+    MalformedPolicy,
     MalformedPOSTRequest,
     MalformedXML,
     MetadataTooLarge,
@@ -38,6 +39,7 @@ pub enum S3ErrorCode {
     MissingContentLength,
     MissingSecurityHeader,
     NoSuchBucket,
+    NoSuchBucketPolicy,
     NoSuchKey,
     NoSuchUpload,
     NoSuchVersion,
@@ -80,6 +82,7 @@ impl S3ErrorCode {
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
             KeyTooLongError => "KeyTooLongError",
+            MalformedPolicy => "MalformedPolicy",
             MalformedPOSTRequest => "MalformedPOSTRequest",
             MalformedXML => "MalformedXML",
             MetadataTooLarge => "MetadataTooLarge",
@@ -87,6 +90,7 @@ impl S3ErrorCode {
             MissingContentLength => "MissingContentLength",
             MissingSecurityHeader => "MissingSecurityHeader",
             NoSuchBucket => "NoSuchBucket",
+            NoSuchBucketPolicy => "NoSuchBucketPolicy",
             NoSuchKey => "NoSuchKey",
             NoSuchUpload => "NoSuchUpload",
             NoSuchVersion => "NoSuchVersion",
@@ -108,7 +112,7 @@ impl S3ErrorCode {
         match self {
             NotModified => StatusCode::NOT_MODIFIED,
             AccessDenied | InvalidAccessKeyId | RequestTimeTooSkewed | SignatureDoesNotMatch => StatusCode::FORBIDDEN,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchVersion => StatusCode::NOT_FOUND,
+            NoSuchBucket | NoSuchBucketPolicy | NoSuchKey | NoSuchUpload | NoSuchVersion => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => StatusCode::CONFLICT,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,
@@ -133,6 +137,7 @@ impl S3ErrorCode {
             | InvalidPolicyDocument
             | InvalidRequest
             | KeyTooLongError
+            | MalformedPolicy
             | MalformedPOSTRequest
             | MalformedXML
             | MetadataTooLarge
@@ -174,6 +179,7 @@ impl S3ErrorCode {
             InvalidRange => "The requested range is not satisfiable",
             InvalidRequest => "Invalid Request",
             KeyTooLongError => "Your key is too long",
+            MalformedPolicy => "Policies must be valid JSON and the first byte must be '{'",
             MalformedPOSTRequest => "The body of your POST request is not well-formed multipart/form-data.",
             MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
             MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
@@ -181,6 +187,7 @@ impl S3ErrorCode {
             MissingContentLength => "You must provide the Content-Length HTTP header.",
             MissingSecurityHeader => "Your request is missing a required header.",
             NoSuchBucket => "The specified bucket does not exist",
+            NoSuchBucketPolicy => "The bucket policy does not exist",
             NoSuchKey => "The specified key does not exist.",
             NoSuchUpload => "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
             NoSuchVersion => "The specified version does not exist.",
@@ -335,6 +342,8 @@ mod tests {
             (KeyTooLongError, 400),
             (MalformedXML, 400),
             (MalformedPOSTRequest, 400),
+            (MalformedPolicy, 400),
+            (NoSuchBucketPolicy, 404),
             (InvalidPolicyDocument, 400),
             (BucketAlreadyExists, 409),
             (BucketAlreadyOwnedByYou, 409),

@@ -134,6 +134,15 @@ pub enum Endpoint {
         bucket: String,
         args: ListUploadsArgs,
     },
+    PutBucketPolicy {
+        bucket: String,
+    },
+    GetBucketPolicy {
+        bucket: String,
+    },
+    DeleteBucketPolicy {
+        bucket: String,
+    },
     /// A browser-based upload: a multipart/form-data body whose signed policy authenticates it.
     PostObject {
         bucket: String,
@@ -223,6 +232,9 @@ impl Endpoint {
             Endpoint::ListObjectsV2 { .. } => "ListObjectsV2",
             Endpoint::ListObjectVersions { .. } => "ListObjectVersions",
             Endpoint::ListMultipartUploads { .. } => "ListMultipartUploads",
+            Endpoint::PutBucketPolicy { .. } => "PutBucketPolicy",
+            Endpoint::GetBucketPolicy { .. } => "GetBucketPolicy",
+            Endpoint::DeleteBucketPolicy { .. } => "DeleteBucketPolicy",
             Endpoint::PostObject { .. } => "PostObject",
             Endpoint::DeleteObjects { .. } => "DeleteObjects",
             Endpoint::PutObject { .. } => "PutObject",
@@ -240,6 +252,63 @@ impl Endpoint {
             Endpoint::NotImplemented(name) => name,
         }
     }
+
+    /// What the request must be allowed, as access policies name it: the action and the
+    /// bucket and key it acts on, and for a copy the read of its source too. `None` for what
+    /// needs no policy decision (a refusal that is answered anyway). A POST upload's key is
+    /// known only from its form: its check names the key there.
+    pub fn accesses<'e>(&'e self) -> [Option<Access<'e>>; 2] {
+        use Endpoint as E;
+        let on = |action: &'static str, bucket: &'e str| Some(Access { action, bucket: Some(bucket), key: None });
+        let obj = |action: &'static str, bucket: &'e str, key: &'e str| Access {
+            action,
+            bucket: Some(bucket),
+            key: Some(key),
+        };
+        match self {
+            E::ListBuckets => [Some(Access { action: "s3:ListAllMyBuckets", bucket: None, key: None }), None],
+            E::CreateBucket { bucket } => [on("s3:CreateBucket", bucket), None],
+            E::HeadBucket { bucket } => [on("s3:ListBucket", bucket), None],
+            E::DeleteBucket { bucket } => [on("s3:DeleteBucket", bucket), None],
+            E::GetBucketLocation { bucket } => [on("s3:GetBucketLocation", bucket), None],
+            E::GetBucketVersioning { bucket } => [on("s3:GetBucketVersioning", bucket), None],
+            E::ListObjects { bucket, .. } | E::ListObjectsV2 { bucket, .. } => [on("s3:ListBucket", bucket), None],
+            E::ListObjectVersions { bucket, .. } => [on("s3:ListBucketVersions", bucket), None],
+            E::ListMultipartUploads { bucket, .. } => [on("s3:ListBucketMultipartUploads", bucket), None],
+            E::PutBucketPolicy { bucket } => [on("s3:PutBucketPolicy", bucket), None],
+            E::GetBucketPolicy { bucket } => [on("s3:GetBucketPolicy", bucket), None],
+            E::DeleteBucketPolicy { bucket } => [on("s3:DeleteBucketPolicy", bucket), None],
+            E::PostObject { bucket } => [on("s3:PutObject", bucket), None],
+            // Each key of the list is checked as a DeleteObject of its own (`ops::delete`),
+            // each refusal an error entry of the result, as S3 answers.
+            E::DeleteObjects { .. } => [None, None],
+            E::PutObject { bucket, key }
+            | E::CreateMultipartUpload { bucket, key }
+            | E::UploadPart { bucket, key, .. }
+            | E::CompleteMultipartUpload { bucket, key, .. } => [Some(obj("s3:PutObject", bucket, key)), None],
+            E::CopyObject { bucket, key, source } | E::UploadPartCopy { bucket, key, source, .. } => {
+                [Some(obj("s3:PutObject", bucket, key)), Some(obj("s3:GetObject", &source.bucket, &source.key))]
+            }
+            E::GetObject { bucket, key, .. } | E::HeadObject { bucket, key, .. } => {
+                [Some(obj("s3:GetObject", bucket, key)), None]
+            }
+            E::DeleteObject { bucket, key, .. } => [Some(obj("s3:DeleteObject", bucket, key)), None],
+            E::AbortMultipartUpload { bucket, key, .. } => [Some(obj("s3:AbortMultipartUpload", bucket, key)), None],
+            E::ListParts { bucket, key, .. } => [Some(obj("s3:ListMultipartUploadParts", bucket, key)), None],
+            E::GetObjectTagging { bucket, key } => [Some(obj("s3:GetObjectTagging", bucket, key)), None],
+            E::NotImplemented(_) => [None, None],
+        }
+    }
+}
+
+/// One thing a request does, as a policy sees it (`Endpoint::accesses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access<'a> {
+    /// The S3 action, e.g. `s3:GetObject`.
+    pub action: &'static str,
+    /// `None` only for ListBuckets (its resource is `*`).
+    pub bucket: Option<&'a str>,
+    pub key: Option<&'a str>,
 }
 
 /// Decoded query parameters, in order; the first occurrence of a name wins.
@@ -443,6 +512,14 @@ pub fn parse(
 }
 
 fn bucket_endpoint(method: &Method, bucket: String, q: &Query) -> Result<Endpoint, S3Error> {
+    if q.has("policy") {
+        return Ok(match *method {
+            Method::PUT => Endpoint::PutBucketPolicy { bucket },
+            Method::GET => Endpoint::GetBucketPolicy { bucket },
+            Method::DELETE => Endpoint::DeleteBucketPolicy { bucket },
+            _ => return Err(S3Error::new(S3ErrorCode::MethodNotAllowed)),
+        });
+    }
     if let Some(sub) = q.unsupported() {
         return Ok(not_implemented(format!("{method} ?{sub}")));
     }
@@ -755,7 +832,7 @@ mod tests {
 
     #[test]
     fn unsupported_subresources_are_not_implemented() {
-        for uri in ["/b1?acl", "/b1?policy", "/b1?lifecycle", "/b1?cors", "/b1/k?tagging", "/b1/k?acl"] {
+        for uri in ["/b1?acl", "/b1?lifecycle", "/b1?cors", "/b1/k?tagging", "/b1/k?acl"] {
             for m in [Method::GET, Method::PUT, Method::DELETE] {
                 if m == Method::GET && uri == "/b1/k?tagging" {
                     assert!(matches!(route(m.clone(), uri), Endpoint::GetObjectTagging { .. }));

@@ -47,7 +47,7 @@ pub async fn head_bucket(ctx: &Ctx, bucket: &str) -> Result<Resp, S3Error> {
 }
 
 pub async fn delete_bucket(ctx: &Ctx, bucket: &str) -> Result<Resp, S3Error> {
-    ctx.engine.delete_bucket(bucket).await.map_err(engine_err)?;
+    ctx.policies.delete_bucket(&ctx.engine, bucket).await?;
     Ok(status(StatusCode::NO_CONTENT))
 }
 

@@ -7,6 +7,7 @@ pub mod delete;
 pub mod list;
 pub mod multipart;
 pub mod object;
+pub mod policy;
 pub mod post;
 
 use crate::body::{full, RespBody};
@@ -27,6 +28,15 @@ pub struct Ctx {
     pub engine: Engine,
     pub region: String,
     pub owner: Owner,
+    /// The bucket policies in force (see `access`).
+    pub policies: std::sync::Arc<crate::access::Policies>,
+}
+
+/// What the connection a request came on says about it (for policy conditions).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnInfo {
+    pub peer: Option<std::net::IpAddr>,
+    pub tls: bool,
 }
 
 /// One authenticated request.
@@ -35,6 +45,7 @@ pub struct Req {
     pub body: Incoming,
     pub auth: AuthContext,
     pub query: Query,
+    pub conn: ConnInfo,
 }
 
 impl Req {

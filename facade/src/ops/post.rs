@@ -52,6 +52,7 @@ pub async fn post_object<F>(
     headers: &HeaderMap,
     body: Incoming,
     bucket: &str,
+    conn: super::ConnInfo,
     secret_for: F,
 ) -> Result<Resp, S3Error>
 where
@@ -101,6 +102,12 @@ where
     if key.is_empty() {
         return Err(S3Error::invalid_argument("User key must have a length greater than 0."));
     }
+    // The form's signer is the root user (the only key today): what the bucket's policy
+    // denies it, a form cannot do either.
+    let no_query = s3::router::Query::default();
+    let facts = crate::access::Facts { query: &no_query, headers, source_ip: conn.peer, secure_transport: conn.tls };
+    let access = s3::router::Access { action: "s3:PutObject", bucket: Some(bucket), key: Some(&key) };
+    ctx.policies.authorize(s3::auth::policy::Principal::Root, &access, &facts)?;
     let as_headers = form_headers(&form)?;
     s3::unhonoured::refuse_unhonoured(&as_headers)?;
     let integrity = s3::checksum::ChecksumRequest::from_headers(&as_headers)?;
