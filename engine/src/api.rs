@@ -232,6 +232,8 @@ pub struct CoreStats {
     pub md5_batched_chunks: u64,
     /// Batches (flusher runs) that hashed something.
     pub md5_flushes: u64,
+    /// I/Os refused because a device was full (ENOSPC, EDQUOT): not device failures.
+    pub no_space_errors: u64,
 }
 
 #[cfg(test)]

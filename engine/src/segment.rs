@@ -211,7 +211,12 @@ impl Segments {
             d.next_id += 1;
             let path = seg_path(&dir, tablet, id);
             let f = DevFile::open_std(&path, true, d.direct)?;
-            fallocate(&f, seg_bytes).map_err(|e| io_at(&path, e))?;
+            if let Err(e) = fallocate(&f, seg_bytes) {
+                // Typically ENOSPC: leave no empty file behind for each refused attempt.
+                drop(f);
+                let _ = std::fs::remove_file(&path);
+                return Err(io_at(&path, e));
+            }
             // The new name must be durable before any record points into the file.
             sync_dir(&tablet_dir(&dir, tablet))?;
             let file = Rc::new(DevFile::from_std(f, &path, d.direct)?);
