@@ -37,6 +37,8 @@ pub struct ServerConfig {
     /// Bounds per core, past which clients get 503 SlowDown (see `server`).
     pub connections_per_core_max: usize,
     pub requests_per_core_max: usize,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (see `probe`).
+    pub metrics_token: Option<String>,
 }
 
 /// Parse `K+M`.

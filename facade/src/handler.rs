@@ -2,6 +2,7 @@
 //! render errors as S3 XML with a request id.
 
 use crate::body::{full, RespBody};
+use crate::metrics::Op;
 use crate::ops::{bucket, copy, delete, list, multipart, object, Ctx, Req, Resp};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -21,22 +22,36 @@ pub struct Server {
     pub ctx: Ctx,
     pub creds: Credentials,
     pub domain: Option<String>,
+    pub probe: crate::probe::ProbeState,
 }
 
 fn request_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
-pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> {
+/// Answer one request on core `core` (whose counters it adds to).
+pub async fn handle(srv: &Server, core: usize, req: Request<Incoming>) -> Response<RespBody> {
     let rid = request_id();
     let started = std::time::Instant::now();
+    let Some(metrics) = srv.probe.metrics.get(core) else {
+        return error_response(&S3Error::internal("no counters for this core"), &rid, true);
+    };
+    let _in_flight = crate::metrics::Raised::new(&metrics.requests_in_flight);
+    if let Some(ep) = crate::probe::route(req.method(), req.uri().path(), req.uri().query(), req.headers()) {
+        let mut resp = crate::probe::serve(srv, ep, req.headers()).await;
+        set_request_id(&mut resp, &rid);
+        resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+        metrics.request(ep.op(), resp.status().as_u16(), started.elapsed());
+        return resp;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let expects_continue =
         req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let mut resp = match dispatch(srv, req).await {
+    let mut op = Op::UNROUTED;
+    let mut resp = match dispatch(srv, req, &mut op).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("{method} {path} -> {} {}", e.status(), e.code.as_str());
@@ -53,7 +68,9 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
         resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
-    tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), started.elapsed());
+    let took = started.elapsed();
+    metrics.request(op, resp.status().as_u16(), took);
+    tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), took);
     resp
 }
 
@@ -109,7 +126,9 @@ pub fn slow_down() -> Response<RespBody> {
     r
 }
 
-async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error> {
+/// Authenticate, route and run one S3 (or admin) request; `op` is set as soon as the
+/// operation is known.
+async fn dispatch(srv: &Server, req: Request<Incoming>, op: &mut Op) -> Result<Resp, S3Error> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().map(str::to_string);
@@ -134,16 +153,19 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
     // The admin endpoint, before the S3 router (bucket names cannot contain `_`, so it
     // shadows no bucket; on a virtual-hosted-style host the path stays an object key).
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        *op = Op::ADMIN_STATUS;
         let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
         let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(r);
     }
     if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        *op = Op::ADMIN_REPLACE;
         return replace_device(srv, raw_query.as_deref()).await;
     }
     s3::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
+    *op = Op::of(&ep);
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
     let req = Req { parts, body, auth, query };

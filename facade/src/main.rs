@@ -92,6 +92,11 @@ enum Cmd {
         /// its body is read.
         #[arg(long, default_value_t = tessera::server::REQUESTS_IN_FLIGHT_PER_CORE_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         requests_per_core_max: usize,
+        /// Require `Authorization: Bearer TOKEN` on GET /metrics (default: no token; the
+        /// metrics hold no paths, keys or bucket names). Prefer TESSERA_METRICS_TOKEN, which
+        /// other users cannot read from the process list.
+        #[arg(long, env = "TESSERA_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -202,6 +207,7 @@ fn main() {
             scrub_period_hours,
             connections_per_core_max,
             requests_per_core_max,
+            metrics_token,
         } => (|| {
             let (k, m) = parse_ec(&ec)?;
             let devices = devices
@@ -231,6 +237,7 @@ fn main() {
                 scrub_period_secs: scrub_period_hours.saturating_mul(3600),
                 connections_per_core_max,
                 requests_per_core_max,
+                metrics_token: metrics_token.filter(|t| !t.is_empty()),
             })
         })(),
         Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),

@@ -82,8 +82,84 @@ async fn refuse_connection(mut stream: monoio::net::TcpStream) {
     let _ = monoio::time::timeout(Duration::from_secs(5), stream.write_all(head.into_bytes())).await;
 }
 
+/// A client connection that counts the bytes it reads and writes into its core's counters.
+struct Counted<T> {
+    io: T,
+    srv: Arc<Server>,
+    core: usize,
+}
+
+impl<T> Counted<T> {
+    fn add(&self, pick: fn(&crate::metrics::CoreMetrics) -> &std::sync::atomic::AtomicU64, n: usize) {
+        if let Some(m) = self.srv.probe.metrics.get(self.core) {
+            pick(m).fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: monoio::io::poll_io::AsyncRead + Unpin> monoio::io::poll_io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut monoio::io::poll_io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.add(|m| &m.bytes_in, n);
+        }
+        r
+    }
+}
+
+impl<T: monoio::io::poll_io::AsyncWrite + Unpin> monoio::io::poll_io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.add(|m| &m.bytes_out, n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.add(|m| &m.bytes_out, n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 async fn serve_core(
     srv: Arc<Server>,
+    core: usize,
     listener: std::net::TcpListener,
     stop: flume::Receiver<()>,
     done: std::sync::mpsc::Sender<()>,
@@ -110,14 +186,21 @@ async fn serve_core(
         match select(accept, stopping).await {
             Either::Left((Ok((stream, _peer)), _)) => {
                 let _ = stream.set_nodelay(true);
+                let Some(metrics) = srv.probe.metrics.get(core) else { break };
                 if conns.stop.borrow().len() >= conns.connections_max {
+                    metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     monoio::spawn(refuse_connection(stream));
                     continue;
                 }
+                metrics.connections_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Ok(io) = stream.try_into_poll_io() else { continue };
                 let srv = srv.clone();
                 let conns = conns.clone();
                 monoio::spawn(async move {
+                    let holder = srv.clone();
+                    let Some(metrics) = holder.probe.metrics.get(core) else { return };
+                    let _open = crate::metrics::Raised::new(&metrics.connections_open);
+                    let io = Counted { io, srv: srv.clone(), core };
                     let id = conns.next.get();
                     conns.next.set(id + 1);
                     let (tx, rx) = futures::channel::oneshot::channel();
@@ -128,9 +211,12 @@ async fn serve_core(
                         let in_flight = InFlight::enter(&counted);
                         async move {
                             let Some(_in_flight) = in_flight else {
+                                if let Some(m) = srv.probe.metrics.get(core) {
+                                    m.requests_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
                                 return Ok::<_, Infallible>(crate::handler::slow_down());
                             };
-                            Ok::<_, Infallible>(handle(&srv, req).await)
+                            Ok::<_, Infallible>(handle(&srv, core, req).await)
                         }
                     });
                     let conn = http1::Builder::new()
@@ -215,6 +301,12 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner },
         creds: creds.clone(),
         domain: cfg.domain.clone(),
+        probe: crate::probe::ProbeState {
+            metrics: (0..engine.cores()).map(|_| crate::metrics::CoreMetrics::default()).collect(),
+            metrics_token: cfg.metrics_token.clone(),
+            segment_bytes: cfg.segment_mib.max(1) << 20,
+            started: std::time::Instant::now(),
+        },
     });
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut stops = Vec::new();
@@ -224,7 +316,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         let srv = srv.clone();
         let done = done_tx.clone();
         let bounds = (cfg.connections_per_core_max, cfg.requests_per_core_max);
-        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done, bounds)).map_err(|e| e.to_string())?;
+        engine.spawn_on(core, move || serve_core(srv, core, l, stop_rx, done, bounds)).map_err(|e| e.to_string())?;
     }
     let set = engine.device_set();
     if source == "generated" {
