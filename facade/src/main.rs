@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the S3 server (formats the devices on first start).
+    /// Run the S3 server. Formats only the embedded default, and only on a first start (the
+    /// data directory absent or empty); explicit devices are formatted by `tessera format`.
     Server {
         /// Address to listen on (every core listens on it with SO_REUSEPORT).
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -33,12 +34,14 @@ enum Cmd {
         /// Data directory: holds the credentials file and, by default, the 6 embedded devices.
         #[arg(long, default_value = "./tessera-data")]
         data: PathBuf,
-        /// A device as ZONE=PATH (repeatable). Replaces the embedded device layout.
+        /// A device as ZONE=PATH (repeatable). Replaces the embedded device layout. The devices
+        /// must have been formatted (`tessera format`): the server never formats them.
         #[arg(long = "device", value_name = "ZONE=PATH")]
         devices: Vec<String>,
-        /// Erasure coding as K+M (data+parity shards); used when formatting.
-        #[arg(long, default_value = "4+2")]
-        ec: String,
+        /// Erasure coding as K+M: checked against the set's (a start with another is refused);
+        /// 4+2 when the embedded default is formatted on a first start.
+        #[arg(long)]
+        ec: Option<String>,
         /// Cores to run (one pinned thread each); 0 means every CPU.
         #[arg(long, default_value_t = 0)]
         cores: usize,
@@ -97,6 +100,23 @@ enum Cmd {
         /// other users cannot read from the process list.
         #[arg(long, env = "TESSERA_METRICS_TOKEN", hide_env_values = true)]
         metrics_token: Option<String>,
+    },
+    /// Format a new, empty device set: the embedded default under --data, or the --device
+    /// list. Refuses devices that already hold a tessera device; changes nothing then.
+    Format {
+        /// Data directory (the embedded devices live under it unless --device is given).
+        #[arg(long, default_value = "./tessera-data")]
+        data: PathBuf,
+        /// A device as ZONE=PATH (repeatable); PATH is created if missing.
+        #[arg(long = "device", value_name = "ZONE=PATH")]
+        devices: Vec<String>,
+        /// Erasure coding as K+M (data+parity shards), fixed for the life of the set.
+        #[arg(long, default_value = "4+2")]
+        ec: String,
+        /// Tablets (slices of the key space, each with its own log) to format for: the cores
+        /// the server will run; 0 means every CPU of this machine.
+        #[arg(long, default_value_t = 0)]
+        cores: usize,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
     /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
@@ -209,7 +229,10 @@ fn main() {
             requests_per_core_max,
             metrics_token,
         } => (|| {
-            let (k, m) = parse_ec(&ec)?;
+            let (k, m) = match &ec {
+                Some(ec) => parse_ec(ec)?,
+                None => (4, 2),
+            };
             let devices = devices
                 .iter()
                 .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
@@ -220,6 +243,7 @@ fn main() {
                 devices,
                 k,
                 m,
+                ec_given: ec.is_some(),
                 cores,
                 pin: !no_pin,
                 domain,
@@ -239,6 +263,14 @@ fn main() {
                 requests_per_core_max,
                 metrics_token: metrics_token.filter(|t| !t.is_empty()),
             })
+        })(),
+        Cmd::Format { data, devices, ec, cores } => (|| {
+            let (k, m) = parse_ec(&ec)?;
+            let devices = devices
+                .iter()
+                .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            tessera::config::format_cli(&data, devices, k, m, cores)
         })(),
         Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {

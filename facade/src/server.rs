@@ -1,7 +1,7 @@
 //! The HTTP server: one SO_REUSEPORT listener per core, hyper 1.x HTTP/1.1 connections on
 //! each core's own event loop, graceful shutdown on SIGINT/SIGTERM.
 
-use crate::config::{any_formatted, credentials, ServerConfig};
+use crate::config::{credentials, ServerConfig};
 use crate::handler::{handle, Server};
 use crate::ops::Ctx;
 use engine::{Engine, EngineConfig};
@@ -256,6 +256,7 @@ async fn serve_core(
 }
 
 pub fn run(cfg: ServerConfig) -> Result<(), String> {
+    let first_start = crate::config::is_absent_or_empty(&cfg.data);
     std::fs::create_dir_all(&cfg.data).map_err(|e| format!("cannot create {}: {e}", cfg.data.display()))?;
     // Held until this function returns (and by the kernel until the process ends, however it
     // ends): a second server on the same data directory is refused before it formats, reads the
@@ -264,7 +265,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cores = if cfg.cores == 0 { ncpu } else { cfg.cores };
     let layout = cfg.layout(cores as u32);
-    if !any_formatted(&layout) {
+    if crate::config::check_start(&cfg, &layout, first_start)? {
         engine::format(&layout).map_err(|e| format!("format failed: {e}"))?;
         tracing::info!("formatted {} devices, EC {}+{}", layout.devices.len(), layout.k, layout.m);
     }
