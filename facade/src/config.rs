@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub requests_per_core_max: usize,
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (see `probe`).
     pub metrics_token: Option<String>,
+    /// Log one line per request (target `tessera::access`).
+    pub access_log: bool,
 }
 
 /// Parse `K+M`.

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use s3::auth::sigv4::{self, SignedRequest};
 use s3::error::S3Error;
 use s3::router::{self, Endpoint, Query};
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 /// The root user's key pair.
@@ -23,29 +24,64 @@ pub struct Server {
     pub creds: Credentials,
     pub domain: Option<String>,
     pub probe: crate::probe::ProbeState,
+    /// Log one line per request (target `tessera::access`).
+    pub access_log: bool,
 }
 
 fn request_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
-/// Answer one request on core `core` (whose counters it adds to).
-pub async fn handle(srv: &Server, core: usize, req: Request<Incoming>) -> Response<RespBody> {
+/// Answer one request from `peer` on core `core` (whose counters it adds to), and log it
+/// (`tessera::access`) unless the access log is off.
+pub async fn handle(srv: &Server, core: usize, peer: SocketAddr, req: Request<Incoming>) -> Response<RespBody> {
     let rid = request_id();
     let started = std::time::Instant::now();
     let Some(metrics) = srv.probe.metrics.get(core) else {
         return error_response(&S3Error::internal("no counters for this core"), &rid, true);
     };
     let _in_flight = crate::metrics::Raised::new(&metrics.requests_in_flight);
-    if let Some(ep) = crate::probe::route(req.method(), req.uri().path(), req.uri().query(), req.headers()) {
-        let mut resp = crate::probe::serve(srv, ep, req.headers()).await;
-        set_request_id(&mut resp, &rid);
-        resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
-        metrics.request(ep.op(), resp.status().as_u16(), started.elapsed());
-        return resp;
-    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The declared body size (the decoded size for aws-chunked uploads); the socket's own
+    // byte counts are in /metrics.
+    let bytes_in = req
+        .headers()
+        .get("x-amz-decoded-content-length")
+        .or_else(|| req.headers().get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let (op, mut resp) = match crate::probe::route(req.method(), req.uri().path(), req.uri().query(), req.headers()) {
+        Some(ep) => (ep.op(), crate::probe::serve(srv, ep, req.headers()).await),
+        None => serve_s3(srv, req, &rid).await,
+    };
+    set_request_id(&mut resp, &rid);
+    resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics.request(op, status, took);
+    if srv.access_log {
+        use hyper::body::Body as _;
+        let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+        tracing::info!(
+            target: "tessera::access",
+            request_id = %rid,
+            remote = %peer,
+            method = %method,
+            path = %path,
+            operation = op.name(),
+            status,
+            bytes_in,
+            bytes_out,
+            duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
+    resp
+}
+
+/// An S3 (or admin) request: its operation, once known, and its response.
+async fn serve_s3(srv: &Server, req: Request<Incoming>, rid: &str) -> (Op, Response<RespBody>) {
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let expects_continue =
@@ -54,11 +90,10 @@ pub async fn handle(srv: &Server, core: usize, req: Request<Incoming>) -> Respon
     let mut resp = match dispatch(srv, req, &mut op).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("{method} {path} -> {} {}", e.status(), e.code.as_str());
-            error_response(&e, &rid, has_body)
+            tracing::debug!("{} -> {} {}", op.name(), e.status(), e.code.as_str());
+            error_response(&e, rid, has_body)
         }
     };
-    set_request_id(&mut resp, &rid);
     // `Expect: 100-continue` on an empty body: hyper answers with the final status and no
     // interim 100 (allowed by RFC 9110). botocore (the AWS CLI, boto3) then keeps that final
     // status line on the connection object and, if its next request on the same connection
@@ -67,11 +102,7 @@ pub async fn handle(srv: &Server, core: usize, req: Request<Incoming>) -> Respon
     if expects_continue && !has_body {
         resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
-    let took = started.elapsed();
-    metrics.request(op, resp.status().as_u16(), took);
-    tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), took);
-    resp
+    (op, resp)
 }
 
 /// An S3 error as its HTTP response. `has_body`: the request's body may be unread (and a client

@@ -19,8 +19,34 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
                   on first start, listens on 127.0.0.1:9000 and prints the root credentials."
 )]
 struct Cli {
+    /// Log lines on stderr as `text` (colours only when stderr is a terminal and NO_COLOR is
+    /// unset) or `json` (one object per line). TESSERA_LOG sets the level, e.g. `warn` or
+    /// `info,tessera::access=off`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by TESSERA_LOG (default `info`).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,6 +126,10 @@ enum Cmd {
         /// other users cannot read from the process list.
         #[arg(long, env = "TESSERA_METRICS_TOKEN", hide_env_values = true)]
         metrics_token: Option<String>,
+        /// Do not log a line per request (target `tessera::access`, level info: time, remote
+        /// address, request id, method, path, operation, status, bytes in and out, duration).
+        #[arg(long)]
+        no_access_log: bool,
     },
     /// Format a new, empty device set: the embedded default under --data, or the --device
     /// list. Refuses devices that already hold a tessera device; changes nothing then.
@@ -198,14 +228,8 @@ fn parse_chunk_kib(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.cmd {
         Cmd::Server {
             listen,
@@ -228,6 +252,7 @@ fn main() {
             connections_per_core_max,
             requests_per_core_max,
             metrics_token,
+            no_access_log,
         } => (|| {
             let (k, m) = match &ec {
                 Some(ec) => parse_ec(ec)?,
@@ -262,6 +287,7 @@ fn main() {
                 connections_per_core_max,
                 requests_per_core_max,
                 metrics_token: metrics_token.filter(|t| !t.is_empty()),
+                access_log: !no_access_log,
             })
         })(),
         Cmd::Format { data, devices, ec, cores } => (|| {

@@ -184,7 +184,7 @@ async fn serve_core(
         let accept = std::pin::pin!(listener.accept());
         let stopping = std::pin::pin!(stop.recv_async());
         match select(accept, stopping).await {
-            Either::Left((Ok((stream, _peer)), _)) => {
+            Either::Left((Ok((stream, peer)), _)) => {
                 let _ = stream.set_nodelay(true);
                 let Some(metrics) = srv.probe.metrics.get(core) else { break };
                 if conns.stop.borrow().len() >= conns.connections_max {
@@ -216,7 +216,7 @@ async fn serve_core(
                                 }
                                 return Ok::<_, Infallible>(crate::handler::slow_down());
                             };
-                            Ok::<_, Infallible>(handle(&srv, core, req).await)
+                            Ok::<_, Infallible>(handle(&srv, core, peer, req).await)
                         }
                     });
                     let conn = http1::Builder::new()
@@ -308,6 +308,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
             segment_bytes: cfg.segment_mib.max(1) << 20,
             started: std::time::Instant::now(),
         },
+        access_log: cfg.access_log,
     });
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut stops = Vec::new();
