@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine_error;
 pub mod handler;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod probe;
 pub mod server;

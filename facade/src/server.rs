@@ -344,9 +344,12 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
 
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Ready once serving and once a SIGTERM would drain rather than kill.
+    crate::notify::tell(&format!("READY=1\nSTATUS=serving S3 on http://{addr}\nMAINPID={}", std::process::id()));
     if let Some(sig) = signals.forever().next() {
         tracing::info!("signal {sig}: stopping");
     }
+    crate::notify::tell("STOPPING=1\nSTATUS=draining connections");
     for s in &stops {
         let _ = s.send(());
     }
