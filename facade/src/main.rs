@@ -149,7 +149,7 @@ enum Cmd {
         cores: usize,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
-    /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+    /// progress. Exits 0 when fully healthy, 2 when degraded, 1 when it cannot ask. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
     Status {
         /// The server's endpoint (http://HOST:PORT).
         #[arg(long, default_value = "http://127.0.0.1:9000")]
@@ -298,7 +298,13 @@ fn main() {
                 .collect::<Result<Vec<_>, _>>()?;
             tessera::config::format_cli(&data, devices, k, m, cores)
         })(),
-        Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),
+        Cmd::Status { endpoint, region, json } => {
+            tessera::cli::admin::run_status_cli(&endpoint, &region, json).map(|code| {
+                if code != 0 {
+                    std::process::exit(code)
+                }
+            })
+        }
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
             tessera::cli::admin::run_replace_cli(&tessera::cli::admin::ReplaceCli {
                 endpoint,

@@ -165,6 +165,32 @@ async fn health_and_metrics_answer_without_s3_credentials_and_follow_the_node() 
     let m = metrics(&addr).await;
     assert_eq!(val(&m, "tessera_ready{}"), 0.0);
     assert_eq!(val(&m, "tessera_device_healthy{device=3,zone=z2}"), 0.0);
+    // `tessera status` exits 2 while degraded, naming the device; 0 once healthy again.
+    let (code, err) = status_cli(&srv.endpoint);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("degraded") && err.contains("dev3"), "{err}");
     std::fs::rename(&away, &dev).expect("bring dev3 back");
     wait_ready(&addr, 200, Duration::from_secs(30)).await;
+    let t0 = Instant::now();
+    loop {
+        let (code, err) = status_cli(&srv.endpoint);
+        if code == Some(0) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "still degraded 60 s after dev3 came back: {err}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `tessera status` as an operator runs it: (exit code, stderr).
+fn status_cli(endpoint: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
+        .args(["status", "--endpoint", endpoint])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
+        .env("TESSERA_SECRET_KEY", SECRET_KEY)
+        .output()
+        .expect("run tessera status");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DEVICE"), "no status table");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
