@@ -342,12 +342,20 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // SIGHUP is taken too, so that the conventional "reload" signal never kills the node.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // Ready once serving and once a SIGTERM would drain rather than kill.
     crate::notify::tell(&format!("READY=1\nSTATUS=serving S3 on http://{addr}\nMAINPID={}", std::process::id()));
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            // Nothing is reloadable yet (credentials and the log level are read at start).
+            tracing::warn!("SIGHUP: nothing to reload (credentials and log level are read at start); still serving");
+            continue;
+        }
         tracing::info!("signal {sig}: stopping");
+        break;
     }
     crate::notify::tell("STOPPING=1\nSTATUS=draining connections");
     for s in &stops {

@@ -1,6 +1,6 @@
 //! `Type=notify`: a server started with `NOTIFY_SOCKET` (here a socket of the test's, as
 //! systemd would pass it) sends `READY=1` once it serves and `STOPPING=1` when SIGTERM makes it
-//! drain; both as a path and as an abstract socket name (`@...`). A unit file check is apart:
+//! drain (SIGHUP does neither); both as a path and as an abstract socket name (`@...`). A unit file check is apart:
 //! `systemd-analyze verify packaging/tessera.service` where systemd is installed.
 
 mod common;
@@ -51,7 +51,13 @@ fn ready_then_stopping(sock: &UnixDatagram, socket_name: &str) {
     std::net::TcpStream::connect(&addr).expect("the server accepts connections once READY=1 was sent");
 
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SIGHUP (a "reload") neither stops nor kills it.
     // SAFETY: kill(2) on our own child, which `child` keeps from being reaped.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().expect("try_wait").is_none(), "SIGHUP ended the server");
+    std::net::TcpStream::connect(&addr).expect("still serving after SIGHUP");
+    // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let msg = recv(sock);
     assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg:?}");
