@@ -16,6 +16,7 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod engine_error;
 pub mod handler;
 pub mod metrics;

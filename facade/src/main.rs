@@ -54,6 +54,10 @@ enum Cmd {
     /// Run the S3 server. Formats only the embedded default, and only on a first start (the
     /// data directory absent or empty); explicit devices are formatted by `tessera format`.
     Server {
+        /// A TOML file of these flags (keys without the --; devices as [[device]] tables with
+        /// zone and path); flags on the command line override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Address to listen on (every core listens on it with SO_REUSEPORT).
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
@@ -228,10 +232,21 @@ fn parse_chunk_kib(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let argv = match command.find_subcommand("server") {
+        Some(server) => tessera::config_file::expand(std::env::args_os().collect(), server),
+        None => Ok(std::env::args_os().collect()),
+    };
+    let argv = argv.unwrap_or_else(|e| {
+        eprintln!("tessera: {e}");
+        std::process::exit(2)
+    });
+    let cli = Cli::parse_from(argv);
     init_logs(cli.log_format);
     let result = match cli.cmd {
         Cmd::Server {
+            config: _,
             listen,
             data,
             devices,
