@@ -255,6 +255,8 @@ pub struct CoreStats {
     /// the rescans of the index for objects below redundancy that this started.
     pub repair_queue_overflows: u64,
     pub repair_rescans: u64,
+    /// I/Os refused because a device was full (ENOSPC, EDQUOT): not device failures.
+    pub no_space_errors: u64,
 }
 
 #[cfg(test)]

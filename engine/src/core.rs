@@ -304,8 +304,23 @@ impl CoreCtx {
     }
 
     /// A device failed an I/O. EIO and ENOENT (a segment that vanished) and failed flushes
-    /// fail the device at once; other errors after `device_fail_after_errors` in a row.
+    /// fail the device at once; other errors after `device_fail_after_errors` in a row. A
+    /// full device (ENOSPC, EDQUOT) is counted apart and never failed (`heal::is_no_space`),
+    /// flush or not: the files it could not grow or write belong to a write that fails, so
+    /// nothing acknowledged depends on them.
     pub fn note_io_error(self: &Rc<Self>, dev: u16, e: &Error, flush: bool) {
+        if crate::heal::is_no_space(e) {
+            let n = {
+                let mut st = self.stats.borrow_mut();
+                st.no_space_errors += 1;
+                st.no_space_errors
+            };
+            // Once, then at 2, 4, 8, ... refusals: a full node under load would log every write.
+            if n.is_power_of_two() {
+                tracing::warn!("device {dev} is full ({n} writes refused for room on this core): {e}");
+            }
+            return;
+        }
         let i = dev as usize;
         let n = {
             let mut errs = self.io_errors.borrow_mut();

@@ -59,6 +59,14 @@ pub fn is_fatal_io(e: &Error) -> bool {
     matches!(e.errno(), Some(libc::EIO | libc::ENOENT | libc::ENXIO | libc::ENODEV))
 }
 
+/// ENOSPC and EDQUOT: the device (or its filesystem, or a quota) is full. A full device is
+/// *full*, not failing: it never counts towards failing it, so no rebuild starts onto the
+/// other devices (which share its fate more often than not). The I/O itself still fails and
+/// its request with it, so nothing it carried is acknowledged.
+pub fn is_no_space(e: &Error) -> bool {
+    matches!(e.errno(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 /// One device as the engine sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceHealth {

@@ -117,7 +117,12 @@ impl NewSegment {
     /// (open, fallocate, a directory fsync), for a helper thread (`Blocking::run`).
     pub fn create(path: &Path, dir: &Path, direct: bool, bytes: u64) -> Result<std::fs::File> {
         let f = DevFile::open_std(path, true, direct)?;
-        fallocate(&f, bytes).map_err(|e| io_at(path, e))?;
+        if let Err(e) = fallocate(&f, bytes) {
+            // Typically ENOSPC: leave no empty file behind for each refused attempt.
+            drop(f);
+            let _ = std::fs::remove_file(path);
+            return Err(io_at(path, e));
+        }
         // The new name must be durable before any record points into the file.
         sync_dir(dir)?;
         Ok(f)

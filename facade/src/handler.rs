@@ -3,6 +3,7 @@
 
 use crate::access::Facts;
 use crate::body::{full, RespBody};
+use crate::metrics::Op;
 use crate::ops::{bucket, copy, delete, list, multipart, object, policy, post, ConnInfo, Ctx, Req, Resp};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -10,6 +11,7 @@ use s3::auth::policy::Principal;
 use s3::auth::sigv4::{self, SignedRequest};
 use s3::error::S3Error;
 use s3::router::{self, Endpoint, Query};
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 /// The root user's key pair.
@@ -23,29 +25,77 @@ pub struct Server {
     pub ctx: Ctx,
     pub creds: Credentials,
     pub domain: Option<String>,
+    pub probe: crate::probe::ProbeState,
+    /// Log one line per request (target `tessera::access`).
+    pub access_log: bool,
 }
 
 fn request_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
-pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> {
+/// Answer one request from `peer` on core `core` (whose counters it adds to), and log it
+/// (`tessera::access`) unless the access log is off.
+pub async fn handle(srv: &Server, core: usize, peer: SocketAddr, req: Request<Incoming>) -> Response<RespBody> {
     let rid = request_id();
     let started = std::time::Instant::now();
+    let Some(metrics) = srv.probe.metrics.get(core) else {
+        return error_response(&S3Error::internal("no counters for this core"), &rid, true);
+    };
+    let _in_flight = crate::metrics::Raised::new(&metrics.requests_in_flight);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // The declared body size (the decoded size for aws-chunked uploads); the socket's own
+    // byte counts are in /metrics.
+    let bytes_in = req
+        .headers()
+        .get("x-amz-decoded-content-length")
+        .or_else(|| req.headers().get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let (op, mut resp) = match crate::probe::route(req.method(), req.uri().path(), req.uri().query(), req.headers()) {
+        Some(ep) => (ep.op(), crate::probe::serve(srv, ep, req.headers()).await),
+        None => serve_s3(srv, req, &rid).await,
+    };
+    set_request_id(&mut resp, &rid);
+    resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics.request(op, status, took);
+    if srv.access_log {
+        use hyper::body::Body as _;
+        let bytes_out = resp.body().size_hint().exact().unwrap_or(0);
+        tracing::info!(
+            target: "tessera::access",
+            request_id = %rid,
+            remote = %peer,
+            method = %method,
+            path = %path,
+            operation = op.name(),
+            status,
+            bytes_in,
+            bytes_out,
+            duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
+    resp
+}
+
+/// An S3 (or admin) request: its operation, once known, and its response.
+async fn serve_s3(srv: &Server, req: Request<Incoming>, rid: &str) -> (Op, Response<RespBody>) {
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req.headers().get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     let expects_continue =
         req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let mut resp = match dispatch(srv, req).await {
+    let mut op = Op::UNROUTED;
+    let mut resp = match dispatch(srv, req, &mut op).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("{method} {path} -> {} {}", e.status(), e.code.as_str());
-            error_response(&e, &rid, has_body)
+            tracing::debug!("{} -> {} {}", op.name(), e.status(), e.code.as_str());
+            error_response(&e, rid, has_body)
         }
     };
-    set_request_id(&mut resp, &rid);
     // `Expect: 100-continue` on an empty body: hyper answers with the final status and no
     // interim 100 (allowed by RFC 9110). botocore (the AWS CLI, boto3) then keeps that final
     // status line on the connection object and, if its next request on the same connection
@@ -54,9 +104,7 @@ pub async fn handle(srv: &Server, req: Request<Incoming>) -> Response<RespBody> 
     if expects_continue && !has_body {
         resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    resp.headers_mut().insert(http::header::SERVER, HeaderValue::from_static("Tessera"));
-    tracing::debug!("{method} {path} answered {} in {:?}", resp.status().as_u16(), started.elapsed());
-    resp
+    (op, resp)
 }
 
 /// An S3 error as its HTTP response. `has_body`: the request's body may be unread (and a client
@@ -111,7 +159,9 @@ pub fn slow_down() -> Response<RespBody> {
     r
 }
 
-async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error> {
+/// Authenticate, route and run one S3 (or admin) request; `op` is set as soon as the
+/// operation is known.
+async fn dispatch(srv: &Server, req: Request<Incoming>, op: &mut Op) -> Result<Resp, S3Error> {
     let (parts, body) = req.into_parts();
     let conn = parts.extensions.get::<ConnInfo>().copied().unwrap_or_default();
     let path = parts.uri.path().to_string();
@@ -157,16 +207,19 @@ async fn dispatch(srv: &Server, req: Request<Incoming>) -> Result<Resp, S3Error>
         return Err(S3Error::access_denied("The admin API needs the root user's signature."));
     }
     if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        *op = Op::ADMIN_STATUS;
         let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
         let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(r);
     }
     if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        *op = Op::ADMIN_REPLACE;
         return replace_device(srv, raw_query.as_deref()).await;
     }
     s3::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
+    *op = Op::of(&ep);
     let query = Query::parse(raw_query.as_deref())?;
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
     let facts = Facts { query: &query, headers: &parts.headers, source_ip: conn.peer, secure_transport: conn.tls };

@@ -2,7 +2,8 @@
 //! event loop ([`server`]), one request from authentication to response ([`handler`], one
 //! module per family of S3 operations in [`ops`]), request and response bodies between hyper
 //! and the engine ([`body`]), how engine errors read to a client ([`engine_error`]), the admin
-//! endpoints and their JSON documents ([`admin`]) and the server's configuration ([`config`]);
+//! endpoints and their JSON documents ([`admin`]), the unauthenticated health and metrics
+//! endpoints ([`probe`], counting in [`metrics`]) and the server's configuration ([`config`]);
 //! and the operator's commands that do not run the server ([`cli`]: `doctor`, and the admin
 //! client behind `status` and `device replace`).
 //!
@@ -16,8 +17,12 @@ pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod engine_error;
 pub mod handler;
+pub mod metrics;
+pub mod notify;
 pub mod ops;
+pub mod probe;
 pub mod server;
 pub mod tls;

@@ -19,26 +19,59 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
                   on first start, listens on 127.0.0.1:9000 and prints the root credentials."
 )]
 struct Cli {
+    /// Log lines on stderr as `text` (colours only when stderr is a terminal and NO_COLOR is
+    /// unset) or `json` (one object per line). TESSERA_LOG sets the level, e.g. `warn` or
+    /// `info,tessera::access=off`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by TESSERA_LOG (default `info`).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the S3 server (formats the devices on first start).
+    /// Run the S3 server. Formats only the embedded default, and only on a first start (the
+    /// data directory absent or empty); explicit devices are formatted by `tessera format`.
     Server {
+        /// A TOML file of these flags (keys without the --; devices as [[device]] tables with
+        /// zone and path); flags on the command line override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Address to listen on (every core listens on it with SO_REUSEPORT).
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
         /// Data directory: holds the credentials file and, by default, the 6 embedded devices.
         #[arg(long, default_value = "./tessera-data")]
         data: PathBuf,
-        /// A device as ZONE=PATH (repeatable). Replaces the embedded device layout.
+        /// A device as ZONE=PATH (repeatable). Replaces the embedded device layout. The devices
+        /// must have been formatted (`tessera format`): the server never formats them.
         #[arg(long = "device", value_name = "ZONE=PATH")]
         devices: Vec<String>,
-        /// Erasure coding as K+M (data+parity shards); used when formatting.
-        #[arg(long, default_value = "4+2")]
-        ec: String,
+        /// Erasure coding as K+M: checked against the set's (a start with another is refused);
+        /// 4+2 when the embedded default is formatted on a first start.
+        #[arg(long)]
+        ec: Option<String>,
         /// Cores to run (one pinned thread each); 0 means every CPU.
         #[arg(long, default_value_t = 0)]
         cores: usize,
@@ -99,9 +132,35 @@ enum Cmd {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Require `Authorization: Bearer TOKEN` on GET /metrics (default: no token; the
+        /// metrics hold no paths, keys or bucket names). Prefer TESSERA_METRICS_TOKEN, which
+        /// other users cannot read from the process list.
+        #[arg(long, env = "TESSERA_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+        /// Do not log a line per request (target `tessera::access`, level info: time, remote
+        /// address, request id, method, path, operation, status, bytes in and out, duration).
+        #[arg(long)]
+        no_access_log: bool,
+    },
+    /// Format a new, empty device set: the embedded default under --data, or the --device
+    /// list. Refuses devices that already hold a tessera device; changes nothing then.
+    Format {
+        /// Data directory (the embedded devices live under it unless --device is given).
+        #[arg(long, default_value = "./tessera-data")]
+        data: PathBuf,
+        /// A device as ZONE=PATH (repeatable); PATH is created if missing.
+        #[arg(long = "device", value_name = "ZONE=PATH")]
+        devices: Vec<String>,
+        /// Erasure coding as K+M (data+parity shards), fixed for the life of the set.
+        #[arg(long, default_value = "4+2")]
+        ec: String,
+        /// Tablets (slices of the key space, each with its own log) to format for: the cores
+        /// the server will run; 0 means every CPU of this machine.
+        #[arg(long, default_value_t = 0)]
+        cores: usize,
     },
     /// Show the server's health: devices, objects below full redundancy, rebuild and scrub
-    /// progress. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+    /// progress. Exits 0 when fully healthy, 2 when degraded, 1 when it cannot ask. Signs with TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
     Status {
         /// The server's endpoint (http://HOST:PORT).
         #[arg(long, default_value = "http://127.0.0.1:9000")]
@@ -180,16 +239,21 @@ fn parse_chunk_kib(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let argv = match command.find_subcommand("server") {
+        Some(server) => tessera::config_file::expand(std::env::args_os().collect(), server),
+        None => Ok(std::env::args_os().collect()),
+    };
+    let argv = argv.unwrap_or_else(|e| {
+        eprintln!("tessera: {e}");
+        std::process::exit(2)
+    });
+    let cli = Cli::parse_from(argv);
+    init_logs(cli.log_format);
     let result = match cli.cmd {
         Cmd::Server {
+            config: _,
             listen,
             data,
             devices,
@@ -211,8 +275,13 @@ fn main() {
             requests_per_core_max,
             tls_cert,
             tls_key,
+            metrics_token,
+            no_access_log,
         } => (|| {
-            let (k, m) = parse_ec(&ec)?;
+            let (k, m) = match &ec {
+                Some(ec) => parse_ec(ec)?,
+                None => (4, 2),
+            };
             let devices = devices
                 .iter()
                 .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
@@ -223,6 +292,7 @@ fn main() {
                 devices,
                 k,
                 m,
+                ec_given: ec.is_some(),
                 cores,
                 pin: !no_pin,
                 domain,
@@ -241,9 +311,25 @@ fn main() {
                 connections_per_core_max,
                 requests_per_core_max,
                 tls: tls_cert.zip(tls_key).map(|(cert, key)| tessera::tls::TlsFiles { cert, key }),
+                metrics_token: metrics_token.filter(|t| !t.is_empty()),
+                access_log: !no_access_log,
             })
         })(),
-        Cmd::Status { endpoint, region, json } => tessera::cli::admin::run_status_cli(&endpoint, &region, json),
+        Cmd::Format { data, devices, ec, cores } => (|| {
+            let (k, m) = parse_ec(&ec)?;
+            let devices = devices
+                .iter()
+                .map(|d| engine::DeviceSpec::parse(d).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            tessera::config::format_cli(&data, devices, k, m, cores)
+        })(),
+        Cmd::Status { endpoint, region, json } => {
+            tessera::cli::admin::run_status_cli(&endpoint, &region, json).map(|code| {
+                if code != 0 {
+                    std::process::exit(code)
+                }
+            })
+        }
         Cmd::Device { cmd: DeviceCmd::Replace { device, path, force, wait, endpoint, region } } => {
             tessera::cli::admin::run_replace_cli(&tessera::cli::admin::ReplaceCli {
                 endpoint,

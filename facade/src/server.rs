@@ -2,7 +2,7 @@
 //! each core's own event loop (over TLS when configured, see `tls`), graceful shutdown on
 //! SIGINT/SIGTERM, the TLS certificate re-read on SIGHUP.
 
-use crate::config::{any_formatted, credentials, ServerConfig};
+use crate::config::{credentials, ServerConfig};
 use crate::handler::{handle, Server};
 use crate::ops::Ctx;
 use engine::{Engine, EngineConfig};
@@ -87,8 +87,10 @@ async fn refuse_connection(mut stream: monoio::net::TcpStream) {
 /// the request in flight and close.
 async fn serve_connection<I>(
     srv: Arc<Server>,
+    core: usize,
     conns: Rc<Conns>,
     io: I,
+    peer: SocketAddr,
     conn_info: crate::ops::ConnInfo,
     stop: futures::channel::oneshot::Receiver<()>,
 ) where
@@ -101,9 +103,12 @@ async fn serve_connection<I>(
         let in_flight = InFlight::enter(&conns);
         async move {
             let Some(_in_flight) = in_flight else {
+                if let Some(m) = srv.probe.metrics.get(core) {
+                    m.requests_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 return Ok::<_, Infallible>(crate::handler::slow_down());
             };
-            Ok::<_, Infallible>(handle(&srv, req).await)
+            Ok::<_, Infallible>(handle(&srv, core, peer, req).await)
         }
     });
     let conn = http1::Builder::new()
@@ -124,8 +129,84 @@ async fn serve_connection<I>(
 /// holds before it is an HTTP connection with hyper's own header timeout).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A client connection that counts the bytes it reads and writes into its core's counters.
+struct Counted<T> {
+    io: T,
+    srv: Arc<Server>,
+    core: usize,
+}
+
+impl<T> Counted<T> {
+    fn add(&self, pick: fn(&crate::metrics::CoreMetrics) -> &std::sync::atomic::AtomicU64, n: usize) {
+        if let Some(m) = self.srv.probe.metrics.get(self.core) {
+            pick(m).fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: monoio::io::poll_io::AsyncRead + Unpin> monoio::io::poll_io::AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut monoio::io::poll_io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.add(|m| &m.bytes_in, n);
+        }
+        r
+    }
+}
+
+impl<T: monoio::io::poll_io::AsyncWrite + Unpin> monoio::io::poll_io::AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.add(|m| &m.bytes_out, n);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.add(|m| &m.bytes_out, n);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 async fn serve_core(
     srv: Arc<Server>,
+    core: usize,
     listener: std::net::TcpListener,
     stop: flume::Receiver<()>,
     done: std::sync::mpsc::Sender<()>,
@@ -153,16 +234,23 @@ async fn serve_core(
         match select(accept, stopping).await {
             Either::Left((Ok((stream, peer)), _)) => {
                 let _ = stream.set_nodelay(true);
+                let Some(metrics) = srv.probe.metrics.get(core) else { break };
                 if conns.stop.borrow().len() >= conns.connections_max {
                     // (Plain text even on a TLS listener: past the bound no handshake is spent.)
+                    metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     monoio::spawn(refuse_connection(stream));
                     continue;
                 }
+                metrics.connections_accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Ok(io) = stream.try_into_poll_io() else { continue };
                 let srv = srv.clone();
                 let conns = conns.clone();
                 let tls = tls.clone();
                 monoio::spawn(async move {
+                    let holder = srv.clone();
+                    let Some(metrics) = holder.probe.metrics.get(core) else { return };
+                    let _open = crate::metrics::Raised::new(&metrics.connections_open);
+                    let io = Counted { io, srv: srv.clone(), core };
                     let id = conns.next.get();
                     conns.next.set(id + 1);
                     let (tx, rx) = futures::channel::oneshot::channel();
@@ -170,13 +258,13 @@ async fn serve_core(
                     match tls {
                         None => {
                             let info = crate::ops::ConnInfo { peer: Some(peer.ip()), tls: false };
-                            serve_connection(srv, conns.clone(), io, info, rx).await
+                            serve_connection(srv, core, conns.clone(), io, peer, info, rx).await
                         }
                         Some(acceptor) => match monoio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await
                         {
                             Ok(Ok(tls_io)) => {
                                 let info = crate::ops::ConnInfo { peer: Some(peer.ip()), tls: true };
-                                serve_connection(srv, conns.clone(), tls_io, info, rx).await
+                                serve_connection(srv, core, conns.clone(), tls_io, peer, info, rx).await
                             }
                             Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -205,6 +293,7 @@ async fn serve_core(
 }
 
 pub fn run(cfg: ServerConfig) -> Result<(), String> {
+    let first_start = crate::config::is_absent_or_empty(&cfg.data);
     std::fs::create_dir_all(&cfg.data).map_err(|e| format!("cannot create {}: {e}", cfg.data.display()))?;
     // Held until this function returns (and by the kernel until the process ends, however it
     // ends): a second server on the same data directory is refused before it formats, reads the
@@ -213,7 +302,7 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cores = if cfg.cores == 0 { ncpu } else { cfg.cores };
     let layout = cfg.layout(cores as u32);
-    if !any_formatted(&layout) {
+    if crate::config::check_start(&cfg, &layout, first_start)? {
         engine::format(&layout).map_err(|e| format!("format failed: {e}"))?;
         tracing::info!("formatted {} devices, EC {}+{}", layout.devices.len(), layout.k, layout.m);
     }
@@ -251,6 +340,13 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner, policies: Arc::new(policies) },
         creds: creds.clone(),
         domain: cfg.domain.clone(),
+        probe: crate::probe::ProbeState {
+            metrics: (0..engine.cores()).map(|_| crate::metrics::CoreMetrics::default()).collect(),
+            metrics_token: cfg.metrics_token.clone(),
+            segment_bytes: cfg.segment_mib.max(1) << 20,
+            started: std::time::Instant::now(),
+        },
+        access_log: cfg.access_log,
     });
     let certs = match &cfg.tls {
         Some(files) => Some(crate::tls::CertStore::open(files.clone())?),
@@ -266,7 +362,9 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         let done = done_tx.clone();
         let bounds = (cfg.connections_per_core_max, cfg.requests_per_core_max);
         let tls = acceptor.clone();
-        engine.spawn_on(core, move || serve_core(srv, l, stop_rx, done, bounds, tls)).map_err(|e| e.to_string())?;
+        engine
+            .spawn_on(core, move || serve_core(srv, core, l, stop_rx, done, bounds, tls))
+            .map_err(|e| e.to_string())?;
     }
     let set = engine.device_set();
     if source == "generated" {
@@ -292,8 +390,12 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // SIGHUP is taken too: it re-reads the TLS certificate, and never kills the node.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // Ready once serving and once a SIGTERM would drain rather than kill.
+    let scheme = if certs.is_some() { "https" } else { "http" };
+    crate::notify::tell(&format!("READY=1\nSTATUS=serving S3 on {scheme}://{addr}\nMAINPID={}", std::process::id()));
     for sig in signals.forever() {
         if sig != SIGHUP {
             tracing::info!("signal {sig}: stopping");
@@ -304,9 +406,12 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate re-read; new connections present it"),
                 Err(e) => tracing::error!("SIGHUP: {e}; still presenting the previous certificate"),
             },
-            None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+            None => tracing::warn!(
+                "SIGHUP: nothing to reload (no TLS; credentials and log level are read at start); still serving"
+            ),
         }
     }
+    crate::notify::tell("STOPPING=1\nSTATUS=draining connections");
     for s in &stops {
         let _ = s.send(());
     }

@@ -18,6 +18,10 @@ pub enum S3ErrorCode {
     EntityTooLarge,
     EntityTooSmall,
     IncompleteBody,
+    /// Not an AWS code (S3 has none for a full store); the name and 507 follow RFC 4918 and
+    /// what other S3 servers send for a full disk. 507 is not in the SDKs' retry lists, so a
+    /// client does not hammer a full node; the operator frees or adds room.
+    InsufficientStorage,
     InternalError,
     InvalidAccessKeyId,
     InvalidArgument,
@@ -69,6 +73,7 @@ impl S3ErrorCode {
             EntityTooLarge => "EntityTooLarge",
             EntityTooSmall => "EntityTooSmall",
             IncompleteBody => "IncompleteBody",
+            InsufficientStorage => "InsufficientStorage",
             InternalError => "InternalError",
             InvalidAccessKeyId => "InvalidAccessKeyId",
             InvalidArgument => "InvalidArgument",
@@ -119,6 +124,7 @@ impl S3ErrorCode {
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ServiceUnavailable | SlowDown => StatusCode::SERVICE_UNAVAILABLE,
             AuthorizationHeaderMalformed
@@ -166,6 +172,7 @@ impl S3ErrorCode {
             EntityTooLarge => "Your proposed upload exceeds the maximum allowed size",
             EntityTooSmall => "Your proposed upload is smaller than the minimum allowed object size.",
             IncompleteBody => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            InsufficientStorage => "The server has no room left to store this request's data. Retry after space is freed.",
             InternalError => "We encountered an internal error. Please try again.",
             InvalidAccessKeyId => "The AWS Access Key Id you provided does not exist in our records.",
             InvalidArgument => "Invalid Argument",
@@ -352,6 +359,7 @@ mod tests {
             (NotImplemented, 501),
             (MissingContentLength, 411),
             (InternalError, 500),
+            (InsufficientStorage, 507),
             (ServiceUnavailable, 503),
         ];
         for (code, status) in table {

@@ -82,6 +82,7 @@ async fn a_failed_device_is_replaced_by_the_cli_and_the_node_then_survives_losin
         args.push(format!("z{}={}", i / 3 + 1, dev(i).display()));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    format(data_dir, &args);
     let srv = Server::start_with(data_dir, "127.0.0.1:0", &args);
     let c = srv.client();
     c.create_bucket().bucket(BUCKET).send().await.unwrap();

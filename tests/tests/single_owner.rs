@@ -108,6 +108,7 @@ async fn a_second_start_on_a_device_another_server_holds_is_refused_even_from_an
         args.extend(["--device", d.as_str()]);
     }
     let data_a = dir.path().join("a");
+    format(&data_a, &args);
     let mut srv = Server::start_with(&data_a, "127.0.0.1:0", &args);
     let c = srv.client();
     c.create_bucket().bucket(BUCKET).send().await.expect("create bucket");

@@ -302,19 +302,50 @@ pub fn render_status(st: &StatusReport) -> String {
 }
 
 /// `tessera status`: fetch, print; Err on any failure.
-pub fn run_status_cli(endpoint: &str, region: &str, json: bool) -> Result<(), String> {
+/// The exit status of `tessera status` when the node answered but is not fully healthy (1 is
+/// for a status that could not be had at all).
+pub const EXIT_DEGRADED: i32 = 2;
+
+/// Why a node is not fully healthy, if it is not: a device out of service, objects below full
+/// redundancy, or repairs waiting for room.
+pub fn degraded(st: &StatusReport) -> Option<String> {
+    let mut why = Vec::new();
+    let failed: Vec<String> = st.devices.iter().filter(|d| !d.healthy).map(|d| format!("dev{}", d.index)).collect();
+    if !failed.is_empty() {
+        why.push(format!("device(s) out of service: {}", failed.join(", ")));
+    }
+    if st.objects_below_redundancy > 0 {
+        why.push(format!("{} object(s) below full redundancy", st.objects_below_redundancy));
+    }
+    if st.repairs_waiting > 0 {
+        why.push(format!("{} repair(s) waiting for room", st.repairs_waiting));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// `tessera status`: print the status (a table, or the JSON) and return the exit status: 0 when
+/// fully healthy, [`EXIT_DEGRADED`] when not (the reason on stderr).
+pub fn run_status_cli(endpoint: &str, region: &str, json: bool) -> Result<i32, String> {
     let (ak, sk) = credentials_from_env()?;
-    if json {
+    let st = if json {
         let (status, body) = get_status_raw(endpoint, &ak, &sk, region)?;
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
         }
         println!("{body}");
-        return Ok(());
-    }
-    let st = get_status(endpoint, &ak, &sk, region)?;
-    print!("{}", render_status(&st));
-    Ok(())
+        serde_json::from_str::<StatusReport>(&body).map_err(|e| format!("the status JSON does not parse: {e}"))?
+    } else {
+        let st = get_status(endpoint, &ak, &sk, region)?;
+        print!("{}", render_status(&st));
+        st
+    };
+    Ok(match degraded(&st) {
+        Some(why) => {
+            eprintln!("tessera status: degraded: {why}");
+            EXIT_DEGRADED
+        }
+        None => 0,
+    })
 }
 
 #[cfg(test)]
@@ -328,6 +359,18 @@ mod tests {
          \"objects_below_redundancy\":3,\"repairs_queued\":2,\"repairs_waiting\":1,\"repaired_parts\":5,\
          \"repaired_stripes\":9,\"repair_failures\":0,\"scrubbed_bytes\":3145728,\"scrub_errors\":1,\
          \"scrub_passes\":4,\"scrub_period_secs\":172800,\"io_shares\":{\"repair\":11,\"scrub\":3,\"compaction\":17}}";
+
+    #[test]
+    fn a_failed_device_or_missing_redundancy_is_degraded_and_named() {
+        let st: StatusReport = serde_json::from_str(STATUS).expect("parses");
+        let why = degraded(&st).expect("degraded");
+        assert!(why.contains("dev1") && !why.contains("dev0"), "{why}");
+        assert!(why.contains("3 object(s) below full redundancy") && why.contains("1 repair(s) waiting"), "{why}");
+        let mut ok = st.clone();
+        ok.devices.iter_mut().for_each(|d| d.healthy = true);
+        (ok.objects_below_redundancy, ok.repairs_waiting) = (0, 0);
+        assert_eq!(degraded(&ok), None);
+    }
 
     #[test]
     fn the_status_table_shows_devices_redundancy_and_shares() {

@@ -102,6 +102,19 @@ impl Drop for Server {
     }
 }
 
+/// `tessera format --data DATA ARGS` (e.g. `--device Z=P` ...), for the 2 cores the test
+/// servers run; it must succeed. Returns its stdout.
+pub fn format(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
+        .args(["format", "--cores", "2", "--data"])
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run tessera format");
+    assert!(out.status.success(), "tessera format failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn client_with(endpoint: &str, ak: &str, sk: &str) -> Client {
     let conf = aws_sdk_s3::Config::builder()
         .endpoint_url(endpoint)
