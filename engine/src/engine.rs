@@ -951,8 +951,24 @@ impl Engine {
         let _one_at_a_time = shared.replace_lock.lock().await;
         let paths = shared.on(0, |core| async move { Ok(core.paths.borrow().clone()) }).await?;
         let old_path = paths.get(dev as usize).cloned().flatten();
-        // Refuse what can be refused before anything changes.
+        // Refuse what can be refused before anything changes: a refused replacement leaves
+        // the device it names as it was (in service, if it was).
         check_replacement_path(&paths, dev, path)?;
+        {
+            let (set, paths, path, old) = (set.clone(), paths.clone(), path.to_path_buf(), old_path.clone());
+            shared
+                .blocking
+                .run(move || {
+                    superblock::check_replacement(&set, &paths, dev, &path, force)?;
+                    // Held by another process? (The old device's own directory is ours, and is
+                    // refused above unless forced.)
+                    if path.exists() && old.as_deref().is_none_or(|o| !superblock::same_path(o, &path)) {
+                        drop(DirLock::acquire(&path, "device")?);
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         self.set_device_health(dev, false).await?;
         let next = shared.on_all(move |core| async move { Ok(core.detach_device(dev)) }).await?;
         let seg_base = next.into_iter().max().unwrap_or(0).max(1);

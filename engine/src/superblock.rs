@@ -338,20 +338,13 @@ pub fn open(specs: &[DeviceSpec]) -> Result<DeviceSet> {
     })
 }
 
-/// Format `path` as the replacement of device `index` of `set`: a superblock with the set's
-/// id and that index (and the set's zones, EC and partition table), the tablet directories, and
-/// `seg_base` (segment ids below it were lost with the old device).
-///
-/// Creates `path` if its parent exists. Refuses, unless `force`: a path that holds a tessera
-/// superblock (of this set's device `index` itself, of another device of the set, or of another
-/// set), and a non-empty directory. `force` removes tessera's own files there first (superblock,
-/// partition table, tablet directories), nothing else. Never accepts the path of another slot.
-pub fn format_replacement(
+/// Every reason `format_replacement` would refuse `path`, checked without writing anything
+/// (so that a replacement is refused before the device it replaces is taken out of service).
+pub fn check_replacement(
     set: &DeviceSet,
     current_paths: &[Option<PathBuf>],
     index: u16,
     path: &Path,
-    seg_base: u32,
     force: bool,
 ) -> Result<()> {
     let i = index as usize;
@@ -411,6 +404,40 @@ pub fn format_replacement(
             ))
             .into());
         }
+    } else if path.parent().is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        // Only the last component would be created: a missing parent is more likely a typo or
+        // an unmounted device than something to create.
+        return Err(StorageError::Layout(format!(
+            "{}: its parent directory does not exist (a typo, or a device not mounted?)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Format `path` as the replacement of device `index` of `set`: a superblock with the set's
+/// id and that index (and the set's zones, EC and partition table), the tablet directories, and
+/// `seg_base` (segment ids below it were lost with the old device).
+///
+/// Creates `path` if its parent exists. Refuses, unless `force`: a path that holds a tessera
+/// superblock (of this set's device `index` itself, of another device of the set, or of another
+/// set), and a non-empty directory. `force` removes tessera's own files there first (superblock,
+/// partition table, tablet directories), nothing else. Never accepts the path of another slot.
+pub fn format_replacement(
+    set: &DeviceSet,
+    current_paths: &[Option<PathBuf>],
+    index: u16,
+    path: &Path,
+    seg_base: u32,
+    force: bool,
+) -> Result<()> {
+    check_replacement(set, current_paths, index, path, force)?;
+    if path.exists() {
+        let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(path)
+            .map_err(|e| io_at(path, e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| io_at(path, e))?;
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let ours = name == SUPERBLOCK_FILE
@@ -457,7 +484,7 @@ pub fn format_replacement(
     write_atomic(path, SUPERBLOCK_FILE, &sb.encode())
 }
 
-fn same_path(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_path(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,

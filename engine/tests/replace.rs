@@ -138,6 +138,28 @@ fn replacing_a_device_that_had_not_failed_moves_its_shards_to_the_new_one() {
     for (k, d) in &objects {
         put(&e, "live", k, d.clone());
     }
+    // Refused replacements of a device in service change nothing: it stays in service,
+    // nothing is queued for rebuild, no read is degraded.
+    let busy = root.join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("precious"), b"x").unwrap();
+    for (target, words) in [
+        (busy.clone(), "not empty"),
+        (root.join("no-such-parent").join("dev5"), "parent directory does not exist"),
+        (root.join("dev4"), "path of device 4"),
+    ] {
+        let err = block_on(e.replace_device(5, &target, false)).unwrap_err();
+        assert!(err.to_string().contains(words), "{}: {err}", target.display());
+        let st = block_on(e.status()).unwrap();
+        assert!(st.devices[5].healthy, "a refused replacement took device 5 out of service: {st:#?}");
+        assert_eq!((st.repairs_queued, st.objects_below_redundancy), (0, 0), "{st:#?}");
+    }
+    assert!(busy.join("precious").exists());
+    let degraded = degraded_reads(&e);
+    for (k, d) in &objects {
+        assert_eq!(get(&e, "live", k), d.as_ref(), "{k}: wrong bytes after a refused replacement");
+    }
+    assert_eq!(degraded_reads(&e), degraded, "reads went degraded after a refused replacement");
     // Device 5 is still fine, but the operator swaps it (a disk with a bad SMART report).
     let new5 = root.join("dev5-new");
     block_on(e.replace_device(5, &new5, false)).expect("replace device 5");

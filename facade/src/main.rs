@@ -58,7 +58,7 @@ enum Cmd {
         /// zone and path); flags on the command line override it.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Address to listen on (every core listens on it with SO_REUSEPORT).
+        /// Address to listen on (one socket, owned by this process; every core accepts from it).
         #[arg(long, default_value = "127.0.0.1:9000")]
         listen: String,
         /// Data directory: holds the credentials file and, by default, the 6 embedded devices.

@@ -1,4 +1,4 @@
-//! The HTTP server: one SO_REUSEPORT listener per core, hyper 1.x HTTP/1.1 connections on
+//! The HTTP server: one listening socket (every core accepts from a duplicate), hyper 1.x HTTP/1.1 connections on
 //! each core's own event loop (over TLS when configured, see `tls`), graceful shutdown on
 //! SIGINT/SIGTERM, the TLS certificate re-read on SIGHUP.
 
@@ -31,11 +31,15 @@ pub const CONNECTIONS_PER_CORE_MAX: usize = 4096;
 /// PUT's stripe buffers (1 MiB) on its owner core, so this bounds a core's request memory.
 pub const REQUESTS_IN_FLIGHT_PER_CORE_MAX: usize = 1024;
 
+/// The one listening socket of this server. Not SO_REUSEPORT: with it, a second process (a
+/// second tessera on another data directory, or anything else of the same user) could bind
+/// the same port, join the group and be handed a share of this server's connections. Every
+/// core accepts from a duplicate of this socket instead (one accept queue, taken from by
+/// whichever core is free). SO_REUSEADDR only lets a restart bind over old TIME_WAITs.
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     s.listen(LISTEN_BACKLOG)?;
@@ -330,10 +334,11 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     let addr: SocketAddr = cfg.listen.parse().map_err(|e| format!("--listen {:?}: {e}", cfg.listen))?;
     let first = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = first.local_addr().map_err(|e| e.to_string())?;
-    let mut listeners = vec![first];
+    let mut listeners = Vec::with_capacity(engine.cores());
     for _ in 1..engine.cores() {
-        listeners.push(bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+        listeners.push(first.try_clone().map_err(|e| format!("cannot share the listener on {addr}: {e}"))?);
     }
+    listeners.push(first);
     let policies = futures::executor::block_on(crate::access::Policies::load(&engine))?;
     let owner = Owner { id: owner_id(&creds.access_key), display_name: "tessera".into() };
     let srv = Arc::new(Server {

@@ -128,3 +128,51 @@ async fn a_second_start_on_a_device_another_server_holds_is_refused_even_from_an
     assert_reads(&c, "k", 5, 100_000).await;
     assert_reads(&c, "k2", 6, 5000).await;
 }
+
+/// The listening port is this server's alone: another process cannot bind it, not even with
+/// SO_REUSEPORT (which would make the kernel hand it a share of this server's connections),
+/// and a second tessera on it, from its own data directory, is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listening_port_cannot_be_shared_with_another_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut srv = Server::start_in(dir.path(), "127.0.0.1:0");
+    let c = srv.client();
+    c.create_bucket().bucket(BUCKET).send().await.expect("create bucket");
+    let addr: std::net::SocketAddr = srv.addr.parse().expect("server address");
+
+    let joiner = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    joiner.set_reuse_address(true).expect("SO_REUSEADDR");
+    joiner.set_reuse_port(true).expect("SO_REUSEPORT");
+    let bound = joiner.bind(&addr.into()).and_then(|()| joiner.listen(16));
+    let e = bound.expect_err("another process bound the server's port with SO_REUSEPORT");
+    assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE), "{e}");
+    drop(joiner);
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
+        .args(["server", "--listen", &srv.addr, "--cores", "2", "--segment-mib", "8", "--data"])
+        .arg(other.path())
+        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
+        .env("TESSERA_SECRET_KEY", SECRET_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the second tessera");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = second.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the second server on the same port was not refused");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = second.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "a second server on the same port started");
+    assert!(stderr.contains("cannot listen on") && stderr.contains(&srv.addr), "{stderr}");
+
+    // The first one still serves, on every core.
+    put(&c, "still-mine", 5, 100_000).await;
+    assert_reads(&c, "still-mine", 5, 100_000).await;
+    srv.stop();
+}
