@@ -379,7 +379,16 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
         );
     }
     println!("  AWS_ACCESS_KEY_ID={}", creds.access_key);
-    println!("  AWS_SECRET_ACCESS_KEY={}", creds.secret_key);
+    // The secret is printed once, when it is made: stdout of a service lands in its journal,
+    // and a secret the operator already has (the environment, the stored file) need not.
+    match source {
+        "generated" => println!("  AWS_SECRET_ACCESS_KEY={}", creds.secret_key),
+        "stored" => println!(
+            "  (secret key: in {}, not printed again)",
+            cfg.data.join(crate::config::CREDENTIALS_FILE).display()
+        ),
+        _ => println!("  (secret key: from TESSERA_SECRET_KEY, not printed)"),
+    }
     let drivers = engine.io_drivers();
     let driver = if drivers.iter().all(|d| d == &drivers[0]) { drivers[0].clone() } else { drivers.join(",") };
     println!(

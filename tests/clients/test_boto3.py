@@ -957,6 +957,7 @@ def test_generated_credentials_are_printed_stored_and_reused(tessera_factory):
     assert error_of(e)[1] == 403
 
     assert server.restart() == 0
+    assert "AWS_SECRET_ACCESS_KEY" not in "".join(server.stdout_lines), "a restart printed the secret again"
     assert server.printed_credentials() == (access, secret), "a restart must reuse the stored pair"
     assert get_bytes(boto3_client(server.endpoint), bucket, "k") == b"generated keys work"
 
@@ -1243,3 +1244,9 @@ def test_sigv2_header_auth_and_presigned_urls_work_and_tampering_is_refused(tess
     assert_missing(v2, bucket, "v2/forged")
     v2.delete_object(Bucket=bucket, Key="v2/obj ü")
     assert_missing(v2, bucket, "v2/obj ü")
+
+
+def test_a_secret_from_the_environment_is_never_printed(tessera):
+    out = "".join(tessera.stdout_lines)
+    assert "AWS_ACCESS_KEY_ID=" in out, out
+    assert "AWS_SECRET_ACCESS_KEY" not in out and tessera.endpoint.secret_key not in out, out
