@@ -3,9 +3,10 @@
 //! A user is one node-wide engine attribute, `user/<name>`, holding its record as JSON (durable
 //! in tablet 0's log before an admin call answers, kept by checkpoints). The record holds each
 //! key's secret as given: SigV4 and SigV2 are HMACs keyed by (a key derived from) the secret,
-//! so the server must be able to recover it, as MinIO and Garage do. The metadata log is
-//! therefore as secret as the data directory, which the server creates readable by its own
-//! user only; secrets never appear in logs, in status output or in `tessera user list`.
+//! so the server must be able to recover it, as MinIO and Garage do. The devices' metadata
+//! logs therefore hold secrets: only file permissions on the data directories protect them
+//! (the server does not change those; the operator keeps them private to its user, as for
+//! `<data>/credentials`). Secrets never appear in logs, status output or `tessera user list`.
 //!
 //! The facade holds every user parsed in a per-process snapshot that every core reads without
 //! a lock (`ArcSwap`: one atomic load per request), indexed by access key. Writers (admin calls)
