@@ -472,6 +472,29 @@ impl Engine {
         shared.on(c0, move |core| async move { Ok(core.tablet(0)?.bucket_attrs(b.as_deref())) }).await
     }
 
+    /// Set (`Some`) or remove (`None`) the node-wide attribute `name` (a user, ...): durable in
+    /// tablet 0's log before this returns. Names and values are the caller's; the engine keeps
+    /// them as given (a user's record holds its secret keys: the metadata log is as private as
+    /// the data directory's permissions make it).
+    pub async fn set_system_attr(&self, name: &str, value: Option<String>) -> Result<()> {
+        let shared = self.shared().clone();
+        let n = name.to_string();
+        let c0 = shared.core_of_tablet(0);
+        shared
+            .on(
+                c0,
+                move |core| async move { core.tablet(0)?.commit_public(Record::SystemAttr { name: n, value }).await },
+            )
+            .await
+    }
+
+    /// Every node-wide attribute as (name, value), in name order.
+    pub async fn system_attrs(&self) -> Result<Vec<(String, String)>> {
+        let shared = self.shared().clone();
+        let c0 = shared.core_of_tablet(0);
+        shared.on(c0, move |core| async move { Ok(core.tablet(0)?.system_attrs()) }).await
+    }
+
     pub async fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
         let n = name.to_string();
         self.shared()

@@ -20,6 +20,8 @@ pub struct TabletState {
     pub buckets: BTreeMap<String, u64>,
     /// (bucket, attribute) → value (`Record::BucketAttr`); tablet 0 only, like `buckets`.
     pub bucket_attrs: BTreeMap<(String, String), String>,
+    /// name → value (`Record::SystemAttr`): node-wide settings such as users; tablet 0 only.
+    pub system_attrs: BTreeMap<String, String>,
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     pub uploads: BTreeMap<String, Upload>,
     /// Bytes of log the live state would take if rewritten (drives checkpoints).
@@ -114,6 +116,15 @@ impl TabletState {
                 }
                 None => {
                     self.bucket_attrs.remove(&(bucket, attr));
+                }
+            },
+            Record::SystemAttr { name, value } => match value {
+                Some(v) => {
+                    self.live_log_bytes += (name.len() + v.len()) as u64 + 16;
+                    self.system_attrs.insert(name, v);
+                }
+                None => {
+                    self.system_attrs.remove(&name);
                 }
             },
             Record::ObjectPut { bucket, key, meta, completes, .. } => {
@@ -212,6 +223,9 @@ impl TabletState {
         for ((bucket, attr), value) in &self.bucket_attrs {
             let rec = Record::BucketAttr { bucket: bucket.clone(), attr: attr.clone(), value: Some(value.clone()) };
             emit(&rec, None)?;
+        }
+        for (name, value) in &self.system_attrs {
+            emit(&Record::SystemAttr { name: name.clone(), value: Some(value.clone()) }, None)?;
         }
         for (bucket, m) in &self.objects {
             for (key, meta) in m {

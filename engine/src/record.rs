@@ -251,6 +251,12 @@ pub enum Record {
         attr: String,
         value: Option<String>,
     },
+    /// Set (`Some`) or remove (`None`) a node-wide attribute (users and their keys, each under
+    /// its own `name`). Tablet 0's, like the bucket records; values are opaque to the engine.
+    SystemAttr {
+        name: String,
+        value: Option<String>,
+    },
     /// For `DataLoc::Inline` the bytes follow in `inline`. `completes` names the multipart
     /// upload this record completes: one record both creates the object and ends the upload.
     ObjectPut {
@@ -309,6 +315,7 @@ const T_PART_PUT: u8 = 8;
 const T_UPLOAD_END: u8 = 9;
 const T_RELOCATE: u8 = 10;
 const T_BUCKET_ATTR: u8 = 11;
+const T_SYSTEM_ATTR: u8 = 12;
 
 fn enc_checksum(e: &mut Enc, c: &Option<StoredChecksum>) {
     match c {
@@ -440,6 +447,11 @@ impl Record {
                 e.str(attr);
                 e.opt_str(value);
             }
+            Record::SystemAttr { name, value } => {
+                e.u8(T_SYSTEM_ATTR);
+                e.str(name);
+                e.opt_str(value);
+            }
             Record::ObjectPut { bucket, key, meta, inline, completes } => {
                 e.u8(T_OBJECT_PUT);
                 e.str(bucket);
@@ -522,6 +534,7 @@ impl Record {
             T_BUCKET_CREATE => Record::BucketCreate { name: d.str()?, created_ms: d.u64()? },
             T_BUCKET_DELETE => Record::BucketDelete { name: d.str()? },
             T_BUCKET_ATTR => Record::BucketAttr { bucket: d.str()?, attr: d.str()?, value: d.opt_str()? },
+            T_SYSTEM_ATTR => Record::SystemAttr { name: d.str()?, value: d.opt_str()? },
             T_OBJECT_PUT => {
                 let bucket = d.str()?;
                 let key = d.str()?;
@@ -643,6 +656,8 @@ mod tests {
             Record::BucketCreate { name: "b".into(), created_ms: 9 },
             Record::BucketAttr { bucket: "b".into(), attr: "policy".into(), value: Some("{}".into()) },
             Record::BucketAttr { bucket: "b".into(), attr: "policy".into(), value: None },
+            Record::SystemAttr { name: "user/alice".into(), value: Some("{}".into()) },
+            Record::SystemAttr { name: "user/alice".into(), value: None },
             Record::ObjectPut {
                 bucket: "b".into(),
                 key: "k".into(),

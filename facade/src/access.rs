@@ -10,8 +10,11 @@
 //!   read, replace and delete the policy itself (a policy cannot lock its owner out).
 //! - An anonymous request may do only what a bucket policy explicitly allows, and never
 //!   list or create buckets.
-//! - An explicit Deny wins over any Allow.
+//! - A user (see `users`) may do what its identity policy or a bucket policy allows it, as
+//!   within one AWS account; never the policy calls unless a policy allows them.
+//! - An explicit Deny in either policy wins over any Allow.
 
+use crate::users::User;
 use arc_swap::ArcSwap;
 use engine::Engine;
 use http::HeaderMap;
@@ -119,46 +122,112 @@ impl Policies {
         Ok(())
     }
 
-    /// Decide one access of a request by `principal` (`Root` or `Anonymous` today).
-    pub fn authorize(&self, principal: Principal<'_>, access: &Access<'_>, facts: &Facts<'_>) -> Result<(), S3Error> {
-        let policy = access.bucket.and_then(|b| self.get(b));
-        let decision = match &policy {
+    /// Decide one access of a request by `caller`.
+    pub fn authorize(&self, caller: &Caller, access: &Access<'_>, facts: &Facts<'_>) -> Result<(), S3Error> {
+        let principal = caller.principal();
+        let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let q = |n: &str| facts.query.get(n);
+        let req = Request {
+            principal,
+            action: access.action,
+            bucket: access.bucket.unwrap_or(""),
+            key: access.key,
+            prefix: q("prefix"),
+            delimiter: q("delimiter"),
+            max_keys: q("max-keys"),
+            acl: facts.headers.get("x-amz-acl").and_then(|v| v.to_str().ok()),
+            source_ip: facts.source_ip,
+            secure_transport: facts.secure_transport,
+            now_secs,
+        };
+        let bucket = match access.bucket.and_then(|b| self.get(b)) {
             None => Decision::Implicit,
-            Some(p) => {
-                let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-                let q = |n: &str| facts.query.get(n);
-                let req = Request {
-                    principal,
-                    action: access.action,
-                    bucket: access.bucket.unwrap_or(""),
-                    key: access.key,
-                    prefix: q("prefix"),
-                    delimiter: q("delimiter"),
-                    max_keys: q("max-keys"),
-                    acl: facts.headers.get("x-amz-acl").and_then(|v| v.to_str().ok()),
-                    source_ip: facts.source_ip,
-                    secure_transport: facts.secure_transport,
-                    now_secs,
-                };
-                p.evaluate(&req)
-            }
+            Some(p) => p.evaluate(&req),
         };
-        let allowed = match principal {
-            Principal::Root => {
-                let policy_call =
-                    matches!(access.action, "s3:PutBucketPolicy" | "s3:GetBucketPolicy" | "s3:DeleteBucketPolicy");
-                policy_call || decision != Decision::Deny
-            }
-            Principal::Anonymous | Principal::User(_) => decision == Decision::Allow,
+        let identity = match caller {
+            Caller::User(u) => u.identity_decision(&req),
+            Caller::Anonymous | Caller::Root => Decision::Implicit,
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(S3Error::access_denied(match (principal, decision) {
-                (_, Decision::Deny) => "Access Denied: an explicit Deny in the bucket policy applies",
-                (Principal::Anonymous, _) => "Access Denied: anonymous access is not allowed by this bucket's policy",
-                _ => "Access Denied",
-            }))
+        decide(principal, access.action, bucket, identity).map_err(S3Error::access_denied)
+    }
+}
+
+/// Who signed a request, as authentication found it.
+#[derive(Clone)]
+pub enum Caller {
+    Anonymous,
+    Root,
+    /// A user's active key; the user as it was when the request was authenticated.
+    User(Arc<User>),
+}
+
+impl Caller {
+    pub fn principal(&self) -> Principal<'_> {
+        match self {
+            Caller::Anonymous => Principal::Anonymous,
+            Caller::Root => Principal::Root,
+            Caller::User(u) => Principal::User(u.name()),
+        }
+    }
+}
+
+/// The decision rule, given what the bucket policy and the caller's identity policy say:
+/// - root: anything the bucket policy does not explicitly deny, and always the policy calls;
+/// - a user: what either policy allows (AWS's rule within one account), unless either
+///   explicitly denies;
+/// - anonymous: only what the bucket policy allows.
+fn decide(principal: Principal<'_>, action: &str, bucket: Decision, identity: Decision) -> Result<(), &'static str> {
+    let combined = bucket.and(identity);
+    let allowed = match principal {
+        Principal::Root => {
+            let policy_call = matches!(action, "s3:PutBucketPolicy" | "s3:GetBucketPolicy" | "s3:DeleteBucketPolicy");
+            policy_call || bucket != Decision::Deny
+        }
+        Principal::User(_) => combined == Decision::Allow,
+        Principal::Anonymous => bucket == Decision::Allow,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(match (principal, bucket, identity) {
+        (_, Decision::Deny, _) => "Access Denied: an explicit Deny in the bucket policy applies",
+        (_, _, Decision::Deny) => "Access Denied: an explicit Deny in the user's identity policy applies",
+        (Principal::Anonymous, _, _) => "Access Denied: anonymous access is not allowed by this bucket's policy",
+        (Principal::User(_), _, _) => {
+            "Access Denied: neither the user's identity policy nor the bucket policy allows this"
+        }
+        _ => "Access Denied",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision::{Allow, Deny, Implicit};
+
+    const ALL: [Decision; 3] = [Allow, Deny, Implicit];
+
+    #[test]
+    fn a_user_gets_what_either_policy_allows_unless_either_denies() {
+        let alice = Principal::User("alice");
+        for b in ALL {
+            for i in ALL {
+                let want = (b == Allow || i == Allow) && b != Deny && i != Deny;
+                assert_eq!(decide(alice, "s3:GetObject", b, i).is_ok(), want, "bucket {b:?} identity {i:?}");
+            }
+        }
+        assert!(decide(alice, "s3:PutBucketPolicy", Implicit, Implicit).is_err(), "no owner's privilege");
+        assert!(decide(alice, "s3:GetObject", Implicit, Deny).unwrap_err().contains("identity policy"));
+    }
+
+    #[test]
+    fn root_and_anonymous_are_decided_by_the_bucket_policy_alone() {
+        for i in ALL {
+            assert!(decide(Principal::Root, "s3:GetObject", Implicit, i).is_ok());
+            assert!(decide(Principal::Root, "s3:GetObject", Deny, i).is_err());
+            assert!(decide(Principal::Root, "s3:DeleteBucketPolicy", Deny, i).is_ok());
+            assert!(decide(Principal::Anonymous, "s3:GetObject", Allow, i).is_ok());
+            assert!(decide(Principal::Anonymous, "s3:GetObject", Implicit, i).is_err());
         }
     }
 }

@@ -14,6 +14,106 @@ pub const STATUS_PATH: &str = "/_tessera/status";
 /// The admin device replacement path (POST).
 pub const REPLACE_PATH: &str = "/_tessera/device/replace";
 
+/// Users: GET lists, POST `?name=N` creates (answers its first key), DELETE `?name=N` deletes.
+pub const USERS_PATH: &str = "/_tessera/users";
+/// A user's keys: POST `?name=N` creates one, DELETE `?name=N&key=AK` deletes one.
+pub const USER_KEYS_PATH: &str = "/_tessera/users/keys";
+/// POST `?name=N&key=AK&status=active|inactive`: enable or disable a key.
+pub const USER_KEY_STATUS_PATH: &str = "/_tessera/users/keys/status";
+/// A user's identity policy: PUT (the document is the body), GET, DELETE, all `?name=N`.
+pub const USER_POLICY_PATH: &str = "/_tessera/users/policy";
+
+/// Every admin path starts with this; none is a bucket (bucket names never contain `_`).
+const ADMIN_PREFIX: &str = "/_tessera/";
+
+/// One admin call, by method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute {
+    Status,
+    Replace,
+    Users(UsersCall),
+    /// Under the admin prefix but no call: refused (and only after the root check, so the
+    /// answer tells nobody else which calls exist).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersCall {
+    List,
+    Create,
+    Delete,
+    CreateKey,
+    DeleteKey,
+    SetKeyStatus,
+    PutPolicy,
+    GetPolicy,
+    DeletePolicy,
+}
+
+/// The admin call a request is, if its path is an admin path (path-style only; see the
+/// module comment).
+pub fn route(method: &http::Method, path: &str, headers: &http::HeaderMap, domain: Option<&str>) -> Option<AdminRoute> {
+    use http::Method as M;
+    if !path.starts_with(ADMIN_PREFIX) || s3::router::virtual_hosted_bucket(headers, domain).is_some() {
+        return None;
+    }
+    Some(match (method, path) {
+        (&M::GET, STATUS_PATH) => AdminRoute::Status,
+        (&M::POST, REPLACE_PATH) => AdminRoute::Replace,
+        (&M::GET, USERS_PATH) => AdminRoute::Users(UsersCall::List),
+        (&M::POST, USERS_PATH) => AdminRoute::Users(UsersCall::Create),
+        (&M::DELETE, USERS_PATH) => AdminRoute::Users(UsersCall::Delete),
+        (&M::POST, USER_KEYS_PATH) => AdminRoute::Users(UsersCall::CreateKey),
+        (&M::DELETE, USER_KEYS_PATH) => AdminRoute::Users(UsersCall::DeleteKey),
+        (&M::POST, USER_KEY_STATUS_PATH) => AdminRoute::Users(UsersCall::SetKeyStatus),
+        (&M::PUT, USER_POLICY_PATH) => AdminRoute::Users(UsersCall::PutPolicy),
+        (&M::GET, USER_POLICY_PATH) => AdminRoute::Users(UsersCall::GetPolicy),
+        (&M::DELETE, USER_POLICY_PATH) => AdminRoute::Users(UsersCall::DeletePolicy),
+        _ => AdminRoute::Unknown,
+    })
+}
+
+/// One user as `GET /_tessera/users` lists it: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReport {
+    pub name: String,
+    pub status: crate::users::Status,
+    pub created_ms: u64,
+    pub keys: Vec<KeyReport>,
+    pub has_policy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReport {
+    pub access_key: String,
+    pub status: crate::users::Status,
+    pub created_ms: u64,
+}
+
+impl From<&crate::users::UserRecord> for UserReport {
+    fn from(r: &crate::users::UserRecord) -> UserReport {
+        UserReport {
+            name: r.name.clone(),
+            status: r.status,
+            created_ms: r.created_ms,
+            keys: r
+                .keys
+                .iter()
+                .map(|k| KeyReport { access_key: k.access_key.clone(), status: k.status, created_ms: k.created_ms })
+                .collect(),
+            has_policy: r.policy.is_some(),
+        }
+    }
+}
+
+/// A key just created: the only answer that carries its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKeyReport {
+    pub user: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
 /// Whether a request is the admin status call (path-style only; see the module comment).
 pub fn is_status_request(method: &http::Method, path: &str, headers: &http::HeaderMap, domain: Option<&str>) -> bool {
     is_admin(method, path, headers, domain, &http::Method::GET, STATUS_PATH)
@@ -227,6 +327,42 @@ mod tests {
         assert_eq!(
             to_json(&ReplaceReport::from(&r)),
             "{\"device\":4,\"zone\":\"z2\",\"old_path\":null,\"new_path\":\"/mnt/new\",\"seg_base\":12,\"queued\":30,\"direct_io\":true}"
+        );
+    }
+
+    #[test]
+    fn admin_paths_route_by_method_and_never_from_a_virtual_hosted_bucket() {
+        use http::Method as M;
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::HOST, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(route(&M::GET, USERS_PATH, &h, None), Some(AdminRoute::Users(UsersCall::List)));
+        assert_eq!(route(&M::DELETE, USER_KEYS_PATH, &h, None), Some(AdminRoute::Users(UsersCall::DeleteKey)));
+        assert_eq!(route(&M::PUT, USER_POLICY_PATH, &h, None), Some(AdminRoute::Users(UsersCall::PutPolicy)));
+        assert_eq!(route(&M::PUT, USERS_PATH, &h, None), Some(AdminRoute::Unknown));
+        assert_eq!(route(&M::GET, "/_tessera/nothing", &h, None), Some(AdminRoute::Unknown));
+        assert_eq!(route(&M::GET, "/bucket/_tessera/users", &h, None), None);
+        h.insert(http::header::HOST, "b1.s3.local:9000".parse().unwrap());
+        assert_eq!(route(&M::GET, USERS_PATH, &h, Some("s3.local")), None);
+    }
+
+    #[test]
+    fn a_listed_user_shows_no_secret() {
+        let rec = crate::users::UserRecord {
+            name: "alice".into(),
+            status: crate::users::Status::Active,
+            created_ms: 5,
+            keys: vec![crate::users::KeyRecord {
+                access_key: "TKAAA".into(),
+                secret_key: "very-secret".into(),
+                status: crate::users::Status::Inactive,
+                created_ms: 6,
+            }],
+            policy: Some("{}".into()),
+        };
+        let json = to_json(&UserReport::from(&rec));
+        assert_eq!(
+            json,
+            "{\"name\":\"alice\",\"status\":\"active\",\"created_ms\":5,\"keys\":[{\"access_key\":\"TKAAA\",\"status\":\"inactive\",\"created_ms\":6}],\"has_policy\":true}"
         );
     }
 

@@ -1,13 +1,14 @@
 //! One request, start to finish: authenticate, route to an `Endpoint`, run its handler,
 //! render errors as S3 XML with a request id.
 
+use crate::access::Caller;
 use crate::access::Facts;
+use crate::admin::AdminRoute;
 use crate::body::{full, RespBody};
 use crate::metrics::Op;
 use crate::ops::{bucket, copy, delete, list, multipart, object, policy, post, ConnInfo, Ctx, Req, Resp};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use s3::auth::policy::Principal;
 use s3::auth::sigv4::{self, SignedRequest};
 use s3::error::S3Error;
 use s3::router::{self, Endpoint, Query};
@@ -168,13 +169,22 @@ async fn dispatch(srv: &Server, req: Request<Incoming>, op: &mut Op) -> Result<R
     let raw_query = parts.uri.query().map(str::to_string);
     let signed =
         SignedRequest { method: &parts.method, path: &path, query: raw_query.as_deref(), headers: &parts.headers };
-    let secret_for = |ak: &str| (ak == srv.creds.access_key).then(|| srv.creds.secret_key.clone());
+    // The root key from the credentials; any other from the users in force (an active key of
+    // an active user), so a key disabled or deleted is refused by the next request.
+    let secret_for = |ak: &str| {
+        if ak == srv.creds.access_key {
+            Some(srv.creds.secret_key.clone())
+        } else {
+            srv.ctx.users.secret_for(ak)
+        }
+    };
     // A browser-based upload authenticates by its form's signed policy, not by a signature
     // over the request; it is routed first and goes to the one operation that reads a form.
     if post::is_form_post(&parts.method, &parts.headers) {
         return match router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())? {
             Endpoint::PostObject { bucket } => {
-                post::post_object(&srv.ctx, &parts.headers, body, &bucket, conn, secret_for).await
+                post::post_object(&srv.ctx, &parts.headers, body, &bucket, conn, &srv.creds.access_key, secret_for)
+                    .await
             }
             _ => Err(S3Error::with_message(
                 s3::error::S3ErrorCode::MethodNotAllowed,
@@ -197,25 +207,43 @@ async fn dispatch(srv: &Server, req: Request<Incoming>, op: &mut Op) -> Result<R
     } else {
         sigv4::authenticate(&signed, SystemTime::now(), secret_for)?
     };
-    let principal = if auth.is_anonymous() { Principal::Anonymous } else { Principal::Root };
-    // The admin endpoint, before the S3 router (bucket names cannot contain `_`, so it
-    // shadows no bucket; on a virtual-hosted-style host the path stays an object key). Only
-    // the root user's: no bucket policy reaches it.
-    let admin = crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref())
-        || crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref());
-    if admin && principal != Principal::Root {
-        return Err(S3Error::access_denied("The admin API needs the root user's signature."));
-    }
-    if crate::admin::is_status_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
-        *op = Op::ADMIN_STATUS;
-        let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
-        let mut r = Response::new(full(crate::admin::to_json(&crate::admin::StatusReport::from(&st))));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return Ok(r);
-    }
-    if crate::admin::is_replace_request(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
-        *op = Op::ADMIN_REPLACE;
-        return replace_device(srv, raw_query.as_deref()).await;
+    let caller = if auth.is_anonymous() {
+        Caller::Anonymous
+    } else if auth.access_key == srv.creds.access_key {
+        Caller::Root
+    } else {
+        // Checked again after the signature: a key deleted in between is refused.
+        Caller::User(srv.ctx.users.signer(&auth.access_key).ok_or_else(|| {
+            S3Error::new(s3::error::S3ErrorCode::InvalidAccessKeyId).detail("AWSAccessKeyId", &auth.access_key)
+        })?)
+    };
+    // The admin API, before the S3 router (bucket names cannot contain `_`, so it shadows no
+    // bucket; on a virtual-hosted-style host the path stays an object key). Only the root
+    // user's: no policy reaches it.
+    if let Some(route) = crate::admin::route(&parts.method, &path, &parts.headers, srv.domain.as_deref()) {
+        if !matches!(caller, Caller::Root) {
+            return Err(S3Error::access_denied("The admin API needs the root user's signature."));
+        }
+        return match route {
+            AdminRoute::Status => {
+                *op = Op::ADMIN_STATUS;
+                let st = srv.ctx.engine.status().await.map_err(crate::engine_error::to_s3)?;
+                Ok(crate::users_admin::json(crate::admin::to_json(&crate::admin::StatusReport::from(&st))))
+            }
+            AdminRoute::Replace => {
+                *op = Op::ADMIN_REPLACE;
+                replace_device(srv, raw_query.as_deref()).await
+            }
+            AdminRoute::Users(u) => {
+                *op = Op::ADMIN_USERS;
+                let query = Query::parse(raw_query.as_deref())?;
+                crate::users_admin::serve(&srv.ctx, u, &query, &parts, &auth, body).await
+            }
+            AdminRoute::Unknown => Err(S3Error::with_message(
+                s3::error::S3ErrorCode::MethodNotAllowed,
+                format!("{} {path} is no admin call (see `tessera --help`)", parts.method),
+            )),
+        };
     }
     s3::unhonoured::refuse_unhonoured(&parts.headers)?;
     let ep = router::parse(&parts.method, &path, raw_query.as_deref(), &parts.headers, srv.domain.as_deref())?;
@@ -224,9 +252,9 @@ async fn dispatch(srv: &Server, req: Request<Incoming>, op: &mut Op) -> Result<R
     tracing::debug!("{} {} -> {} payload={:?}", parts.method, path, ep.name(), auth.payload_mode);
     let facts = Facts { query: &query, headers: &parts.headers, source_ip: conn.peer, secure_transport: conn.tls };
     for access in ep.accesses().iter().flatten() {
-        srv.ctx.policies.authorize(principal, access, &facts)?;
+        srv.ctx.policies.authorize(&caller, access, &facts)?;
     }
-    let req = Req { parts, body, auth, query, conn };
+    let req = Req { parts, body, auth, query, conn, caller };
     let ctx = &srv.ctx;
     match ep {
         Endpoint::ListBuckets => bucket::list_buckets(ctx).await,

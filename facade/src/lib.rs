@@ -26,3 +26,5 @@ pub mod ops;
 pub mod probe;
 pub mod server;
 pub mod tls;
+pub mod users;
+pub mod users_admin;

@@ -177,6 +177,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// Manage users, their access keys and identity policies on a running server. Signs with
+    /// TESSERA_ACCESS_KEY/TESSERA_SECRET_KEY (the root user's keys).
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+        /// The server's endpoint (http://HOST:PORT).
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9000")]
+        endpoint: String,
+        /// Region to sign for (the server accepts any).
+        #[arg(long, global = true, default_value = "us-east-1")]
+        region: String,
+        /// Print the server's JSON answers (for scripts) instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Check this machine against the bare-metal playbook (tuning/README.md); exit 1 on any FAIL.
     Doctor {
         /// Also check the embedded device directories under DIR (O_DIRECT, filesystem type).
@@ -186,6 +201,49 @@ enum Cmd {
         #[arg(long = "device", value_name = "ZONE=PATH")]
         devices: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user with one access key (printed once, with its secret). A new user may do
+    /// nothing until an identity policy or a bucket policy allows it.
+    Create { name: String },
+    /// List users and their access keys (never secrets).
+    List,
+    /// Delete a user: its keys are refused from the next request on.
+    Delete { name: String },
+    /// Create, delete, disable or enable a user's access keys.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Put, get or delete a user's identity policy (IAM JSON, no Principal).
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create another key for NAME (at most two); printed once, with its secret.
+    Create { name: String },
+    /// Delete key KEY of NAME.
+    Delete { name: String, key: String },
+    /// Disable key KEY of NAME: refused from the next request on, until enabled.
+    Disable { name: String, key: String },
+    /// Enable a disabled key.
+    Enable { name: String, key: String },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Set NAME's identity policy from the JSON document in FILE.
+    Put { name: String, file: PathBuf },
+    /// Print NAME's identity policy.
+    Get { name: String },
+    /// Delete NAME's identity policy.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -339,6 +397,22 @@ fn main() {
                 force,
                 wait_secs: wait,
             })
+        }
+        Cmd::User { cmd, endpoint, region, json } => {
+            use tessera::cli::users::UserCommand as U;
+            let cmd = match cmd {
+                UserCmd::Create { name } => U::Create { name },
+                UserCmd::List => U::List,
+                UserCmd::Delete { name } => U::Delete { name },
+                UserCmd::Key { cmd: KeyCmd::Create { name } } => U::KeyCreate { name },
+                UserCmd::Key { cmd: KeyCmd::Delete { name, key } } => U::KeyDelete { name, key },
+                UserCmd::Key { cmd: KeyCmd::Disable { name, key } } => U::KeyStatus { name, key, active: false },
+                UserCmd::Key { cmd: KeyCmd::Enable { name, key } } => U::KeyStatus { name, key, active: true },
+                UserCmd::Policy { cmd: PolicyCmd::Put { name, file } } => U::PolicyPut { name, file },
+                UserCmd::Policy { cmd: PolicyCmd::Get { name } } => U::PolicyGet { name },
+                UserCmd::Policy { cmd: PolicyCmd::Delete { name } } => U::PolicyDelete { name },
+            };
+            tessera::cli::users::run(&endpoint, &region, json, cmd)
         }
         Cmd::Doctor { data, devices } => (|| {
             let devices = devices

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// The operations requests are counted by: every S3 `Endpoint`, the admin and probe calls, and
 /// `Unrouted` for requests answered before an operation was known (authentication failures,
 /// malformed requests, the in-flight bound).
-pub const OPS: [&str; 34] = [
+pub const OPS: [&str; 35] = [
     "ListBuckets",
     "CreateBucket",
     "HeadBucket",
@@ -53,6 +53,7 @@ pub const OPS: [&str; 34] = [
     "GetBucketPolicy",
     "DeleteBucketPolicy",
     "PostObject",
+    "AdminUsers",
 ];
 
 /// An index into [`OPS`].
@@ -66,6 +67,7 @@ impl Op {
     pub const HEALTH_READY: Op = Op(27);
     pub const METRICS: Op = Op(28);
     pub const UNROUTED: Op = Op(29);
+    pub const ADMIN_USERS: Op = Op(34);
 
     pub fn of(ep: &Endpoint) -> Op {
         Op(match ep {

@@ -340,9 +340,16 @@ pub fn run(cfg: ServerConfig) -> Result<(), String> {
     }
     listeners.push(first);
     let policies = futures::executor::block_on(crate::access::Policies::load(&engine))?;
+    let users = futures::executor::block_on(crate::users::Users::load(&engine, &creds.access_key))?;
     let owner = Owner { id: owner_id(&creds.access_key), display_name: "tessera".into() };
     let srv = Arc::new(Server {
-        ctx: Ctx { engine: engine.clone(), region: cfg.region.clone(), owner, policies: Arc::new(policies) },
+        ctx: Ctx {
+            engine: engine.clone(),
+            region: cfg.region.clone(),
+            owner,
+            policies: Arc::new(policies),
+            users: Arc::new(users),
+        },
         creds: creds.clone(),
         domain: cfg.domain.clone(),
         probe: crate::probe::ProbeState {

@@ -184,6 +184,11 @@ impl Tablet {
             .collect()
     }
 
+    /// Every node-wide attribute (tablet 0 holds them) as (name, value), in name order.
+    pub fn system_attrs(&self) -> Vec<(String, String)> {
+        self.state.borrow().system_attrs.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+
     /// Reserve `len` bytes on device `dev` (see `Segments::alloc`), making a new segment file
     /// on a helper thread when the active one is full: the core goes on meanwhile.
     pub(super) async fn alloc_extent(&self, dev: u16, len: usize) -> Result<Extent> {

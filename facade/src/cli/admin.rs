@@ -63,12 +63,25 @@ pub fn signed_call(
     method: &http::Method,
     path: &str,
     params: &[(&str, &str)],
+    creds: (&str, &str, &str),
+) -> Result<(u16, String), String> {
+    signed_call_with_body(endpoint, method, path, params, Vec::new(), creds)
+}
+
+/// A signed admin request with `body` (its SHA-256 signed too) and query `params`; returns
+/// the HTTP status and body.
+pub fn signed_call_with_body(
+    endpoint: &str,
+    method: &http::Method,
+    path: &str,
+    params: &[(&str, &str)],
+    body: Vec<u8>,
     (access_key, secret_key, region): (&str, &str, &str),
 ) -> Result<(u16, String), String> {
     let authority = endpoint_authority(endpoint)?;
     let date = s3::http_util::format_amz_date(SystemTime::now());
     let day = &date[..8];
-    let payload = sigv4::sha256_hex(b"");
+    let payload = sigv4::sha256_hex(&body);
     let query: String = params
         .iter()
         .map(|(k, v)| format!("{}={}", sigv4::uri_encode(k), sigv4::uri_encode(v)))
@@ -100,7 +113,7 @@ pub fn signed_call(
     for (name, value) in &headers {
         req = req.header(name, value);
     }
-    let req = req.body(()).map_err(|e| format!("{method} {url}: {e}"))?;
+    let req = req.body(body).map_err(|e| format!("{method} {url}: {e}"))?;
     let mut resp = agent().run(req).map_err(|e| format!("{method} {url}: {e}"))?;
     let status = resp.status().as_u16();
     let body = resp.body_mut().read_to_string().map_err(|e| format!("read the answer to {method} {url}: {e}"))?;
@@ -124,24 +137,30 @@ pub fn get_status(endpoint: &str, access_key: &str, secret_key: &str, region: &s
 }
 
 /// A 200 answer parsed as `T`; any other answer is an error naming the S3 error code and message.
-fn json_answer<T: serde::de::DeserializeOwned>(
+pub fn json_answer<T: serde::de::DeserializeOwned>(
     endpoint: &str,
     path: &str,
     status: u16,
     body: &str,
 ) -> Result<T, String> {
     if status != 200 {
-        let code = body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("");
-        let msg = body.split("<Message>").nth(1).and_then(|r| r.split("</Message>").next()).unwrap_or("");
-        let msg = msg
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&");
-        return Err(format!("{endpoint}{path}: HTTP {status} {code} {msg}").trim_end().to_string());
+        return Err(error_text(endpoint, path, status, body));
     }
     serde_json::from_str(body).map_err(|e| format!("bad JSON from {path} ({e}): {body}"))
+}
+
+/// A refusal as the operator reads it: the endpoint and path, the HTTP status, the S3 error
+/// code and its message.
+pub fn error_text(endpoint: &str, path: &str, status: u16, body: &str) -> String {
+    let code = body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("");
+    let msg = body.split("<Message>").nth(1).and_then(|r| r.split("</Message>").next()).unwrap_or("");
+    let msg = msg
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    format!("{endpoint}{path}: HTTP {status} {code} {msg}").trim_end().to_string()
 }
 
 /// Ask the server to replace device `device` with the empty device at `path` (absolute on the

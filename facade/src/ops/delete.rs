@@ -4,7 +4,6 @@ use super::{engine_err, status, xml, Ctx, Req, Resp};
 use crate::access::Facts;
 use crate::body::BodyPump;
 use http::StatusCode;
-use s3::auth::policy::Principal;
 use s3::error::S3Error;
 use s3::router::Access;
 use s3::xml::{self as x, DeleteFailure, DeletedEntry};
@@ -48,7 +47,7 @@ pub async fn delete_objects(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S
     let body = pump.read_all(MAX_DELETE_BODY_BYTES).await?;
     let d = x::parse_delete(&body)?;
     ctx.engine.head_bucket(bucket).await.map_err(engine_err)?;
-    let principal = if req.auth.is_anonymous() { Principal::Anonymous } else { Principal::Root };
+    let caller = &req.caller;
     let facts = Facts {
         query: &req.query,
         headers: &req.parts.headers,
@@ -59,7 +58,7 @@ pub async fn delete_objects(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S
     let results = futures::future::join_all(d.objects.iter().map(|o| async move {
         check_version(&o.version_id)?;
         let access = Access { action: "s3:DeleteObject", bucket: Some(bucket), key: Some(&o.key) };
-        ctx.policies.authorize(principal, &access, facts)?;
+        ctx.policies.authorize(caller, &access, facts)?;
         ctx.engine.delete_object(bucket, &o.key, None).await.map_err(engine_err)
     }))
     .await;

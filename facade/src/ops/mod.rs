@@ -30,6 +30,8 @@ pub struct Ctx {
     pub owner: Owner,
     /// The bucket policies in force (see `access`).
     pub policies: std::sync::Arc<crate::access::Policies>,
+    /// The users and their keys in force (see `users`).
+    pub users: std::sync::Arc<crate::users::Users>,
 }
 
 /// What the connection a request came on says about it (for policy conditions).
@@ -46,6 +48,8 @@ pub struct Req {
     pub auth: AuthContext,
     pub query: Query,
     pub conn: ConnInfo,
+    /// Who signed it.
+    pub caller: crate::access::Caller,
 }
 
 impl Req {

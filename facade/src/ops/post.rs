@@ -53,6 +53,7 @@ pub async fn post_object<F>(
     body: Incoming,
     bucket: &str,
     conn: super::ConnInfo,
+    root_access_key: &str,
     secret_for: F,
 ) -> Result<Resp, S3Error>
 where
@@ -102,12 +103,19 @@ where
     if key.is_empty() {
         return Err(S3Error::invalid_argument("User key must have a length greater than 0."));
     }
-    // The form's signer is the root user (the only key today): what the bucket's policy
-    // denies it, a form cannot do either.
+    // The form's signer decides as if it had sent the PUT itself: the root user, or a user
+    // (a key disabled since the policy was verified is refused, not taken for root).
+    let caller = if policy.access_key == root_access_key {
+        crate::access::Caller::Root
+    } else {
+        crate::access::Caller::User(
+            ctx.users.signer(&policy.access_key).ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?,
+        )
+    };
     let no_query = s3::router::Query::default();
     let facts = crate::access::Facts { query: &no_query, headers, source_ip: conn.peer, secure_transport: conn.tls };
     let access = s3::router::Access { action: "s3:PutObject", bucket: Some(bucket), key: Some(&key) };
-    ctx.policies.authorize(s3::auth::policy::Principal::Root, &access, &facts)?;
+    ctx.policies.authorize(&caller, &access, &facts)?;
     let as_headers = form_headers(&form)?;
     s3::unhonoured::refuse_unhonoured(&as_headers)?;
     let integrity = s3::checksum::ChecksumRequest::from_headers(&as_headers)?;
