@@ -544,7 +544,8 @@ mod tests {
         assert!(e.to_string().contains("path of device 3"), "{e}");
         // A missing parent is not created.
         let e = format_replacement(&set, &set.paths, 2, &t1.path().join("no/such"), 7, true).unwrap_err();
-        assert!(e.to_string().contains("No such file"), "{e}");
+        assert!(e.to_string().contains("parent directory does not exist"), "{e}");
+        assert!(!t1.path().join("no").exists(), "a missing parent was created");
         format_replacement(&set, &set.paths, 2, foreign, 7, true).unwrap();
         assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"keep me");
         let sb = Superblock::decode(&std::fs::read(foreign.join(SUPERBLOCK_FILE)).unwrap()).unwrap();

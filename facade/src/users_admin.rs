@@ -9,7 +9,6 @@ use crate::users::{Change, Status};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
-use s3::auth::policy::POLICY_BYTES_MAX;
 use s3::auth::sigv4::AuthContext;
 use s3::error::{S3Error, S3ErrorCode};
 use s3::router::Query;
@@ -63,20 +62,7 @@ pub async fn serve(
             Change::SetKeyStatus { name, access_key: required(q, "key")?.to_string(), status }
         }
         UsersCall::PutPolicy => {
-            let pump = BodyPump::new(parts, auth, body)?;
-            // One byte more than allowed is read so that a longer policy is refused by its size.
-            let bytes = pump.read_all(POLICY_BYTES_MAX + 1).await.map_err(|e| {
-                if e.code == S3ErrorCode::EntityTooLarge {
-                    S3Error::with_message(
-                        S3ErrorCode::MalformedPolicy,
-                        format!("Policies are at most {POLICY_BYTES_MAX} bytes"),
-                    )
-                } else {
-                    e
-                }
-            })?;
-            let text = String::from_utf8(bytes.to_vec())
-                .map_err(|_| S3Error::with_message(S3ErrorCode::MalformedPolicy, "The policy is not UTF-8 text"))?;
+            let text = crate::ops::policy::read_policy_text(BodyPump::new(parts, auth, body)?).await?;
             Change::PutPolicy { name, text }
         }
         UsersCall::DeletePolicy => Change::DeletePolicy { name },

@@ -8,37 +8,6 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Run `tessera ARGS`; it must exit non-zero within 30 s without saying it is ready.
-/// Returns stderr.
-fn refused(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
-        .args(args)
-        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
-        .env("TESSERA_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tessera");
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!st.success(), "{args:?} exited 0:\n{stdout}\n{stderr}");
-            assert!(!stdout.contains("tessera ready"), "{args:?} said it was ready:\n{stdout}");
-            return stderr;
-        }
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("{args:?} still runs after 30 s: it was not refused");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Every file under `p` (relative), sorted.
 fn files(p: &Path) -> Vec<String> {
@@ -80,7 +49,7 @@ async fn explicit_devices_are_formatted_only_by_tessera_format_and_the_ec_is_che
         })
         .collect();
 
-    let err = refused(&server_args(&data_s, &devices, &[]));
+    let err = refused_run(&server_args(&data_s, &devices, &[]));
     assert!(err.contains("never formats a --device") && err.contains("tessera format --data"), "{err}");
     assert!(err.contains("--ec 4+2"), "the message does not give the whole command: {err}");
     for i in 0..6 {
@@ -99,12 +68,12 @@ async fn explicit_devices_are_formatted_only_by_tessera_format_and_the_ec_is_che
     // Twice is refused and changes nothing.
     let mut again = vec!["format", "--data", &data_s];
     again.extend(&fmt_args);
-    let err = refused(&again);
+    let err = refused_run(&again);
     assert!(err.contains("already formatted") && err.contains("nothing formatted"), "{err}");
     assert_eq!(files(dir.path()), formatted);
 
     // Another EC than the set's is refused before anything is written.
-    let err = refused(&server_args(&data_s, &devices, &["--ec", "3+1"]));
+    let err = refused_run(&server_args(&data_s, &devices, &["--ec", "3+1"]));
     assert!(err.contains("formatted with EC 4+2") && err.contains("--ec 3+1"), "{err}");
     assert_eq!(files(dir.path()), formatted);
 
@@ -134,7 +103,7 @@ async fn the_embedded_default_formats_itself_only_on_a_first_start() {
     std::fs::create_dir(&data).expect("mkdir");
     std::fs::write(data.join("notes.txt"), b"not tessera's").expect("write");
     let data_s = data.to_string_lossy().into_owned();
-    let err = refused(&server_args(&data_s, &[], &[]));
+    let err = refused_run(&server_args(&data_s, &[], &[]));
     assert!(err.contains("holds files but no formatted device") && err.contains("tessera format --data"), "{err}");
     assert_eq!(files(&data), vec!["notes.txt".to_string()]);
 

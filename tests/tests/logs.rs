@@ -7,7 +7,6 @@ mod common;
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,16 +26,7 @@ fn start(data: &Path, log: &Path, extra: &[&str]) -> (Child, String) {
         .stderr(stderr)
         .spawn()
         .expect("spawn tessera");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("tessera ready: http://") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not print its ready line");
+    let addr = ready_address(&mut child, Duration::from_secs(60));
     (child, format!("http://{addr}"))
 }
 

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -37,17 +36,8 @@ fn ready_then_stopping(sock: &UnixDatagram, socket_name: &str) {
     assert!(lines.contains(&"READY=1"), "{msg:?}");
     assert!(lines.contains(&format!("MAINPID={}", child.id()).as_str()), "{msg:?}");
     // READY comes after the ready line: the listeners serve.
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Drained for the server's whole life (it prints again when it stops).
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("tessera ready: http://") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the ready line, printed before READY=1");
+    // (The ready line is printed before READY=1 is sent.)
+    let addr = ready_address(&mut child, Duration::from_secs(10));
     std::net::TcpStream::connect(&addr).expect("the server accepts connections once READY=1 was sent");
 
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits");

@@ -7,39 +7,19 @@ mod common;
 use aws_sdk_s3::primitives::ByteStream;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const BUCKET: &str = "owner";
 
-/// Run a second `tessera server` with `args`; it must exit non-zero within 30 s. Returns stderr.
+/// Run a second `tessera server` on `data` with `args`; it must be refused. Returns stderr.
 fn refused_start(args: &[&str], data: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
-        .args(["server", "--listen", "127.0.0.1:0", "--cores", "2", "--segment-mib", "8", "--data"])
-        .arg(data)
-        .args(args)
-        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
-        .env("TESSERA_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the second tessera");
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            let out = child.wait_with_output().expect("output");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!st.success(), "the second start exited 0:\n{stdout}\n{stderr}");
-            assert!(!stdout.contains("tessera ready"), "the second start said it was ready:\n{stdout}");
-            return stderr;
-        }
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the second start is still running after 30 s: it was not refused");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    refused_start_on("127.0.0.1:0", args, data)
+}
+
+fn refused_start_on(listen: &str, args: &[&str], data: &Path) -> String {
+    let data = data.to_str().expect("a UTF-8 temp path");
+    let mut all = vec!["server", "--listen", listen, "--cores", "2", "--segment-mib", "8", "--data", data];
+    all.extend_from_slice(args);
+    refused_run(&all)
 }
 
 async fn put(c: &aws_sdk_s3::Client, key: &str, seed: u64, len: usize) {
@@ -149,26 +129,7 @@ async fn the_listening_port_cannot_be_shared_with_another_process() {
     drop(joiner);
 
     let other = tempfile::tempdir().expect("tempdir");
-    let mut second = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
-        .args(["server", "--listen", &srv.addr, "--cores", "2", "--segment-mib", "8", "--data"])
-        .arg(other.path())
-        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
-        .env("TESSERA_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the second tessera");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = second.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "the second server on the same port was not refused");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = second.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!status.success(), "a second server on the same port started");
+    let stderr = refused_start_on(&srv.addr, &[], other.path());
     assert!(stderr.contains("cannot listen on") && stderr.contains(&srv.addr), "{stderr}");
 
     // The first one still serves, on every core.

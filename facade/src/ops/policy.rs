@@ -7,9 +7,9 @@ use http::{HeaderValue, Response, StatusCode};
 use s3::auth::policy::POLICY_BYTES_MAX;
 use s3::error::{S3Error, S3ErrorCode};
 
-pub async fn put(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3Error> {
-    ctx.engine.head_bucket(bucket).await.map_err(engine_err)?;
-    let pump = BodyPump::new(&req.parts, &req.auth, req.body)?;
+/// A policy document from a request body (bucket and identity policies alike): at most
+/// `POLICY_BYTES_MAX` bytes of UTF-8, else MalformedPolicy.
+pub async fn read_policy_text(pump: BodyPump) -> Result<String, S3Error> {
     // One byte more than allowed is read so that a longer policy is refused by its size.
     let body = pump.read_all(POLICY_BYTES_MAX + 1).await.map_err(|e| {
         if e.code == S3ErrorCode::EntityTooLarge {
@@ -21,8 +21,13 @@ pub async fn put(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3Error> {
             e
         }
     })?;
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| S3Error::with_message(S3ErrorCode::MalformedPolicy, "The policy is not UTF-8 text"))?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| S3Error::with_message(S3ErrorCode::MalformedPolicy, "The policy is not UTF-8 text"))
+}
+
+pub async fn put(ctx: &Ctx, req: Req, bucket: &str) -> Result<Resp, S3Error> {
+    ctx.engine.head_bucket(bucket).await.map_err(engine_err)?;
+    let text = read_policy_text(BodyPump::new(&req.parts, &req.auth, req.body)?).await?;
     ctx.policies.put(&ctx.engine, bucket, text).await?;
     Ok(status(StatusCode::NO_CONTENT))
 }

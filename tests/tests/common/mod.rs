@@ -45,17 +45,7 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn tessera");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("tessera ready: http://") {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not print its ready line");
+        let addr = ready_address(&mut child, Duration::from_secs(60));
         Server { child: Some(child), endpoint: format!("http://{addr}"), addr, data: data.to_path_buf(), _dir: None }
     }
 
@@ -334,4 +324,50 @@ pub async fn wait_status(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Run `tessera ARGS` (root credentials in the environment); it must exit non-zero within
+/// 30 s without saying it is ready. Returns its stderr.
+pub fn refused_run(args: &[&str]) -> String {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-under-test"))
+        .args(args)
+        .env("TESSERA_ACCESS_KEY", ACCESS_KEY)
+        .env("TESSERA_SECRET_KEY", SECRET_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera");
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!st.success(), "{args:?} exited 0:\n{stdout}\n{stderr}");
+            assert!(!stdout.contains("tessera ready"), "{args:?} said it was ready:\n{stdout}");
+            return stderr;
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("{args:?} still runs after 30 s: it was not refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The address a starting `tessera server` child prints in its ready line (waiting at most
+/// `within`). Its stdout is drained for the rest of its life, so it never blocks on it.
+pub fn ready_address(child: &mut Child, within: Duration) -> String {
+    let out = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("tessera ready: http://") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    rx.recv_timeout(within).expect("server did not print its ready line")
 }
