@@ -24,8 +24,9 @@ const WRITERS: usize = 3;
 const KEYS_PER_WRITER: usize = 4;
 const KILLS: usize = 24;
 /// On a slow or busy machine a round acknowledges less and meets fewer checkpoints: rounds go
-/// on past KILLS (up to this many) until the kills have met KILLS checkpoints and recycled
-/// files, so the test checks the same situations however fast the machine is.
+/// on past KILLS (up to this many, each running longer) until the kills have met KILLS
+/// checkpoints and recycled files, so the test checks the same situations however fast the
+/// machine is.
 const ROUNDS_MAX: usize = 3 * KILLS;
 /// The child writes for a random time up to this long before it is killed.
 const MAX_RUN_MS: u64 = 700;
@@ -128,7 +129,10 @@ fn acked_writes_survive_sigkill_and_no_torn_object_is_visible() {
     while round < KILLS || (round < ROUNDS_MAX && (checkpoints < KILLS as u64 || recycled < KILLS as u64)) {
         round += 1;
         let child_seed: u64 = rng.gen();
-        let run_ms = rng.gen_range(0..MAX_RUN_MS);
+        // The first KILLS rounds die at any moment; the extra ones (a busy machine) run longer
+        // each, so that they reach the checkpoints and recycled files the first ones missed.
+        let run_ms =
+            if round <= KILLS { rng.gen_range(0..MAX_RUN_MS) } else { rng.gen_range(MAX_RUN_MS..4 * MAX_RUN_MS) };
         let mut child = Command::new(&exe)
             .args(["crash_child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env("CRASH_CHILD_DIR", dir.path())
