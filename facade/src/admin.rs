@@ -54,7 +54,12 @@ pub enum UsersCall {
 /// module comment).
 pub fn route(method: &http::Method, path: &str, headers: &http::HeaderMap, domain: Option<&str>) -> Option<AdminRoute> {
     use http::Method as M;
-    if !path.starts_with(ADMIN_PREFIX) || s3::router::virtual_hosted_bucket(headers, domain).is_some() {
+    // `/_tessera/` alone is a bucket-level S3 path (a bucket named `_tessera`): the router
+    // answers it (InvalidBucketName), as it would any other invalid name.
+    if !path.starts_with(ADMIN_PREFIX)
+        || path == ADMIN_PREFIX
+        || s3::router::virtual_hosted_bucket(headers, domain).is_some()
+    {
         return None;
     }
     Some(match (method, path) {
@@ -340,6 +345,7 @@ mod tests {
         assert_eq!(route(&M::PUT, USER_POLICY_PATH, &h, None), Some(AdminRoute::Users(UsersCall::PutPolicy)));
         assert_eq!(route(&M::PUT, USERS_PATH, &h, None), Some(AdminRoute::Unknown));
         assert_eq!(route(&M::GET, "/_tessera/nothing", &h, None), Some(AdminRoute::Unknown));
+        assert_eq!(route(&M::PUT, "/_tessera/", &h, None), None, "a bucket-level path is the router's");
         assert_eq!(route(&M::GET, "/bucket/_tessera/users", &h, None), None);
         h.insert(http::header::HOST, "b1.s3.local:9000".parse().unwrap());
         assert_eq!(route(&M::GET, USERS_PATH, &h, Some("s3.local")), None);
