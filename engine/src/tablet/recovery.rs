@@ -85,6 +85,10 @@ pub(crate) fn start_tablet(ctx: &Rc<CoreCtx>, id: u32, log: Option<RecoveredLog>
     let old = open_mirrors(&old_files);
     let (bytes, moved) = build_checkpoint(&state, id, new_gen, shared.set.set_id, |m| read_inline_sync(&old, salt, m))?;
     let mirrors = choose_mirrors(&shared.set, &shared.set.paths, &healthy, id)?;
+    // Spare files (retired generations kept for the next checkpoint to write over) hold no
+    // record anyone needs: gone before the new generation is written, so that a start on a
+    // nearly full device has their room for it.
+    wal::remove_spares(&healthy_paths, id);
     let written = wal::write_generation(&mirrors, id, new_gen, &bytes).map_err(|(dev, e)| {
         Error::Storage(StorageError::Io(format!(
             "tablet {id}: cannot write its log on device {dev}: {e} (start without that device)"
@@ -96,7 +100,6 @@ pub(crate) fn start_tablet(ctx: &Rc<CoreCtx>, id: u32, log: Option<RecoveredLog>
         }
     }
     wal::remove_older(&healthy_paths, id, new_gen);
-    wal::remove_spares(&healthy_paths, id);
     let wal = WalState::open(new_gen, &bytes, &written, shared.log_direct)?;
     Ok(Tablet::new(id, ctx.clone(), state, segs, wal))
 }
